@@ -1,0 +1,136 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The simulator's control interface: what no real XAPI offers.
+
+``POST /sim/<op>`` with a JSON object holding ``session_id`` (a session of
+that pool) and the op's arguments; the answer is ``{"value": ...}`` or, with
+HTTP 400, ``{"error": "..."}``. ``Control`` is the Python client.
+
+Ops:
+
+``workload_start`` ``{vm, userdevice, pattern, rate, block_size, seed,
+hot_fraction, hot_share}``: start writing to one of a running VM's disks
+(``pattern``: sequential | uniform | hotspot; ``rate`` in bytes/s, 0 for
+as fast as the disk goes). ``workload_stop`` ``{vm}``: stop every writer of
+the VM (journals are kept for ``guest_check``). ``guest_stats`` ``{vm}``:
+heartbeat gaps, writes, write latency p50/p99. ``guest_check`` ``{vm}``:
+compare each written disk with the image the writes imply.
+``heartbeat_reset`` ``{vm}``: forget the largest gaps seen so far.
+``vm`` is a VM ref or uuid of this pool.
+"""
+
+import json
+import urllib.error
+import urllib.request
+
+from xapi_sim import errors
+from xapi_sim import guest
+
+
+class ControlError(ValueError):
+    pass
+
+
+def _vm_uuid(pool, request):
+    vm = request.get('vm')
+    if not isinstance(vm, str):
+        raise ControlError('"vm" (a VM ref or uuid) is required')
+    with pool.db.lock:
+        try:
+            if vm.startswith('OpaqueRef:'):
+                return pool.db.get('VM', vm)['uuid']
+            pool.db.by_uuid_ref('VM', vm)
+            return vm
+        except errors.XapiError as exc:
+            raise ControlError('no such VM %s in pool %s (%s)'
+                               % (vm, pool.name, exc.code))
+
+
+_WORKLOAD_KEYS = ('pattern', 'rate', 'block_size', 'seed', 'hot_fraction',
+                  'hot_share')
+
+
+def handle(pool, op, request):
+    sim = pool.sim
+    uuid = _vm_uuid(pool, request)
+    dom = sim.domains.get(uuid)
+    if op == 'workload_start':
+        if dom is None or not dom.running:
+            raise ControlError('VM %s is not running' % uuid)
+        unknown = set(request) - set(_WORKLOAD_KEYS) - {'vm', 'userdevice'}
+        if unknown:
+            raise ControlError('unknown workload parameters: %s'
+                               % ', '.join(sorted(unknown)))
+        params = {k: request[k] for k in _WORKLOAD_KEYS if k in request}
+        try:
+            dom.start_workload(request.get('userdevice'), **params)
+        except (guest.WorkloadError, errors.XapiError, TypeError) as exc:
+            raise ControlError(str(exc))
+        return dom.stats()
+    if dom is None:
+        raise ControlError('VM %s has never run' % uuid)
+    if op == 'workload_stop':
+        dom.stop_workloads()
+        return dom.stats()
+    if op == 'guest_stats':
+        return dom.stats()
+    if op == 'guest_check':
+        try:
+            return dom.check()
+        except errors.XapiError as exc:
+            raise ControlError('cannot read the disks of VM %s: %s'
+                               % (uuid, exc))
+    if op == 'heartbeat_reset':
+        dom.reset_heartbeat()
+        return dom.stats()
+    raise ControlError('unknown control op %r' % op)
+
+
+class Control(object):
+    """Client of one pool's control interface."""
+
+    def __init__(self, url, session_id, timeout=60):
+        self.base = url.rstrip('/') + '/sim/'
+        self._session_id = session_id
+        self.timeout = timeout
+
+    def call(self, op, **args):
+        args['session_id'] = self._session_id
+        req = urllib.request.Request(self.base + op,
+                                     data=json.dumps(args).encode(),
+                                     method='POST')
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return json.loads(resp.read())['value']
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read())['error']
+            except ValueError:
+                message = exc.reason
+            raise ControlError(message)
+
+    def workload_start(self, vm, userdevice, **params):
+        return self.call('workload_start', vm=vm, userdevice=userdevice,
+                         **params)
+
+    def workload_stop(self, vm):
+        return self.call('workload_stop', vm=vm)
+
+    def guest_stats(self, vm):
+        return self.call('guest_stats', vm=vm)
+
+    def guest_check(self, vm):
+        return self.call('guest_check', vm=vm)
+
+    def heartbeat_reset(self, vm):
+        return self.call('heartbeat_reset', vm=vm)

@@ -1,0 +1,277 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""One simulated pool: its database, its SR stores and its sessions."""
+
+import hmac
+import logging
+import os
+import time
+
+from xapi_sim import api
+from xapi_sim import db as dbmod
+from xapi_sim import errors
+from xapi_sim import storage
+
+NULL = dbmod.NULL
+
+THIN_TYPES = ('ext', 'file', 'nfs')
+THICK_TYPES = ('lvm', 'lvmoiscsi', 'lvmohba')
+ISO_TYPES = ('iso', 'udev')
+
+_COMMON_FEATURES = ('SR_PROBE', 'SR_UPDATE', 'VDI_CREATE', 'VDI_DELETE',
+                    'VDI_ATTACH', 'VDI_DETACH', 'VDI_UPDATE', 'VDI_CLONE',
+                    'VDI_SNAPSHOT', 'VDI_RESIZE', 'VDI_MIRROR',
+                    'VDI_MIRROR_IN', 'VDI_GENERATE_CONFIG', 'ATOMIC_PAUSE',
+                    'VDI_CONFIG_CBT', 'VDI_ACTIVATE', 'VDI_DEACTIVATE')
+SM_FEATURES = {
+    'ext': _COMMON_FEATURES + ('THIN_PROVISIONING',
+                               'SR_SUPPORTS_LOCAL_CACHING'),
+    'file': _COMMON_FEATURES + ('THIN_PROVISIONING',),
+    'nfs': _COMMON_FEATURES + ('THIN_PROVISIONING', 'SR_CACHING'),
+    'lvm': _COMMON_FEATURES + ('SR_TRIM',),
+    'lvmoiscsi': _COMMON_FEATURES + ('SR_TRIM', 'SR_METADATA'),
+    'lvmohba': _COMMON_FEATURES + ('SR_TRIM', 'SR_METADATA'),
+    'iso': ('SR_SCAN', 'VDI_INTRODUCE', 'VDI_ATTACH', 'VDI_DETACH'),
+    'udev': ('SR_SCAN', 'VDI_ATTACH', 'VDI_DETACH'),
+}
+SM_NAMES = {
+    'ext': 'Local EXT3 VHD', 'file': 'Local Path VHD', 'nfs': 'NFS VHD',
+    'lvm': 'Local LVM', 'lvmoiscsi': 'LVM over iSCSI',
+    'lvmohba': 'LVM over FC', 'iso': 'ISO', 'udev': 'Local Device',
+}
+
+
+class Pool(object):
+    """A pool: what one pool master serves at its URL."""
+
+    def __init__(self, sim, name, root, username, password):
+        self.sim = sim
+        self.name = name
+        self.root = root
+        self.username = username
+        self._password = password
+        self.db = dbmod.Database()
+        self.stores = {}
+        self.disks = {}
+        self.next_domid = 0
+        self.url = None
+        self.address = None
+        self.log = logging.getLogger('xapi_sim.%s' % name)
+        with self.db.lock:
+            self.pool_ref = self.db.add('pool', {'name_label': name})
+            self.master = None
+
+    # -- sessions --------------------------------------------------------
+
+    def login(self, uname, pwd, originator=''):
+        ok = (isinstance(uname, str) and isinstance(pwd, str)
+              and hmac.compare_digest(uname.encode(), self.username.encode())
+              and hmac.compare_digest(pwd.encode(),
+                                      self._password.encode()))
+        if not ok:
+            raise errors.XapiError('SESSION_AUTHENTICATION_FAILED',
+                                   uname, 'Authentication failure')
+        return self.db.add('session', {
+            'this_host': self.master, 'this_user': 'root',
+            'last_active': time.time(), 'originator': originator or '',
+            'auth_user_name': uname, 'is_local_superuser': True})
+
+    def logout(self, session):
+        with self.db.lock:
+            if self.db.exists('session', session):
+                self.db.remove('session', session)
+
+    def check_session(self, session):
+        if not isinstance(session, str) or not self.db.exists('session',
+                                                              session):
+            raise errors.XapiError('SESSION_INVALID', session)
+
+    def track_task(self, session, task):
+        with self.db.lock:
+            if self.db.exists('session', session):
+                rec = self.db.get('session', session)
+                rec['tasks'].append(task)
+
+    def call(self, name, params):
+        return api.dispatch(self, name, params)
+
+    # -- storage ---------------------------------------------------------
+
+    def store(self, sr):
+        with self.db.lock:
+            self.db.get('SR', sr)
+        try:
+            return self.stores[sr]
+        except KeyError:
+            raise errors.XapiError('SR_OPERATION_NOT_SUPPORTED', sr)
+
+    def disk(self, vdi):
+        with self.db.lock:
+            self.db.get('VDI', vdi)
+            disk = self.disks.get(vdi)
+        if disk is None:
+            raise errors.XapiError('VDI_IS_A_PHYSICAL_DEVICE', vdi)
+        return disk
+
+    def add_vdi(self, record, disk):
+        with self.db.lock:
+            record = dict(record)
+            ref = dbmod.new_ref()
+            self.disks[ref] = disk
+            try:
+                ref = self.db.add('VDI', record, ref=ref)
+                rec = self.db.get('VDI', ref)
+                rec['location'] = rec['uuid']
+                rec['physical_utilisation'] = disk.physical()
+            except Exception:
+                self.disks.pop(ref, None)
+                disk.destroy()
+                raise
+        self.refresh_sr(record['SR'])
+        return ref
+
+    def remove_vdi(self, vdi):
+        with self.db.lock:
+            sr = self.db.get('VDI', vdi)['SR']
+            self.db.remove('VDI', vdi)
+            disk = self.disks.pop(vdi, None)
+        if disk is not None:
+            disk.destroy()
+        self.refresh_sr(sr)
+
+    def refresh_vdi(self, vdi):
+        with self.db.lock:
+            disk = self.disks.get(vdi)
+            if disk is None or not self.db.exists('VDI', vdi):
+                return
+            self.db.update('VDI', vdi, physical_utilisation=disk.physical())
+            sr = self.db.get('VDI', vdi)['SR']
+        self.refresh_sr(sr)
+
+    def refresh_sr(self, sr):
+        """Make an SR's size fields true, as SR.scan does in xapi."""
+        store = self.stores.get(sr)
+        if store is None:
+            return
+        with self.db.lock:
+            if not self.db.exists('SR', sr):
+                return
+            vdis = self.db.get('SR', sr)['VDIs']
+            alloc = sum(self.db.get('VDI', v)['virtual_size'] for v in vdis)
+            self.db.update('SR', sr, physical_utilisation=store.utilisation(),
+                           virtual_allocation=alloc,
+                           physical_size=store.physical_size)
+
+    # -- topology --------------------------------------------------------
+
+    def add_host(self, name, address):
+        with self.db.lock:
+            host = self.db.add('host', {
+                'name_label': name, 'hostname': name, 'address': address,
+                'software_version': {'product_brand': 'XCP-ng',
+                                     'product_version': '8.3.0',
+                                     'xapi': '25.0', 'xen': '4.17.5',
+                                     'platform_name': 'XCP'},
+                'cpu_info': {'cpu_count': '2', 'vendor': 'GenuineIntel'},
+                'capabilities': ['xen-3.0-x86_64', 'hvm-3.0-x86_64'],
+            })
+            if self.master is None:
+                self.master = host
+                self.db.update('pool', self.pool_ref, master=host)
+                for s in self.db.all_refs('session'):
+                    self.db.get('session', s)['this_host'] = host
+            self.next_domid += 0
+            self.db.add('VM', {
+                'name_label': 'Control domain on host: %s' % name,
+                'is_control_domain': True, 'power_state': 'Running',
+                'resident_on': host, 'domid': 0,
+                'memory_static_max': 4 << 30,
+                'memory_dynamic_max': 4 << 30,
+                'memory_dynamic_min': 4 << 30,
+                'memory_static_min': 4 << 30,
+            })
+            for sr, store in self.stores.items():
+                if self.db.get('SR', sr)['shared']:
+                    self._add_pbd(host, sr)
+            return host
+
+    def add_network(self, name, bridge, device=None, ip=None,
+                    netmask='255.255.255.0', management=False):
+        with self.db.lock:
+            net = self.db.add('network', {
+                'name_label': name, 'bridge': bridge, 'MTU': 1500,
+                'other_config': {}})
+            if device is not None:
+                for host in self.db.all_refs('host'):
+                    self.db.add('PIF', {
+                        'device': device, 'network': net, 'host': host,
+                        'MAC': api.vm.random_mac(), 'physical': True,
+                        'currently_attached': True,
+                        'ip_configuration_mode': 'Static' if ip else 'None',
+                        'IP': ip or '', 'netmask': netmask if ip else '',
+                        'management': management})
+            return net
+
+    def _sm(self, sr_type):
+        found = self.db.find('SM', type=sr_type)
+        if found:
+            return found[0]
+        return self.db.add('SM', {
+            'name_label': SM_NAMES.get(sr_type, sr_type),
+            'type': sr_type, 'vendor': 'xapi-sim',
+            'features': {f: 1 for f in SM_FEATURES.get(sr_type, ())},
+            'capabilities': list(SM_FEATURES.get(sr_type, ())),
+            'driver_filename': '/opt/xensource/sm/%sSR' % sr_type.upper()})
+
+    def _add_pbd(self, host, sr):
+        return self.db.add('PBD', {'host': host, 'SR': sr,
+                                   'device_config': {},
+                                   'currently_attached': True})
+
+    def add_sr(self, name, sr_type, physical_size, shared=False, uuid=None,
+               default=False, host=None):
+        if sr_type not in SM_FEATURES:
+            raise ValueError('unknown SR type %r (one of %s)'
+                             % (sr_type, ', '.join(sorted(SM_FEATURES))))
+        thick = sr_type in THICK_TYPES
+        with self.db.lock:
+            self._sm(sr_type)
+            fields = {
+                'name_label': name, 'type': sr_type, 'shared': bool(shared),
+                'physical_size': int(physical_size),
+                'content_type': 'iso' if sr_type in ISO_TYPES else 'user',
+                'sm_config': {'allocation': 'thick' if thick else 'dynamic'},
+                'allowed_operations': ['scan', 'vdi_create', 'vdi_destroy',
+                                       'vdi_snapshot', 'vdi_clone',
+                                       'vdi_resize', 'vdi_mirror'],
+            }
+            if uuid:
+                fields['uuid'] = uuid
+            sr = self.db.add('SR', fields)
+            hosts = (self.db.all_refs('host') if shared
+                     else [host or self.master])
+            for h in hosts:
+                self._add_pbd(h, sr)
+            if sr_type not in ISO_TYPES:
+                self.stores[sr] = storage.SRStore(
+                    os.path.join(self.root, self.db.get('SR', sr)['uuid']),
+                    physical_size, thick)
+            if default:
+                self.db.update('pool', self.pool_ref, default_SR=sr)
+        self.refresh_sr(sr)
+        return sr
+
+    def close(self):
+        for vdi in list(self.disks):
+            disk = self.disks.pop(vdi)
+            disk.destroy()

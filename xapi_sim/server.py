@@ -1,0 +1,223 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""HTTP front end of one pool master.
+
+* ``POST /``: XML-RPC, the XenAPI.
+* ``PUT /import_raw_vdi`` and ``GET /export_raw_vdi``: raw disk images,
+  authorised by ``session_id`` (or HTTP basic auth) like xapi's handlers.
+* ``POST /sim/<op>``: the simulator's control interface (JSON), visibly
+  outside the XenAPI namespace; see ``xapi_sim.control``.
+"""
+
+import base64
+import http.server
+import json
+import threading
+import urllib.parse
+import xml.parsers.expat
+import xmlrpc.client
+
+from xapi_sim import errors
+from xapi_sim import storage
+from xapi_sim import wire
+
+CHUNK = 1 << 20
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    server_version = 'xapi-sim'
+
+    @property
+    def pool(self):
+        return self.server.pool
+
+    def log_message(self, fmt, *args):
+        # Request lines carry session ids in query strings: never log them.
+        pass
+
+    def _send(self, code, body, ctype='text/xml'):
+        if isinstance(body, str):
+            body = body.encode('utf-8')
+        self.send_response(code)
+        self.send_header('Content-Type', ctype)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _body(self):
+        length = int(self.headers.get('Content-Length') or 0)
+        return self.rfile.read(length)
+
+    # -- XML-RPC ---------------------------------------------------------
+
+    def do_POST(self):
+        path = urllib.parse.urlsplit(self.path).path
+        if path.startswith('/sim/'):
+            return self._control(path[len('/sim/'):])
+        if path not in ('/', '/RPC2'):
+            return self._send(404, 'not found', 'text/plain')
+        body = self._body()
+        try:
+            name, params = wire.parse_call(body)
+        except (xml.parsers.expat.ExpatError, xmlrpc.client.ResponseError,
+                ValueError, TypeError) as exc:
+            return self._send(200, wire.failure(
+                ['XMLRPC_UNMARSHAL_FAILURE', 'methodCall', str(exc)]))
+        try:
+            value = self.pool.call(name, params)
+            out = wire.success('' if value is None else value)
+        except errors.XapiError as exc:
+            out = wire.failure(exc.description)
+        except Exception as exc:  # a bug in the simulator: report, serve on
+            self.pool.log.exception('%s failed', name)
+            out = wire.failure(['INTERNAL_ERROR', '%s: %s'
+                                % (type(exc).__name__, exc)])
+        self._send(200, out)
+
+    # -- raw VDI import/export ---------------------------------------------
+
+    def _authorise(self, query):
+        session = query.get('session_id', [None])[0]
+        if session is None:
+            auth = self.headers.get('Authorization', '')
+            if auth.startswith('Basic '):
+                try:
+                    user, _, pwd = base64.b64decode(
+                        auth[6:]).decode().partition(':')
+                    session = self.pool.login(user, pwd, 'http')
+                except (ValueError, errors.XapiError):
+                    session = None
+        try:
+            self.pool.check_session(session)
+        except errors.XapiError:
+            return None
+        return session
+
+    def _vdi_request(self):
+        parts = urllib.parse.urlsplit(self.path)
+        query = urllib.parse.parse_qs(parts.query)
+        if self._authorise(query) is None:
+            self._send(401, 'Unauthorised', 'text/plain')
+            return None, None
+        vdi = query.get('vdi', [''])[0]
+        try:
+            if not vdi.startswith('OpaqueRef:'):
+                with self.pool.db.lock:
+                    vdi = self.pool.db.by_uuid_ref('VDI', vdi)
+            return vdi, self.pool.disk(vdi)
+        except errors.XapiError as exc:
+            self._send(404, ' '.join(exc.description), 'text/plain')
+            return None, None
+
+    def do_GET(self):
+        path = urllib.parse.urlsplit(self.path).path
+        if path != '/export_raw_vdi':
+            return self._send(404, 'not found', 'text/plain')
+        vdi, disk = self._vdi_request()
+        if disk is None:
+            return
+        self.send_response(200)
+        self.send_header('Content-Type', 'application/octet-stream')
+        self.send_header('Content-Length', str(disk.size))
+        self.end_headers()
+        for offset in range(0, disk.size, CHUNK):
+            self.wfile.write(disk.read(offset, CHUNK))
+
+    def do_PUT(self):
+        path = urllib.parse.urlsplit(self.path).path
+        if path != '/import_raw_vdi':
+            return self._send(404, 'not found', 'text/plain')
+        vdi, disk = self._vdi_request()
+        if disk is None:
+            return
+        length = int(self.headers.get('Content-Length') or 0)
+        if length > disk.size:
+            self.rfile.read(length)
+            return self._send(400, 'image larger than the VDI', 'text/plain')
+        offset = 0
+        failed = None
+        while offset < length:
+            data = self.rfile.read(min(CHUNK, length - offset))
+            if not data:
+                break
+            start, offset = offset, offset + len(data)
+            if failed is None:
+                try:
+                    _write_sparse(disk, start, data)
+                except errors.XapiError as exc:
+                    failed = exc  # keep reading: the client is sending
+        if failed is not None:
+            return self._send(500, ' '.join(failed.description),
+                              'text/plain')
+        self.pool.refresh_vdi(vdi)
+        self._send(200, '', 'text/plain')
+
+    # -- control interface ---------------------------------------------------
+
+    def _control(self, op):
+        from xapi_sim import control
+        try:
+            request = json.loads(self._body() or b'{}')
+            if not isinstance(request, dict):
+                raise ValueError('the request must be a JSON object')
+            self.pool.check_session(request.pop('session_id', None))
+        except (ValueError, errors.XapiError) as exc:
+            return self._send(401 if isinstance(exc, errors.XapiError)
+                              else 400, json.dumps({'error': str(exc)}),
+                              'application/json')
+        try:
+            value = control.handle(self.pool, op, request)
+        except control.ControlError as exc:
+            return self._send(400, json.dumps({'error': str(exc)}),
+                              'application/json')
+        self._send(200, json.dumps({'value': value}), 'application/json')
+
+
+def _write_sparse(disk, offset, data):
+    """Write an image chunk, skipping zero blocks where the disk is zero."""
+    view = memoryview(data)
+    pos = 0
+    while pos < len(data):
+        block, within = divmod(offset + pos, storage.BLOCK)
+        take = min(storage.BLOCK - within, len(data) - pos)
+        chunk = view[pos:pos + take]
+        if (chunk.nbytes == storage.BLOCK and chunk == storage.ZERO_BLOCK
+                and disk.owner(block) is None):
+            pos += take
+            continue
+        disk.write(offset + pos, chunk.tobytes())
+        pos += take
+
+
+class PoolServer(object):
+    """A threaded HTTP server for one pool; ``url`` once started."""
+
+    def __init__(self, pool, host='127.0.0.1', port=0):
+        self.pool = pool
+        self.httpd = http.server.ThreadingHTTPServer((host, port), _Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.pool = pool
+        self.host, self.port = self.httpd.server_address[:2]
+        self.url = 'http://%s:%d/' % (self.host, self.port)
+        self._thread = threading.Thread(target=self.httpd.serve_forever,
+                                        name='xapi-%s' % pool.name,
+                                        daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=10)

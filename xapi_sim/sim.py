@@ -1,0 +1,184 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The simulator: several pools in one process, each at its own URL.
+
+Topology comes from a JSON document (see ``DEFAULT_TOPOLOGY``); sizes may
+be integers or strings such as ``"8GiB"``. Guests (``guest.Domain``) belong
+to the simulator, not to a pool, so that a VM keeps running, with the same
+writer threads, when it moves to another pool.
+"""
+
+import collections
+import copy
+import json
+import re
+import shutil
+import tempfile
+import threading
+
+from xapi_sim import api
+from xapi_sim import errors
+from xapi_sim import guest
+from xapi_sim import pool as poolmod
+from xapi_sim import server
+
+DEFAULT_USERNAME = 'root'
+DEFAULT_PASSWORD = 'xapi-sim'
+
+# The built-in topology: two pools, each one host with a thin ext SR (the
+# pool's default SR), a thick lvm SR and one network on its management PIF.
+DEFAULT_TOPOLOGY = {
+    'pools': [
+        {
+            'name': name,
+            'username': DEFAULT_USERNAME,
+            'password': DEFAULT_PASSWORD,
+            'hosts': [{'name': '%s-host1' % name}],
+            'networks': [{'name': 'Pool-wide network associated with eth0',
+                          'bridge': 'xenbr0', 'device': 'eth0',
+                          'management': True}],
+            'srs': [
+                {'name': 'Local storage (ext)', 'type': 'ext',
+                 'size': '64GiB', 'default': True},
+                {'name': 'Local storage (lvm)', 'type': 'lvm',
+                 'size': '64GiB'},
+            ],
+        }
+        for name in ('pool-a', 'pool-b')
+    ],
+}
+
+_UNITS = {'': 1, 'B': 1, 'KIB': 1 << 10, 'MIB': 1 << 20, 'GIB': 1 << 30,
+          'TIB': 1 << 40, 'K': 1 << 10, 'M': 1 << 20, 'G': 1 << 30,
+          'T': 1 << 40}
+
+
+def parse_size(value):
+    if isinstance(value, int):
+        return value
+    match = re.fullmatch(r'\s*(\d+)\s*([A-Za-z]*)\s*', str(value))
+    if not match or match.group(2).upper() not in _UNITS:
+        raise ValueError('bad size %r (try "8GiB")' % (value,))
+    return int(match.group(1)) * _UNITS[match.group(2).upper()]
+
+
+class Simulator(object):
+    """Pools, their HTTP servers and the running guests."""
+
+    def __init__(self, topology=None, root=None, bind='127.0.0.1'):
+        api.load()
+        self._own_root = root is None
+        self.root = root or tempfile.mkdtemp(prefix='xapi-sim-')
+        self.bind = bind
+        self.topology = copy.deepcopy(topology or DEFAULT_TOPOLOGY)
+        self.pools = collections.OrderedDict()
+        self.servers = {}
+        self.domains = {}
+        self._lock = threading.Lock()
+        for spec in self.topology.get('pools', []):
+            self._build_pool(spec)
+
+    def _build_pool(self, spec):
+        name = spec['name']
+        if name in self.pools:
+            raise ValueError('pool %r defined twice' % name)
+        srv_port = int(spec.get('port', 0))
+        p = poolmod.Pool(self, name, '%s/%s' % (self.root, name),
+                         spec.get('username', DEFAULT_USERNAME),
+                         spec.get('password', DEFAULT_PASSWORD))
+        # The server is bound first so that hosts and PIFs carry its address.
+        srv = server.PoolServer(p, self.bind, srv_port)
+        p.url, p.address = srv.url, srv.host
+        for host in spec.get('hosts') or [{'name': '%s-host1' % name}]:
+            p.add_host(host['name'], host.get('address', srv.host))
+        for net in spec.get('networks', []):
+            p.add_network(net['name'], net['bridge'], net.get('device'),
+                          ip=net.get('ip', srv.host if net.get('management')
+                                     else None),
+                          management=bool(net.get('management')))
+        for sr in spec.get('srs', []):
+            p.add_sr(sr['name'], sr['type'], parse_size(sr['size']),
+                     shared=sr.get('shared', False), uuid=sr.get('uuid'),
+                     default=sr.get('default', False))
+        self.pools[name] = p
+        self.servers[name] = srv
+
+    @classmethod
+    def from_file(cls, path, **kwargs):
+        with open(path) as f:
+            return cls(json.load(f), **kwargs)
+
+    def start(self):
+        for srv in self.servers.values():
+            srv.start()
+        return self
+
+    def stop(self):
+        for dom in list(self.domains.values()):
+            dom.halt()
+        for srv in self.servers.values():
+            srv.stop()
+        for p in self.pools.values():
+            p.close()
+        if self._own_root:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __getitem__(self, name):
+        return self.pools[name]
+
+    # -- guests ----------------------------------------------------------
+
+    def domain(self, vm_uuid):
+        with self._lock:
+            dom = self.domains.get(vm_uuid)
+            if dom is None:
+                dom = self.domains[vm_uuid] = guest.Domain(
+                    vm_uuid, self.resolve_disk)
+            return dom
+
+    def forget_domain(self, vm_uuid):
+        with self._lock:
+            dom = self.domains.pop(vm_uuid, None)
+        if dom is not None:
+            dom.halt()
+
+    def resolve_disk(self, vm_uuid, userdevice):
+        """The Disk behind a running VM's plugged read-write VBD."""
+        for p in self.pools.values():
+            with p.db.lock:
+                vm = p.db.by_uuid['VM'].get(vm_uuid)
+                if vm is None:
+                    continue
+                rec = p.db.get('VM', vm)
+                if rec['power_state'] not in ('Running', 'Paused'):
+                    continue
+                for vbd in rec['VBDs']:
+                    vrec = p.db.get('VBD', vbd)
+                    if vrec['userdevice'] != userdevice:
+                        continue
+                    if not vrec['currently_attached']:
+                        raise errors.XapiError('DEVICE_ALREADY_DETACHED',
+                                               vbd)
+                    if vrec['mode'] != 'RW':
+                        raise errors.XapiError('VDI_READ_ONLY', vrec['VDI'])
+                    disk = p.disks.get(vrec['VDI'])
+                    if disk is None:
+                        raise errors.XapiError('HANDLE_INVALID', 'VDI',
+                                               vrec['VDI'])
+                    return disk
+        raise errors.XapiError('HANDLE_INVALID', 'VBD',
+                               '%s/%s' % (vm_uuid, userdevice))
+
+    def copy_throttle(self, pool):
+        """A callable limiting copy bandwidth for ``pool``, or None."""
+        return None

@@ -1,0 +1,350 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The block data plane: the only module that touches disk-image files.
+
+A VDI is a ``Disk``: a writable leaf ``Layer`` on a chain of frozen
+parents, like a VHD chain. Each layer is a sparse file the size of the disk
+plus a bitmap of the 64 KiB blocks it holds; a block missing from every
+layer reads as zeros. Snapshots and clones freeze the leaf and give each
+side a new empty leaf, so a snapshot never changes after it is taken and the
+live disk records only the blocks written since.
+
+Thin SRs account the blocks a layer holds; thick SRs account a writable
+leaf at its full virtual size (LVHD inflates the leaf) and a frozen layer at
+what it holds (LVHD deflates base copies).
+"""
+
+import os
+import threading
+import uuid as uuidlib
+
+from xapi_sim import errors
+
+BLOCK = 64 * 1024
+ZERO_BLOCK = bytes(BLOCK)
+# Contiguous blocks moved by one read/write when copying.
+COPY_RUN = 64
+
+
+def blocks_for(size):
+    return (size + BLOCK - 1) // BLOCK
+
+
+class SRStore(object):
+    """The files and the space accounting of one SR."""
+
+    def __init__(self, root, physical_size, thick):
+        self.root = root
+        self.physical_size = int(physical_size)
+        self.thick = bool(thick)
+        self.layers = set()
+        self.lock = threading.Lock()
+        os.makedirs(root, exist_ok=True)
+
+    def utilisation(self):
+        with self.lock:
+            return sum(layer.physical() for layer in self.layers)
+
+    def _charge(self, nbytes):
+        """Reserve space; the caller holds ``lock``."""
+        used = sum(layer.physical() for layer in self.layers)
+        if nbytes > 0 and used + nbytes > self.physical_size:
+            raise errors.sr_full()
+
+    def new_layer(self, size, parent=None):
+        with self.lock:
+            if self.thick:
+                self._charge(size)
+            layer = Layer(self, size, parent)
+            self.layers.add(layer)
+            return layer
+
+
+class Layer(object):
+    def __init__(self, store, size, parent):
+        self.store = store
+        self.size = int(size)
+        self.bitmap = bytearray(blocks_for(self.size))
+        self.allocated = 0
+        self.parent = parent
+        self.refs = 0
+        self.frozen = False
+        self.path = os.path.join(store.root, '%s.img' % uuidlib.uuid4())
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL,
+                          0o600)
+        if store.thick and self.size:
+            os.posix_fallocate(self.fd, 0, self.size)
+        else:
+            os.ftruncate(self.fd, self.size)
+        if parent is not None:
+            parent.refs += 1
+
+    def physical(self):
+        if self.store.thick and not self.frozen:
+            return self.size
+        return min(self.allocated * BLOCK, self.size)
+
+    def grow(self, size):
+        with self.store.lock:
+            if self.store.thick and not self.frozen:
+                self.store._charge(size - self.size)
+                os.posix_fallocate(self.fd, 0, size)
+            else:
+                os.ftruncate(self.fd, size)
+            self.size = size
+            self.bitmap.extend(bytes(blocks_for(size) - len(self.bitmap)))
+
+    def allocate(self, block):
+        """Mark a block present, charging a thin SR for it."""
+        if self.bitmap[block]:
+            return
+        store = self.store
+        with store.lock:
+            if not store.thick or self.frozen:
+                store._charge(BLOCK)
+            self.bitmap[block] = 1
+            self.allocated += 1
+
+    def has(self, block):
+        return block < len(self.bitmap) and self.bitmap[block]
+
+    def release(self):
+        self.refs -= 1
+        layer = self
+        while layer is not None and layer.refs <= 0:
+            parent = layer.parent
+            layer._delete()
+            if parent is not None:
+                parent.refs -= 1
+            layer = parent
+
+    def _delete(self):
+        with self.store.lock:
+            self.store.layers.discard(self)
+        os.close(self.fd)
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+class Disk(object):
+    """One VDI's bytes: a leaf layer and the chain below it."""
+
+    def __init__(self, store, leaf, size, read_only=False):
+        self.store = store
+        self.leaf = leaf
+        self.size = int(size)
+        self.read_only = read_only
+        self.lock = threading.RLock()
+        # Callables given (offset, data) after each local write; the SXM
+        # mirror hangs here.
+        self.mirrors = []
+        leaf.refs += 1
+
+    @classmethod
+    def create(cls, store, size):
+        return cls(store, store.new_layer(size), size)
+
+    # -- reading ---------------------------------------------------------
+
+    def chain(self):
+        layer = self.leaf
+        while layer is not None:
+            yield layer
+            layer = layer.parent
+
+    def owner(self, block):
+        for layer in self.chain():
+            if layer.has(block):
+                return layer
+        return None
+
+    def allocated_blocks(self):
+        """Indexes of blocks held by some layer of the chain, sorted."""
+        nblocks = blocks_for(self.size)
+        union = bytearray(nblocks)
+        for layer in self.chain():
+            bm = layer.bitmap
+            n = min(nblocks, len(bm))
+            if layer.allocated == 0:
+                continue
+            for i in range(n):
+                if bm[i]:
+                    union[i] = 1
+        return [i for i in range(nblocks) if union[i]]
+
+    def read_block(self, block):
+        layer = self.owner(block)
+        if layer is None:
+            return ZERO_BLOCK
+        return os.pread(layer.fd, BLOCK, block * BLOCK).ljust(BLOCK, b'\0')
+
+    def read(self, offset, length):
+        length = max(0, min(length, self.size - offset))
+        out = bytearray()
+        pos = offset
+        end = offset + length
+        while pos < end:
+            block, within = divmod(pos, BLOCK)
+            take = min(BLOCK - within, end - pos)
+            out += self.read_block(block)[within:within + take]
+            pos += take
+        return bytes(out)
+
+    # -- writing ---------------------------------------------------------
+
+    def write(self, offset, data, mirror=True):
+        if self.read_only:
+            raise errors.XapiError('VDI_READ_ONLY', '')
+        if offset < 0 or offset + len(data) > self.size:
+            raise errors.XapiError('INTERNAL_ERROR',
+                                   'write beyond the end of the disk')
+        with self.lock:
+            leaf = self.leaf
+            view = memoryview(data)
+            pos = 0
+            while pos < len(data):
+                block, within = divmod(offset + pos, BLOCK)
+                take = min(BLOCK - within, len(data) - pos)
+                chunk = view[pos:pos + take]
+                if not leaf.has(block) and take < BLOCK:
+                    # Copy-up: the leaf must hold the whole block.
+                    base = bytearray(self.read_block(block))
+                    base[within:within + take] = chunk
+                    leaf.allocate(block)
+                    os.pwrite(leaf.fd, base, block * BLOCK)
+                else:
+                    leaf.allocate(block)
+                    os.pwrite(leaf.fd, chunk, block * BLOCK + within)
+                pos += take
+            mirrors = list(self.mirrors) if mirror else ()
+        for target in mirrors:
+            target(offset, data)
+
+    # -- chain operations ------------------------------------------------
+
+    def snapshot(self, writable=False):
+        """Freeze the leaf; returns the new Disk that sees the frozen state.
+
+        ``writable`` gives the new Disk its own leaf (a clone).
+        """
+        with self.lock:
+            old = self.leaf
+            # On a thick SR this deflates the frozen layer before the new
+            # leaf is inflated: the net cost is what the old leaf held.
+            old.frozen = True
+            try:
+                self.leaf = self.store.new_layer(self.size, parent=old)
+            except errors.XapiError:
+                old.frozen = False
+                raise
+            self.leaf.refs += 1
+            old.refs -= 1
+            if writable:
+                other = Disk(self.store,
+                             self.store.new_layer(self.size, parent=old),
+                             self.size)
+            else:
+                other = Disk(self.store, old, self.size, read_only=True)
+            return other
+
+    def resize(self, size):
+        size = int(size)
+        with self.lock:
+            if size < self.size:
+                raise errors.XapiError(
+                    'SR_BACKEND_FAILURE_79', '',
+                    'VDI Invalid size [opterr=shrinking not allowed]', '')
+            self.leaf.grow(size)
+            self.size = size
+
+    def destroy(self):
+        with self.lock:
+            self.mirrors = []
+            leaf, self.leaf = self.leaf, None
+        if leaf is not None:
+            leaf.release()
+
+    def physical(self):
+        return self.leaf.physical()
+
+    def copy_to(self, dest, base=None, progress=None, throttle=None):
+        """Write this disk's content into ``dest``, block by block.
+
+        Only blocks that may differ are read: every allocated block, or
+        with ``base`` (whose content ``dest`` already holds) the blocks held
+        by layers that are not shared by both chains. All-zero blocks are
+        skipped where ``dest`` reads zero already, so thin stays thin.
+        ``progress(done, total)`` may raise to stop the copy; ``throttle``
+        gets the byte count of each write. Returns bytes written.
+        """
+        if base is None:
+            candidates = self.allocated_blocks()
+            compare = None
+        else:
+            mine = set(self.chain())
+            theirs = set(base.chain())
+            nblocks = blocks_for(self.size)
+            marks = bytearray(nblocks)
+            for layer in mine.symmetric_difference(theirs):
+                bm = layer.bitmap
+                for i in range(min(nblocks, len(bm))):
+                    if bm[i]:
+                        marks[i] = 1
+            candidates = [i for i in range(nblocks) if marks[i]]
+            compare = base
+        total = len(candidates)
+        written = 0
+        done = 0
+        if progress:
+            progress(0, total)
+        for run in _runs(candidates):
+            datas = [self.read_block(b) for b in run]
+            pending = []
+            for b, data in zip(run, datas):
+                if compare is not None:
+                    if data == compare.read_block(b):
+                        continue
+                elif data == ZERO_BLOCK and dest.owner(b) is None:
+                    continue
+                pending.append((b, data))
+            pending = dict(pending)
+            for group in _runs(list(pending)):
+                buf = b''.join(pending[b] for b in group)
+                start = group[0] * BLOCK
+                end = min(start + len(buf), dest.size)
+                if throttle:
+                    throttle(end - start)
+                dest.write_blocks(start, buf[:end - start])
+                written += end - start
+            done += len(run)
+            if progress:
+                progress(done, total)
+        return written
+
+    def write_blocks(self, offset, data):
+        """A block-aligned write that bypasses the mirrors."""
+        self.write(offset, data, mirror=False)
+
+
+def _runs(blocks, limit=COPY_RUN):
+    """Split sorted block indexes into runs of consecutive indexes."""
+    run = []
+    for b in blocks:
+        if run and (b != run[-1] + 1 or len(run) >= limit):
+            yield run
+            run = []
+        run.append(b)
+    if run:
+        yield run
