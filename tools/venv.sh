@@ -9,6 +9,7 @@ if [ ! -x "$VENV/bin/python" ] || \
         [ "$(cat "$VENV/.sxm-stamp" 2>/dev/null)" != "$stamp" ]; then
     echo "Setting up $VENV with $PYTHON ..." >&2
     "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/pip" install -q -c upper-constraints.txt setuptools wheel
     "$VENV/bin/pip" install -q -c upper-constraints.txt \
         -r requirements.txt -r test-requirements.txt
     "$VENV/bin/pip" install -q -c upper-constraints.txt --no-build-isolation \

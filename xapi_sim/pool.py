@@ -190,7 +190,6 @@ class Pool(object):
                 self.db.update('pool', self.pool_ref, master=host)
                 for s in self.db.all_refs('session'):
                     self.db.get('session', s)['this_host'] = host
-            self.next_domid += 0
             self.db.add('VM', {
                 'name_label': 'Control domain on host: %s' % name,
                 'is_control_domain': True, 'power_state': 'Running',

@@ -18,8 +18,8 @@ int64 as decimal strings, and every response as a ``Status`` struct. Task
 """
 
 import datetime
-import xmlrpc.client
 from xml.sax import saxutils
+import xmlrpc.client
 
 from xapi_sim import errors
 from xapi_sim import schema
