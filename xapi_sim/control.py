@@ -27,6 +27,18 @@ heartbeat gaps, writes, write latency p50/p99. ``guest_check`` ``{vm}``:
 compare each written disk with the image the writes imply.
 ``heartbeat_reset`` ``{vm}``: forget the largest gaps seen so far.
 ``vm`` is a VM ref or uuid of this pool.
+
+Simulator-wide ops: ``fault_inject`` ``{point, percent, times, code,
+params}`` arms a fault at a named point of the next migrations (points:
+prepare, snapshot, mirror, copy, destination_full, metadata, memory,
+finalize; ``percent`` of a disk's copy for mirror, copy and
+destination_full); ``fault_clear``; ``faults`` lists what is armed.
+``configure`` ``{algorithm, bandwidth, mirror_latency, memory_seconds,
+pause_seconds, downtime_target, max_passes, relax_xsm_sr_check,
+leave_base_mirror}`` changes how storage migrations run (see
+``xapi_sim.migration.DEFAULT_SETTINGS``) and returns all settings;
+``migrations`` returns the log of finished storage migrations (time,
+downtime, bytes copied and mirrored, passes, converged).
 """
 
 import json
@@ -34,6 +46,7 @@ import urllib.error
 import urllib.request
 
 from xapi_sim import errors
+from xapi_sim import faults
 from xapi_sim import guest
 
 
@@ -60,8 +73,34 @@ _WORKLOAD_KEYS = ('pattern', 'rate', 'block_size', 'seed', 'hot_fraction',
                   'hot_share')
 
 
+def _simulator_op(sim, op, request):
+    """Ops about the whole simulator, not one VM; None if ``op`` is not."""
+    try:
+        if op == 'fault_inject':
+            args = {k: request[k] for k in ('point', 'percent', 'times',
+                                            'code', 'params')
+                    if k in request}
+            sim.faults.arm(**args)
+            return sim.faults.armed()
+        if op == 'fault_clear':
+            sim.faults.clear()
+            return []
+        if op == 'faults':
+            return sim.faults.armed()
+        if op == 'configure':
+            return sim.configure(**request)
+        if op == 'migrations':
+            return list(sim.migration_log)
+    except (faults.FaultError, ValueError, TypeError) as exc:
+        raise ControlError(str(exc))
+    return None
+
+
 def handle(pool, op, request):
     sim = pool.sim
+    value = _simulator_op(sim, op, request)
+    if value is not None:
+        return value
     uuid = _vm_uuid(pool, request)
     dom = sim.domains.get(uuid)
     if op == 'workload_start':
@@ -134,3 +173,15 @@ class Control(object):
 
     def heartbeat_reset(self, vm):
         return self.call('heartbeat_reset', vm=vm)
+
+    def fault_inject(self, point, **args):
+        return self.call('fault_inject', point=point, **args)
+
+    def fault_clear(self):
+        return self.call('fault_clear')
+
+    def configure(self, **settings):
+        return self.call('configure', **settings)
+
+    def migrations(self):
+        return self.call('migrations')

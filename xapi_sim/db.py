@@ -65,7 +65,8 @@ def parse_token(token):
     try:
         return int(str(token).split(',')[0])
     except ValueError:
-        raise errors.XapiError('INVALID_VALUE', 'token', token)
+        # xapi's event.from: EVENT_FROM_TOKEN_PARSE_FAILURE [token].
+        raise errors.XapiError('EVENT_FROM_TOKEN_PARSE_FAILURE', token)
 
 
 class Database(object):

@@ -59,6 +59,15 @@ ERROR_PARAMS = {
     'MIRROR_FAILED': ('vdi',),
     'TOO_MANY_STORAGE_MIGRATES': ('number',),
     'VDI_COPY_FAILED': ('details',),
+    'CANNOT_CONTACT_HOST': ('host',),
+    'HOST_CANNOT_ATTACH_NETWORK': ('host', 'network'),
+    'IMPORT_ERROR': ('msg',),
+    'INTERFACE_HAS_NO_IP': ('PIF',),
+    'PIF_HAS_NO_NETWORK_CONFIGURATION': ('PIF',),
+    'SR_DOES_NOT_SUPPORT_MIGRATION': ('sr',),
+    'VDI_INCOMPATIBLE_TYPE': ('vdi', 'type'),
+    'VM_MIGRATE_FAILED': ('vm', 'source', 'destination', 'msg'),
+    'VM_REQUIRES_SR': ('vm', 'sr'),
 }
 
 

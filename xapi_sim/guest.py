@@ -58,8 +58,11 @@ class DiskWorkload(object):
             raise WorkloadError('unknown pattern %r (one of %s)'
                                 % (pattern, ', '.join(PATTERNS)))
         block_size = int(block_size)
-        if block_size <= 0 or storage.BLOCK % block_size:
-            raise WorkloadError('block_size must divide %d' % storage.BLOCK)
+        if (block_size <= 0 or storage.BLOCK % block_size
+                or block_size % storage.SECTOR):
+            raise WorkloadError('block_size must be a multiple of %d that '
+                                'divides %d' % (storage.SECTOR,
+                                                storage.BLOCK))
         if float(rate) < 0:
             raise WorkloadError('rate must not be negative')
         self.domain = domain
@@ -128,24 +131,29 @@ class DiskWorkload(object):
         interval = self.block_size / self.rate if self.rate else 0
         next_at = time.monotonic()
         while not self._stop.is_set():
-            if not self.domain.wait_running(self._stop):
-                break
             offset = self._next_offset()
             seq = self.seq + 1
             data = unit_content(self.seed, seq, offset, self.block_size)
+            if not self.domain.io_begin(self._stop):
+                break
             start = time.monotonic()
             try:
                 disk = self.domain.resolve(self.userdevice)
                 disk.write(offset, data)
+                self.seq = seq
+                self.journal[offset] = seq
+                failed = False
             except Exception as exc:  # the guest sees an I/O error
                 self.errors.append(str(exc))
+                failed = True
+            finally:
+                self.domain.io_end()
+            if failed:
                 if len(self.errors) > 100:
                     break
                 self._stop.wait(0.05)
                 continue
             done = time.monotonic()
-            self.seq = seq
-            self.journal[offset] = seq
             self.bytes_written += self.block_size
             self.domain.wrote(done)
             if len(self.latencies) < _LATENCY_SAMPLES:
@@ -223,8 +231,10 @@ class Domain(object):
         self.vm_uuid = vm_uuid
         # resolve(vm_uuid, userdevice) -> storage.Disk of a plugged RW VBD
         self._resolve = resolve
-        self._running = threading.Event()
-        self._alive = threading.Event()
+        self._gate = threading.Condition()
+        self._alive = False
+        self._paused = False
+        self._inflight = 0
         self.workloads = {}
         self.lock = threading.Lock()
         self.max_gap = 0.0
@@ -238,8 +248,10 @@ class Domain(object):
     # -- lifecycle: driven by the VM's power state --------------------------
 
     def boot(self):
-        self._alive.set()
-        self._running.set()
+        with self._gate:
+            self._alive = True
+            self._paused = False
+            self._gate.notify_all()
         if self._beat is None:
             self._beat = threading.Thread(
                 target=self._heartbeat, daemon=True,
@@ -247,42 +259,57 @@ class Domain(object):
             self._beat.start()
 
     def pause(self):
-        self._running.clear()
+        """Stop the vCPUs; returns once no guest write is in flight."""
+        with self._gate:
+            self._paused = True
+            while self._inflight:
+                self._gate.wait()
 
     def unpause(self):
-        self._running.set()
+        with self._gate:
+            self._paused = False
+            self._gate.notify_all()
 
     def halt(self):
-        self._alive.clear()
-        self._running.set()  # wake waiters so that they see halt
+        with self._gate:
+            self._alive = False
+            self._gate.notify_all()
         for wl in list(self.workloads.values()):
             wl.stop()
         self.workloads.clear()
         if self._beat is not None:
             self._beat.join(timeout=5)
             self._beat = None
-        self._running.clear()
 
     @property
     def running(self):
-        return self._alive.is_set() and self._running.is_set()
+        return self._alive and not self._paused
 
-    def wait_running(self, stop):
-        while not stop.is_set():
-            if not self._alive.is_set():
+    def io_begin(self, stop):
+        """Wait until the vCPUs run; False once halted or ``stop`` is set."""
+        with self._gate:
+            while self._alive and self._paused and not stop.is_set():
+                self._gate.wait(0.05)
+            if not self._alive or stop.is_set():
                 return False
-            if self._running.wait(0.05):
-                return self._alive.is_set()
-        return False
+            self._inflight += 1
+            return True
+
+    def io_end(self):
+        with self._gate:
+            self._inflight -= 1
+            self._gate.notify_all()
 
     # -- heartbeat -------------------------------------------------------
 
     def _heartbeat(self):
         last = time.monotonic()
-        while self._alive.is_set():
-            self._running.wait()
-            if not self._alive.is_set():
-                break
+        while True:
+            with self._gate:
+                while self._alive and self._paused:
+                    self._gate.wait()
+                if not self._alive:
+                    break
             now = time.monotonic()
             with self.lock:
                 self.max_gap = max(self.max_gap, now - last)

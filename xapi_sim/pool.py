@@ -51,6 +51,10 @@ SM_NAMES = {
 }
 
 
+_SCAN_FIELDS = ('name_label', 'name_description', 'virtual_size', 'type',
+                'sharable', 'read_only', 'other_config', 'sm_config')
+
+
 class Pool(object):
     """A pool: what one pool master serves at its URL."""
 
@@ -133,6 +137,9 @@ class Pool(object):
                 rec = self.db.get('VDI', ref)
                 rec['location'] = rec['uuid']
                 rec['physical_utilisation'] = disk.physical()
+                # What another pool sharing this SR learns by SR.scan.
+                disk.store.vdis[rec['uuid']] = (disk, {
+                    k: rec[k] for k in _SCAN_FIELDS})
             except Exception:
                 self.disks.pop(ref, None)
                 disk.destroy()
@@ -143,9 +150,11 @@ class Pool(object):
     def remove_vdi(self, vdi):
         with self.db.lock:
             sr = self.db.get('VDI', vdi)['SR']
+            uuid = self.db.get('VDI', vdi)['uuid']
             self.db.remove('VDI', vdi)
             disk = self.disks.pop(vdi, None)
         if disk is not None:
+            disk.store.vdis.pop(uuid, None)
             disk.destroy()
         self.refresh_sr(sr)
 
@@ -261,7 +270,12 @@ class Pool(object):
                      else [host or self.master])
             for h in hosts:
                 self._add_pbd(h, sr)
-            if sr_type not in ISO_TYPES:
+            shared_store = (self.sim.find_store(uuid)
+                            if shared and uuid else None)
+            if shared_store is not None:
+                # The same SR introduced in two pools: the same bytes.
+                self.stores[sr] = shared_store
+            elif sr_type not in ISO_TYPES:
                 self.stores[sr] = storage.SRStore(
                     os.path.join(self.root, self.db.get('SR', sr)['uuid']),
                     physical_size, thick)
@@ -269,6 +283,46 @@ class Pool(object):
                 self.db.update('pool', self.pool_ref, default_SR=sr)
         self.refresh_sr(sr)
         return sr
+
+    # -- migration support -------------------------------------------------
+
+    @property
+    def port(self):
+        return int(self.url.rsplit(':', 1)[1].strip('/'))
+
+    def new_session(self, caller, host):
+        """A session like ``caller``'s, on ``host`` (migrate_receive's)."""
+        with self.db.lock:
+            return self.db.add('session', {
+                'this_host': host, 'this_user': caller['this_user'],
+                'last_active': time.time(), 'pool': caller['pool'],
+                'originator': caller['originator'],
+                'auth_user_name': caller['auth_user_name'],
+                'is_local_superuser': caller['is_local_superuser']})
+
+    def introduce_from_store(self, sr):
+        """SR.scan of a shared SR: know the VDIs another pool created."""
+        store = self.stores.get(sr)
+        if store is None:
+            return
+        with self.db.lock:
+            known = {self.db.get('VDI', v)['uuid']: v
+                     for v in self.db.get('SR', sr)['VDIs']}
+            for uuid, (disk, meta) in list(store.vdis.items()):
+                if uuid in known or disk.leaf is None:
+                    continue
+                ref = dbmod.new_ref()
+                self.disks[ref] = disk
+                self.db.add('VDI', dict(meta, uuid=uuid, SR=sr,
+                                        location=uuid,
+                                        physical_utilisation=disk.physical()),
+                            ref=ref)
+            for uuid, ref in known.items():
+                if uuid not in store.vdis and ref in self.disks:
+                    # Destroyed through another pool.
+                    self.disks.pop(ref)
+                    self.db.remove('VDI', ref)
+        self.refresh_sr(sr)
 
     def close(self):
         for vdi in list(self.disks):

@@ -32,11 +32,16 @@ from xapi_sim import storage
 from xapi_sim import wire
 
 CHUNK = 1 << 20
+# How often serve_forever looks for a shutdown request: stop() waits for it.
+POLL_INTERVAL = 0.05
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
     server_version = 'xapi-sim'
+    # Headers and body go out in separate writes: with Nagle's algorithm
+    # the body then waits for the client's delayed ACK (40 ms a call).
+    disable_nagle_algorithm = True
 
     @property
     def pool(self):
@@ -211,6 +216,7 @@ class PoolServer(object):
         self.host, self.port = self.httpd.server_address[:2]
         self.url = 'http://%s:%d/' % (self.host, self.port)
         self._thread = threading.Thread(target=self.httpd.serve_forever,
+                                        args=(POLL_INTERVAL,),
                                         name='xapi-%s' % pool.name,
                                         daemon=True)
 

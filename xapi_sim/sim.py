@@ -25,10 +25,13 @@ import re
 import shutil
 import tempfile
 import threading
+import urllib.parse
 
 from xapi_sim import api
 from xapi_sim import errors
+from xapi_sim import faults
 from xapi_sim import guest
+from xapi_sim import migration
 from xapi_sim import pool as poolmod
 from xapi_sim import server
 
@@ -85,6 +88,11 @@ class Simulator(object):
         self.servers = {}
         self.domains = {}
         self._lock = threading.Lock()
+        self.settings = dict(migration.DEFAULT_SETTINGS)
+        self.settings.update(self.topology.get('settings', {}))
+        self.faults = faults.Faults()
+        self.migration_log = []
+        self._migrates = collections.Counter()
         for spec in self.topology.get('pools', []):
             self._build_pool(spec)
 
@@ -180,5 +188,63 @@ class Simulator(object):
                                '%s/%s' % (vm_uuid, userdevice))
 
     def copy_throttle(self, pool):
-        """A callable limiting copy bandwidth for ``pool``, or None."""
+        """A callable limiting VDI.copy bandwidth for ``pool``, or None."""
         return None
+
+    # -- migration support -------------------------------------------------
+
+    def pool_by_url(self, url):
+        """The pool whose master answers at ``url`` (scheme://host:port)."""
+        want = urllib.parse.urlsplit(url or '')
+        for p in self.pools.values():
+            have = urllib.parse.urlsplit(p.url)
+            if (want.hostname, want.port) == (have.hostname, have.port):
+                return p
+        return None
+
+    def find_store(self, sr_uuid):
+        for p in self.pools.values():
+            for sr, store in p.stores.items():
+                with p.db.lock:
+                    if p.db.get('SR', sr)['uuid'] == sr_uuid:
+                        return store
+        return None
+
+    def storage_migrate_slot(self, host):
+        """Count a storage migration on ``host``; xapi allows three."""
+        with self._lock:
+            if self._migrates[host] >= migration.MAX_STORAGE_MIGRATES:
+                raise errors.XapiError('TOO_MANY_STORAGE_MIGRATES',
+                                       migration.MAX_STORAGE_MIGRATES)
+            self._migrates[host] += 1
+        return _Slot(self, host)
+
+    def configure(self, **settings):
+        unknown = set(settings) - set(migration.DEFAULT_SETTINGS)
+        if unknown:
+            raise ValueError('unknown settings: %s (known: %s)' % (
+                ', '.join(sorted(unknown)),
+                ', '.join(sorted(migration.DEFAULT_SETTINGS))))
+        if settings.get('algorithm', 'mirror') not in migration.ALGORITHMS:
+            raise ValueError('algorithm must be one of %s'
+                             % ', '.join(migration.ALGORITHMS))
+        for key, value in settings.items():
+            default = migration.DEFAULT_SETTINGS[key]
+            if isinstance(default, bool):
+                value = bool(value)
+            elif isinstance(default, (int, float)):
+                value = type(default)(value)
+                if value < 0:
+                    raise ValueError('%s must not be negative' % key)
+            self.settings[key] = value
+        return dict(self.settings)
+
+
+class _Slot(object):
+    def __init__(self, sim, host):
+        self._sim = sim
+        self._host = host
+
+    def release(self):
+        with self._sim._lock:
+            self._sim._migrates[self._host] -= 1

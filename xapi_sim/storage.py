@@ -32,6 +32,13 @@ from xapi_sim import errors
 
 BLOCK = 64 * 1024
 ZERO_BLOCK = bytes(BLOCK)
+# Like a VHD, a layer may hold part of a block: a bitmap of 512-byte
+# sectors says which. A partly written leaf block never needs a copy-up,
+# so a mirror leaf written before its base is copied still reads right.
+SECTOR = 512
+SECTORS = BLOCK // SECTOR
+FULL_MASK = (1 << SECTORS) - 1
+_ABSENT, _FULL, _PARTIAL = 0, 1, 2
 # Contiguous blocks moved by one read/write when copying.
 COPY_RUN = 64
 
@@ -48,6 +55,8 @@ class SRStore(object):
         self.physical_size = int(physical_size)
         self.thick = bool(thick)
         self.layers = set()
+        # uuid -> (Disk, record fields): what SR.scan finds on the SR.
+        self.vdis = {}
         self.lock = threading.Lock()
         os.makedirs(root, exist_ok=True)
 
@@ -74,7 +83,9 @@ class Layer(object):
     def __init__(self, store, size, parent):
         self.store = store
         self.size = int(size)
+        # Per block: _ABSENT, _FULL or _PARTIAL (sectors in ``sectors``).
         self.bitmap = bytearray(blocks_for(self.size))
+        self.sectors = {}
         self.allocated = 0
         self.parent = parent
         self.refs = 0
@@ -104,19 +115,34 @@ class Layer(object):
             self.size = size
             self.bitmap.extend(bytes(blocks_for(size) - len(self.bitmap)))
 
-    def allocate(self, block):
-        """Mark a block present, charging a thin SR for it."""
-        if self.bitmap[block]:
+    def mark(self, block, mask=FULL_MASK):
+        """Record sectors as present, charging a thin SR for a new block."""
+        state = self.bitmap[block]
+        if state == _FULL:
             return
-        store = self.store
-        with store.lock:
-            if not store.thick or self.frozen:
-                store._charge(BLOCK)
-            self.bitmap[block] = 1
-            self.allocated += 1
+        if state == _ABSENT:
+            store = self.store
+            with store.lock:
+                if not store.thick or self.frozen:
+                    store._charge(BLOCK)
+                self.allocated += 1
+        mask |= self.sectors.pop(block, 0)
+        if mask == FULL_MASK:
+            self.bitmap[block] = _FULL
+        else:
+            self.bitmap[block] = _PARTIAL
+            self.sectors[block] = mask
 
     def has(self, block):
-        return block < len(self.bitmap) and self.bitmap[block]
+        return block < len(self.bitmap) and self.bitmap[block] != _ABSENT
+
+    def mask(self, block):
+        if block >= len(self.bitmap):
+            return 0
+        state = self.bitmap[block]
+        if state == _FULL:
+            return FULL_MASK
+        return self.sectors.get(block, 0)
 
     def release(self):
         self.refs -= 1
@@ -147,9 +173,11 @@ class Disk(object):
         self.size = int(size)
         self.read_only = read_only
         self.lock = threading.RLock()
-        # Callables given (offset, data) after each local write; the SXM
-        # mirror hangs here.
+        # Called under the disk lock after each local write: mirrors with
+        # (offset, whole blocks), watchers with (first, last) block index.
+        # The SXM mirror and copy-dirty's dirty tracking hang here.
         self.mirrors = []
+        self.watchers = []
         leaf.refs += 1
 
     @classmethod
@@ -185,10 +213,25 @@ class Disk(object):
         return [i for i in range(nblocks) if union[i]]
 
     def read_block(self, block):
-        layer = self.owner(block)
-        if layer is None:
-            return ZERO_BLOCK
-        return os.pread(layer.fd, BLOCK, block * BLOCK).ljust(BLOCK, b'\0')
+        need = FULL_MASK
+        out = None
+        for layer in self.chain():
+            have = layer.mask(block) & need
+            if not have:
+                continue
+            data = os.pread(layer.fd, BLOCK, block * BLOCK).ljust(BLOCK,
+                                                                  b'\0')
+            if have == FULL_MASK:
+                return data
+            if out is None:
+                out = bytearray(BLOCK)
+            for first, last in _bit_runs(have):
+                out[first * SECTOR:last * SECTOR] = \
+                    data[first * SECTOR:last * SECTOR]
+            need &= ~have
+            if not need:
+                break
+        return ZERO_BLOCK if out is None else bytes(out)
 
     def read(self, offset, length):
         length = max(0, min(length, self.size - offset))
@@ -218,28 +261,40 @@ class Disk(object):
                 block, within = divmod(offset + pos, BLOCK)
                 take = min(BLOCK - within, len(data) - pos)
                 chunk = view[pos:pos + take]
-                if not leaf.has(block) and take < BLOCK:
-                    # Copy-up: the leaf must hold the whole block.
-                    base = bytearray(self.read_block(block))
-                    base[within:within + take] = chunk
-                    leaf.allocate(block)
-                    os.pwrite(leaf.fd, base, block * BLOCK)
-                else:
-                    leaf.allocate(block)
-                    os.pwrite(leaf.fd, chunk, block * BLOCK + within)
+                lo = within // SECTOR
+                hi = (within + take + SECTOR - 1) // SECTOR
+                if (lo * SECTOR != within or hi * SECTOR != within + take) \
+                        and leaf.mask(block) != FULL_MASK:
+                    # A write of part of a sector: read-modify-write it.
+                    span = bytearray(self.read_block(block)[
+                        lo * SECTOR:hi * SECTOR])
+                    span[within - lo * SECTOR:within - lo * SECTOR + take] \
+                        = chunk
+                    chunk, within = span, lo * SECTOR
+                leaf.mark(block, ((1 << hi) - 1) ^ ((1 << lo) - 1))
+                os.pwrite(leaf.fd, chunk, block * BLOCK + within)
                 pos += take
-            mirrors = list(self.mirrors) if mirror else ()
-        for target in mirrors:
-            target(offset, data)
+            first = offset // BLOCK
+            last = (offset + len(data) - 1) // BLOCK
+            for watch in self.watchers:
+                watch(first, last)
+            if mirror:
+                # Sent before the write completes: a synchronous mirror.
+                for target in self.mirrors:
+                    target(offset, data)
 
     # -- chain operations ------------------------------------------------
 
-    def snapshot(self, writable=False):
+    def snapshot(self, writable=False, mirror=None):
         """Freeze the leaf; returns the new Disk that sees the frozen state.
 
-        ``writable`` gives the new Disk its own leaf (a clone).
+        ``writable`` gives the new Disk its own leaf (a clone). ``mirror``
+        is attached in the same critical section, so that every write after
+        the snapshot is mirrored (SXM's snapshot-and-mirror).
         """
         with self.lock:
+            if mirror is not None:
+                self.mirrors.append(mirror)
             old = self.leaf
             # On a thick SR this deflates the frozen layer before the new
             # leaf is inflated: the net cost is what the old leaf held.
@@ -248,6 +303,8 @@ class Disk(object):
                 self.leaf = self.store.new_layer(self.size, parent=old)
             except errors.XapiError:
                 old.frozen = False
+                if mirror is not None:
+                    self.mirrors.remove(mirror)
                 raise
             self.leaf.refs += 1
             old.refs -= 1
@@ -258,6 +315,31 @@ class Disk(object):
             else:
                 other = Disk(self.store, old, self.size, read_only=True)
             return other
+
+    @classmethod
+    def create_mirror_target(cls, store, size):
+        """A destination for SXM: (disk, base).
+
+        ``disk`` is a leaf over an empty base layer: mirrored writes land in
+        the leaf while the background copy fills ``base``, so whichever
+        arrives first, reads see the newest data (xapi composes the copied
+        base under the mirror leaf the same way). Call ``seal_base`` when
+        the copy is done.
+        """
+        base_layer = store.new_layer(size)
+        base = cls(store, base_layer, size)
+        try:
+            leaf = store.new_layer(size, parent=base_layer)
+        except errors.XapiError:
+            base.destroy()
+            raise
+        return cls(store, leaf, size), base
+
+    def seal_base(self):
+        """Freeze this disk's leaf (a copied base) and let it go."""
+        with self.lock:
+            self.leaf.frozen = True
+        self.destroy()
 
     def resize(self, size):
         size = int(size)
@@ -272,6 +354,7 @@ class Disk(object):
     def destroy(self):
         with self.lock:
             self.mirrors = []
+            self.watchers = []
             leaf, self.leaf = self.leaf, None
         if leaf is not None:
             leaf.release()
@@ -336,6 +419,27 @@ class Disk(object):
     def write_blocks(self, offset, data):
         """A block-aligned write that bypasses the mirrors."""
         self.write(offset, data, mirror=False)
+
+    def detach_mirror(self, mirror):
+        with self.lock:
+            if mirror in self.mirrors:
+                self.mirrors.remove(mirror)
+
+
+def _bit_runs(mask):
+    """(first, end) sector ranges of the set bits of ``mask``."""
+    i = 0
+    while mask:
+        if mask & 1:
+            start = i
+            while mask & 1:
+                mask >>= 1
+                i += 1
+            yield start, i
+        else:
+            low = (mask & -mask).bit_length() - 1
+            mask >>= low
+            i += low
 
 
 def _runs(blocks, limit=COPY_RUN):

@@ -201,6 +201,7 @@ def vdi_disable_cbt(ctx, vdi):
 
 @method('SR.scan', ['sr'])
 def sr_scan(ctx, sr):
+    ctx.pool.introduce_from_store(sr)
     with ctx.db.lock:
         rec = ctx.db.get('SR', sr)
         vdis = list(rec['VDIs'])

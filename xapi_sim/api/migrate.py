@@ -1,0 +1,281 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Migration messages: host.migrate_receive and the VM and VDI migrations.
+
+VM.assert_can_migrate, VM.migrate_send, VM.pool_migrate, VDI.pool_migrate:
+the checks and their order follow xen-api ``xapi_vm_migrate.ml``
+(``assert_can_migrate``, ``migrate_send'``, ``vdi_pool_migrate``) and
+``xapi_host.ml`` (``migrate_receive``); the engine is
+``xapi_sim.migration``.
+"""
+
+import urllib.parse
+
+from xapi_sim.api import generic
+from xapi_sim.api import method
+from xapi_sim import errors
+from xapi_sim import migration
+
+NULL = generic.NULL
+MIGRATE_SEND_STATES = ('Halted', 'Suspended', 'Running')
+# What SM must offer on both sides (assert_sr_support_operations).
+REQUIRED_SR_FEATURES = ('VDI_MIRROR', 'VDI_SNAPSHOT')
+
+
+def _url(address, port, path=''):
+    return 'http://%s:%d/%s' % (address, port, path)
+
+
+@method('host.migrate_receive', ['host', 'network', 'options'])
+def migrate_receive(ctx, host, network, options):
+    db = ctx.db
+    with db.lock:
+        db.get('host', host)
+        db.get('network', network)
+        pifs = [p for p in db.get('network', network)['PIFs']
+                if db.get('PIF', p)['host'] == host]
+        if not pifs:
+            raise errors.XapiError('HOST_CANNOT_ATTACH_NETWORK', host,
+                                   network)
+        pif = db.get('PIF', pifs[0])
+        if not pif['IP']:
+            mode = pif['ip_configuration_mode']
+            if mode == 'None':
+                raise errors.XapiError('PIF_HAS_NO_NETWORK_CONFIGURATION',
+                                       pifs[0])
+            if mode == 'DHCP':
+                raise errors.XapiError('INTERFACE_HAS_NO_IP', pifs[0])
+            raise errors.XapiError('INTERNAL_ERROR', 'No IP address on PIF')
+        caller = db.get('session', ctx.session)
+        session = ctx.pool.new_session(caller, host)
+    port = ctx.pool.port
+    query = 'session_id=%s' % session
+    return {
+        'SM': _url(pif['IP'], port, 'services/SM?' + query),
+        'host': host,
+        'xenops': _url(pif['IP'], port, 'services/xenops?' + query),
+        'session_id': session,
+        'master': _url(ctx.pool.address, port),
+    }
+
+
+class _Dest(object):
+    """Where a migration goes: a pool, a host, and whether it is remote."""
+
+    def __init__(self, ctx, dest):
+        if not isinstance(dest, dict) or 'host' not in dest:
+            raise errors.XapiError('FIELD_TYPE_ERROR', 'dest')
+        self.host = dest['host']
+        if ctx.db.exists('host', self.host):
+            self.pool = ctx.pool
+            self.cross_pool = False
+            return
+        master = dest.get('master', '')
+        pool = ctx.pool.sim.pool_by_url(master)
+        if pool is None:
+            netloc = urllib.parse.urlsplit(master).netloc or master
+            raise errors.XapiError('CANNOT_CONTACT_HOST', netloc)
+        pool.check_session(dest.get('session_id'))
+        with pool.db.lock:
+            pool.db.get('host', self.host)
+        self.pool = pool
+        self.cross_pool = True
+
+
+def _features(pool, sr):
+    with pool.db.lock:
+        sr_type = pool.db.get('SR', sr)['type']
+        sms = pool.db.find('SM', type=sr_type)
+        return pool.db.get('SM', sms[0])['features'] if sms else {}
+
+
+def _assert_sr_support(src_pool, src_sr, dst_pool, dst_sr):
+    for pool, sr in ((src_pool, src_sr), (dst_pool, dst_sr)):
+        feats = _features(pool, sr)
+        if not all(f in feats for f in REQUIRED_SR_FEATURES):
+            raise errors.XapiError('SR_DOES_NOT_SUPPORT_MIGRATION', sr)
+
+
+def _disk_vbds(db, vm):
+    """(vbd, vdi) of a VM's non-empty, non-CD VBDs: what must move."""
+    out = []
+    for vbd in db.get('VM', vm)['VBDs']:
+        rec = db.get('VBD', vbd)
+        if rec['empty'] or rec['type'] == 'CD' or rec['VDI'] == NULL:
+            continue
+        out.append((vbd, rec['VDI']))
+    return out
+
+
+def _infer_vif_map(db, vm, vif_map, dst_pool):
+    """A network for every VIF of the VM and of its snapshots.
+
+    A VIF that shares a MAC with a mapped one inherits its network.
+    """
+    vifs = list(db.get('VM', vm)['VIFs'])
+    for snap in db.get('VM', vm)['snapshots']:
+        vifs.extend(db.get('VM', snap)['VIFs'])
+    by_mac = {}
+    for vif, net in vif_map.items():
+        if db.exists('VIF', vif):
+            by_mac[db.get('VIF', vif)['MAC']] = net
+    out = {}
+    for vif in vifs:
+        net = vif_map.get(vif) or by_mac.get(db.get('VIF', vif)['MAC'])
+        if net is None:
+            raise errors.XapiError('VIF_NOT_IN_MAP', vif)
+        out[vif] = net
+    with dst_pool.db.lock:
+        for net in out.values():
+            dst_pool.db.get('network', net)
+    return out
+
+
+def prepare(ctx, vm, dest, live, vdi_map, vif_map, options):
+    """Every check of assert_can_migrate; returns a ready Migration."""
+    db = ctx.db
+    for name, value in (('vdi_map', vdi_map), ('vif_map', vif_map),
+                        ('options', options)):
+        if not isinstance(value, dict):
+            raise errors.XapiError('FIELD_TYPE_ERROR', name)
+    if str(options.get('copy', 'false')).lower() == 'true':
+        raise errors.XapiError('VALUE_NOT_SUPPORTED', 'options', 'copy',
+                               'copy mode is not modelled by xapi-sim')
+    with db.lock:
+        rec = db.get('VM', vm)
+        if rec['is_control_domain'] or rec['is_a_template']:
+            raise errors.XapiError('OPERATION_NOT_ALLOWED',
+                                   'cannot migrate a control domain or '
+                                   'a template')
+        if rec['power_state'] not in MIGRATE_SEND_STATES:
+            raise errors.XapiError(
+                'VM_BAD_POWER_STATE', vm,
+                ', '.join(s.lower() for s in MIGRATE_SEND_STATES),
+                rec['power_state'].lower())
+    target = _Dest(ctx, dest)
+    dst = target.pool
+    with db.lock:
+        disks = _disk_vbds(db, vm)
+        for _, vdi in disks:
+            if vdi not in vdi_map:
+                raise errors.XapiError('VDI_NOT_IN_MAP', vdi)
+        for _, vdi in disks:
+            if db.get('VDI', vdi)['cbt_enabled']:
+                raise errors.XapiError('VDI_CBT_ENABLED', vdi)
+        if not target.cross_pool and vif_map:
+            raise errors.XapiError(
+                'OPERATION_NOT_ALLOWED',
+                'VIF mapping is not allowed for intra-pool migration')
+        for vdi, sr in vdi_map.items():
+            src_sr = db.get('VDI', vdi)['SR']
+            with dst.db.lock:
+                dst.db.get('SR', sr)
+                same = (sr == src_sr if not target.cross_pool
+                        else ctx.pool.sim.settings['relax_xsm_sr_check']
+                        and dst.db.get('SR', sr)['uuid']
+                        == db.get('SR', src_sr)['uuid'])
+            if not same:
+                _assert_sr_support(ctx.pool, src_sr, dst, sr)
+        full_vif_map = {}
+        if target.cross_pool:
+            full_vif_map = _infer_vif_map(db, vm, vif_map, dst)
+        running = rec['power_state'] == 'Running'
+        jobs = []
+        for vbd, vdi in disks:
+            vrec = db.snapshot('VDI', vdi)
+            mode = db.get('VBD', vbd)['mode']
+            kind = 'mirror' if running and mode == 'RW' else 'copy'
+            jobs.append(migration.Job(vbd, vdi, vrec, ctx.pool.disk(vdi),
+                                      vdi_map[vdi], kind))
+        seen = {vdi for _, vdi in disks}
+        default_sr = dst.db.get('pool', dst.pool_ref)['default_SR']
+        for snap in rec['snapshots']:
+            for _, vdi in _disk_vbds(db, snap):
+                if vdi in seen:
+                    continue
+                seen.add(vdi)
+                vrec = db.snapshot('VDI', vdi)
+                sr = (vdi_map.get(vdi) or vdi_map.get(vrec['snapshot_of'])
+                      or (default_sr if default_sr != NULL else None))
+                if sr is None:
+                    raise errors.XapiError('VDI_NOT_IN_MAP', vdi)
+                jobs.append(migration.Job(None, vdi, vrec,
+                                          ctx.pool.disk(vdi), sr, 'copy'))
+    return migration.Migration(ctx, vm, jobs, dst, target.host,
+                               live=running, vif_map=full_vif_map,
+                               cross_pool=target.cross_pool)
+
+
+@method('VM.assert_can_migrate',
+        ['vm', 'dest', 'live', 'vdi_map', 'vif_map', 'options', 'vgpu_map'],
+        optional=1)
+def vm_assert_can_migrate(ctx, vm, dest, live, vdi_map, vif_map, options,
+                          vgpu_map=None):
+    prepare(ctx, vm, dest, live, vdi_map, vif_map, options)
+
+
+@method('VM.migrate_send',
+        ['vm', 'dest', 'live', 'vdi_map', 'vif_map', 'options', 'vgpu_map',
+         'vdi_format_map'], optional=2)
+def vm_migrate_send(ctx, vm, dest, live, vdi_map, vif_map, options,
+                    vgpu_map=None, vdi_format_map=None):
+    job = prepare(ctx, vm, dest, live, vdi_map, vif_map, options)
+    return job.run()
+
+
+@method('VM.pool_migrate', ['vm', 'host', 'options'])
+def vm_pool_migrate(ctx, vm, host, options):
+    db = ctx.db
+    with db.lock:
+        rec = db.get('VM', vm)
+        db.get('host', host)
+        if rec['power_state'] != 'Running':
+            raise errors.XapiError('VM_BAD_POWER_STATE', vm, 'running',
+                                   rec['power_state'].lower())
+        for _, vdi in _disk_vbds(db, vm):
+            sr = db.get('VDI', vdi)['SR']
+            if not any(db.get('PBD', p)['host'] == host
+                       and db.get('PBD', p)['currently_attached']
+                       for p in db.get('SR', sr)['PBDs']):
+                raise errors.XapiError('VM_REQUIRES_SR', vm, sr)
+    job = migration.Migration(ctx, vm, [], ctx.pool, host, live=True,
+                              storage=False)
+    job.run()
+
+
+@method('VDI.pool_migrate', ['vdi', 'sr', 'options'])
+def vdi_pool_migrate(ctx, vdi, sr, options):
+    db = ctx.db
+    with db.lock:
+        rec = db.get('VDI', vdi)
+        db.get('SR', sr)
+        if not rec['VBDs']:
+            raise errors.XapiError('VDI_NEEDS_VM_FOR_MIGRATE', vdi)
+        if rec['type'] == 'cbt_metadata':
+            raise errors.XapiError('VDI_INCOMPATIBLE_TYPE', vdi,
+                                   'cbt_metadata')
+        if rec['cbt_enabled']:
+            raise errors.XapiError('VDI_CBT_ENABLED', vdi)
+        vbd = rec['VBDs'][0]
+        vm = db.get('VBD', vbd)['VM']
+        vdi_map = {other: db.get('VDI', other)['SR']
+                   for _, other in _disk_vbds(db, vm)}
+        vdi_map[vdi] = sr
+        host = db.get('VM', vm)['resident_on']
+        if host == NULL:
+            host = ctx.pool.master
+    ctx.set_cancellable(True)
+    job = prepare(ctx, vm, {'host': host}, True, vdi_map, {}, {})
+    job.run()
+    with db.lock:
+        return db.get('VBD', vbd)['VDI']

@@ -1,0 +1,58 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""VM.snapshot: a halted copy of a VM's metadata on snapshots of its disks."""
+
+import time
+
+from xapi_sim.api import method
+from xapi_sim.api import storage as storage_api
+from xapi_sim import errors
+from xapi_sim import migration
+
+NULL = 'OpaqueRef:NULL'
+
+
+@method('VM.snapshot', ['vm', 'new_name', 'ignore_vdis'], optional=1)
+def vm_snapshot(ctx, vm, new_name, ignore_vdis=()):
+    db = ctx.db
+    with db.lock:
+        rec = db.snapshot('VM', vm)
+        if rec['is_control_domain'] or rec['is_a_snapshot']:
+            raise errors.XapiError('OPERATION_NOT_ALLOWED',
+                                   'cannot snapshot this VM')
+        vbds = [db.snapshot('VBD', v) for v in rec['VBDs']]
+        vifs = [db.snapshot('VIF', v) for v in rec['VIFs']]
+    snap_vdis = {}
+    for vbd in vbds:
+        vdi = vbd['VDI']
+        if (vbd['empty'] or vbd['type'] == 'CD' or vdi == NULL
+                or vdi in ignore_vdis):
+            continue
+        snap_vdis[vdi] = storage_api.vdi_snapshot(ctx, vdi)
+    now = time.time()
+    fields = migration.vm_fields(rec, {
+        'name_label': new_name, 'is_a_snapshot': True, 'snapshot_of': vm,
+        'snapshot_time': now, 'power_state': 'Halted'})
+    fields.pop('uuid')
+    with db.lock:
+        snap = db.add('VM', fields)
+        for vbd in vbds:
+            vdi = snap_vdis.get(vbd['VDI'])
+            if vdi is None and vbd['type'] != 'CD':
+                continue
+            db.add('VBD', migration.device_fields(vbd, {
+                'VM': snap, 'VDI': vdi or vbd['VDI']}))
+        for vif in vifs:
+            db.add('VIF', migration.device_fields(vif, {
+                'VM': snap, 'network': vif['network']}))
+    return snap
