@@ -203,8 +203,15 @@ class Database(object):
         """
         if self.events and since < self.events[0]['id'] - 1:
             raise errors.XapiError('EVENTS_LOST')
-        return [e for e in self.events
-                if e['id'] > since and _wanted(e, wanted)]
+        # Walk back from the newest: waiters are usually nearly current.
+        found = []
+        for e in reversed(self.events):
+            if e['id'] <= since:
+                break
+            if _wanted(e, wanted):
+                found.append(e)
+        found.reverse()
+        return found
 
 
 def _wanted(event, wanted):

@@ -222,7 +222,7 @@ _cls('VDI', {
     'missing': _f(BOOL, 'RO', False),
     'parent': _f(ref('VDI'), 'RO', 'OpaqueRef:NULL'),
     'xenstore_data': _f(SSMAP, 'C', {}),
-    'sm_config': _f(SSMAP, 'C', {}),
+    'sm_config': _f(SSMAP, 'RW', {}),
     'is_a_snapshot': _f(BOOL, 'RO', False),
     'snapshot_of': _f(ref('VDI'), 'RO', 'OpaqueRef:NULL'),
     'snapshots': _f(refs('VDI'), 'RO', []),

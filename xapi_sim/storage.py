@@ -26,6 +26,7 @@ what it holds (LVHD deflates base copies).
 
 import os
 import threading
+import time
 import uuid as uuidlib
 
 from xapi_sim import errors
@@ -55,6 +56,8 @@ class SRStore(object):
         self.physical_size = int(physical_size)
         self.thick = bool(thick)
         self.layers = set()
+        # What the layers take, kept as they change (see Layer.physical).
+        self.used = 0
         # uuid -> (Disk, record fields): what SR.scan finds on the SR.
         self.vdis = {}
         self.lock = threading.Lock()
@@ -62,19 +65,24 @@ class SRStore(object):
 
     def utilisation(self):
         with self.lock:
-            return sum(layer.physical() for layer in self.layers)
+            return self.used
 
     def _charge(self, nbytes):
-        """Reserve space; the caller holds ``lock``."""
-        used = sum(layer.physical() for layer in self.layers)
-        if nbytes > 0 and used + nbytes > self.physical_size:
+        """Take space for a layer; the caller holds ``lock``."""
+        if nbytes > 0 and self.used + nbytes > self.physical_size:
             raise errors.sr_full()
+        self.used += nbytes
 
     def new_layer(self, size, parent=None):
         with self.lock:
             if self.thick:
                 self._charge(size)
-            layer = Layer(self, size, parent)
+            try:
+                layer = Layer(self, size, parent)
+            except BaseException:
+                if self.thick:
+                    self.used -= size
+                raise
             self.layers.add(layer)
             return layer
 
@@ -103,7 +111,18 @@ class Layer(object):
     def physical(self):
         if self.store.thick and not self.frozen:
             return self.size
-        return min(self.allocated * BLOCK, self.size)
+        return self.allocated * BLOCK
+
+    def freeze(self, frozen=True):
+        """Mark read-only; on a thick SR that deflates it to its blocks."""
+        with self.store.lock:
+            before = self.physical()
+            self.frozen = frozen
+            delta = self.physical() - before
+            if delta > 0:
+                self.store._charge(delta)
+            else:
+                self.store.used += delta
 
     def grow(self, size):
         with self.store.lock:
@@ -156,7 +175,9 @@ class Layer(object):
 
     def _delete(self):
         with self.store.lock:
-            self.store.layers.discard(self)
+            if self in self.store.layers:
+                self.store.layers.discard(self)
+                self.store.used -= self.physical()
         os.close(self.fd)
         try:
             os.unlink(self.path)
@@ -298,11 +319,11 @@ class Disk(object):
             old = self.leaf
             # On a thick SR this deflates the frozen layer before the new
             # leaf is inflated: the net cost is what the old leaf held.
-            old.frozen = True
+            old.freeze()
             try:
                 self.leaf = self.store.new_layer(self.size, parent=old)
             except errors.XapiError:
-                old.frozen = False
+                old.freeze(False)
                 if mirror is not None:
                     self.mirrors.remove(mirror)
                 raise
@@ -338,7 +359,7 @@ class Disk(object):
     def seal_base(self):
         """Freeze this disk's leaf (a copied base) and let it go."""
         with self.lock:
-            self.leaf.frozen = True
+            self.leaf.freeze()
         self.destroy()
 
     def resize(self, size):
@@ -392,6 +413,8 @@ class Disk(object):
         done = 0
         if progress:
             progress(0, total)
+        next_report = max(1, total // 100)
+        next_time = time.monotonic() + 0.1
         for run in _runs(candidates):
             datas = [self.read_block(b) for b in run]
             pending = []
@@ -412,8 +435,13 @@ class Disk(object):
                 dest.write_blocks(start, buf[:end - start])
                 written += end - start
             done += len(run)
-            if progress:
+            if progress and (done == total or done >= next_report
+                             or time.monotonic() >= next_time):
+                # Often enough to cancel promptly, rarely enough that task
+                # events do not slow the copy down.
                 progress(done, total)
+                next_report = done + max(1, total // 100)
+                next_time = time.monotonic() + 0.1
         return written
 
     def write_blocks(self, offset, data):

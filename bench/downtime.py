@@ -1,0 +1,661 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Downtime benchmark: SXM's synchronous mirror against copy-dirty.
+
+For every workload (idle; uniform random writes at 0.25, 0.5, 0.9 and 1.2
+times the copy bandwidth; sequential writes at 0.9x; a hot spot, 90% of
+the writes on 10% of the disk, at 0.9x and 1.2x) and for both algorithms of
+the simulator (``configure algorithm=mirror`` and ``algorithm=copy-dirty``,
+the same ``bandwidth`` cap for both, every other setting at the simulator's
+default), one run does, on a fresh in-process simulator:
+
+1. Logs in to ``pool-a`` and ``pool-b`` with the ``XenAPI`` client over
+   HTTP and sets the algorithm and the bandwidth through the control
+   interface (``POST /sim/configure``).
+2. No-migration baseline, on a separate VM of the same shape in ``pool-a``
+   (so that the migrated disk holds the same data whatever the write
+   rate): a disk of ``--size`` on the thin ``ext`` SR, half of it filled
+   with ``PUT /import_raw_vdi`` (the first 1 MiB of every 2 MiB, seeded
+   PRNG data), the VM started, the workload started (64 KiB writes, rate =
+   factor x bandwidth). After a short warm-up, two ``guest_stats`` calls
+   ``--window`` seconds apart give the achieved write rate; at the end of
+   the window the guest write latency p50/p99 and the largest heartbeat
+   gap (the noise floor of the 10 ms heartbeat) are read, and the VM is
+   destroyed.
+3. The migrated VM: the same disk and prefill, started, the same
+   workload started, ``heartbeat_reset``, then
+   ``Async.VM.migrate_send`` to ``pool-b`` (its ``ext`` SR, live, after
+   ``host.migrate_receive``), waited for through ``event.from`` with a
+   deadline of ``--timeout`` seconds (the task is cancelled and the run
+   reported as ``timeout`` when it passes).
+4. Right after the task ends the workload is stopped (so the latencies
+   and the rate cover the migration), ``guest_check`` runs on ``pool-b``
+   (every unit of the destination disk must equal the image the prefill
+   plus the journal of the guest's writes imply; for the idle VM the
+   sha256 of ``GET /export_raw_vdi`` on ``pool-b`` must equal the
+   uploaded image's) and the engine's migration log is read.
+
+The table shows per run: the requested and achieved write rates (in the
+baseline window and during the migration), the migration time (the
+engine's and the wall clock from the call to the end of the task), the
+downtime as the guest sees it (largest heartbeat gap during the migration)
+and as the engine measured it (pause to unpause), bytes copied, mirrored
+and sent, copy-dirty's passes and whether it converged (reached
+``downtime_target`` before ``max_passes``), the write latency p50/p99
+without and during the migration, and the destination check.
+
+The plot (``--out``, default ``bench/downtime.png``) shows downtime and
+migration time against rho = write rate / bandwidth (the rate achieved in
+the baseline window) for both algorithms.
+
+Run from the top of the repository::
+
+    .venv/bin/python bench/downtime.py
+    .venv/bin/python bench/downtime.py --quick
+    .venv/bin/python bench/downtime.py --bandwidth 64MiB --size 256MiB
+"""
+
+import argparse
+import hashlib
+import http.client
+import os
+import random
+import sys
+import time
+import urllib.parse
+
+import XenAPI
+
+from xapi_sim import control
+from xapi_sim import sim as simmod
+from xapi_sim import storage
+
+MiB = 1 << 20
+BLOCK_SIZE = 64 * 1024          # guest write size: a whole 64 KiB block
+CHUNK = 1 << 20
+REGION = 2 << 20                # prefill: the first half of every region
+WARMUP = 0.3
+
+# (name, pattern, factor of the bandwidth); pattern None: no writer.
+WORKLOADS = [
+    ('idle', None, 0.0),
+    ('uniform', 'uniform', 0.25),
+    ('uniform', 'uniform', 0.5),
+    ('uniform', 'uniform', 0.9),
+    ('uniform', 'uniform', 1.2),
+    ('sequential', 'sequential', 0.9),
+    ('hotspot', 'hotspot', 0.9),
+    ('hotspot', 'hotspot', 1.2),
+]
+QUICK_WORKLOADS = [
+    ('idle', None, 0.0),
+    ('uniform', 'uniform', 0.5),
+    ('uniform', 'uniform', 1.2),
+    ('hotspot', 'hotspot', 0.9),
+]
+ALGORITHMS = ('mirror', 'copy-dirty')
+
+
+class BenchError(Exception):
+    pass
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        description='Downtime, migration time, bytes sent and guest write '
+                    'latency of a cross-pool live migration: SXM mirror '
+                    'against copy-dirty, for several write workloads.')
+    p.add_argument('--bandwidth', default='32MiB',
+                   help='bandwidth cap per second, shared by the copy and '
+                        'the mirrored writes, the same for both algorithms '
+                        '(default 32MiB)')
+    p.add_argument('--size', default='128MiB',
+                   help='virtual size of the disk, half of it filled with '
+                        'data (default 128MiB)')
+    p.add_argument('--window', type=float, default=None,
+                   help='seconds of the no-migration baseline window '
+                        '(default 3, 1 with --quick)')
+    p.add_argument('--timeout', type=float, default=120.0,
+                   help='deadline of one migration in seconds; the task is '
+                        'cancelled and the run reported as timeout '
+                        '(default 120)')
+    p.add_argument('--quick', action='store_true',
+                   help='fewer workloads (idle, uniform 0.5 and 1.2, '
+                        'hotspot 0.9) and a 1 s baseline window')
+    p.add_argument('--out', default=os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), 'downtime.png'),
+        help='where to write the plot (default bench/downtime.png)')
+    p.add_argument('--seed', type=int, default=0,
+                   help='PRNG seed of the prefill and of the workloads')
+    args = p.parse_args(argv)
+    try:
+        args.size = simmod.parse_size(args.size)
+        args.bandwidth = simmod.parse_size(args.bandwidth)
+    except ValueError as exc:
+        p.error(str(exc))
+    if args.size <= 0 or args.size % storage.BLOCK:
+        p.error('--size must be a positive multiple of 64 KiB')
+    if args.bandwidth <= 0:
+        p.error('--bandwidth must be positive (the cap is what is compared)')
+    if args.window is None:
+        args.window = 1.0 if args.quick else 3.0
+    if args.window <= 0 or args.timeout <= 0:
+        p.error('--window and --timeout must be positive')
+    args.workloads = QUICK_WORKLOADS if args.quick else WORKLOADS
+    return args
+
+
+# -- the image -------------------------------------------------------------
+
+def make_image(size, seed):
+    """The prefill: random data in the first 1 MiB of every 2 MiB."""
+    rng = random.Random(seed)
+    image = bytearray(size)
+    for offset in range(0, size, REGION):
+        n = min(REGION // 2, size - offset)
+        image[offset:offset + n] = rng.randbytes(n)
+    return bytes(image)
+
+
+# -- XenAPI, raw HTTP and the control interface -------------------------------
+
+class Client(object):
+    """A XenAPI session on one pool plus its control interface."""
+
+    def __init__(self, url):
+        self.url = url
+        parts = urllib.parse.urlsplit(url)
+        self.host, self.port = parts.hostname, parts.port
+        self.session = XenAPI.Session(url)
+        self.session.xenapi.login_with_password(
+            simmod.DEFAULT_USERNAME, simmod.DEFAULT_PASSWORD, '1.0',
+            'bench-downtime')
+        self.xenapi = self.session.xenapi
+        self.control = control.Control(url, self.session._session,
+                                       timeout=60)
+
+    def close(self):
+        try:
+            self.xenapi.session.logout()
+        except Exception:  # the server may already be gone
+            pass
+        self.session('close')()
+
+    def _query(self, vdi):
+        return urllib.parse.urlencode({'session_id': self.session._session,
+                                       'vdi': vdi})
+
+    def import_raw(self, vdi, image):
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        try:
+            conn.putrequest('PUT', '/import_raw_vdi?' + self._query(vdi))
+            conn.putheader('Content-Type', 'application/octet-stream')
+            conn.putheader('Content-Length', str(len(image)))
+            conn.endheaders()
+            view = memoryview(image)
+            for offset in range(0, len(image), CHUNK):
+                conn.send(view[offset:offset + CHUNK])
+            resp = conn.getresponse()
+            body = resp.read()
+            if resp.status != 200:
+                raise BenchError('import_raw_vdi: HTTP %d %s' % (
+                    resp.status, body.decode(errors='replace')))
+        finally:
+            conn.close()
+
+    def export_sha256(self, vdi):
+        digest = hashlib.sha256()
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        try:
+            conn.request('GET', '/export_raw_vdi?' + self._query(vdi))
+            resp = conn.getresponse()
+            if resp.status != 200:
+                raise BenchError('export_raw_vdi: HTTP %d %s' % (
+                    resp.status, resp.read().decode(errors='replace')))
+            while True:
+                data = resp.read(CHUNK)
+                if not data:
+                    break
+                digest.update(data)
+        finally:
+            conn.close()
+        return digest.hexdigest()
+
+    def wait_task(self, task, deadline):
+        """The task's record once it has ended; None at the deadline."""
+        event_from = getattr(self.xenapi.event, 'from')
+        token = ''
+        while True:
+            rec = self.xenapi.task.get_record(task)
+            if rec['status'] not in ('pending', 'cancelling'):
+                return rec
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            token = event_from(['task/%s' % task], token,
+                               min(remaining, 5.0))['token']
+
+    def sr(self, sr_type):
+        for ref, rec in self.xenapi.SR.get_all_records().items():
+            if rec['type'] == sr_type:
+                return ref
+        raise BenchError('no %s SR' % sr_type)
+
+    def network(self):
+        for ref, rec in self.xenapi.network.get_all_records().items():
+            if rec['bridge'] == 'xenbr0':
+                return ref
+        raise BenchError('no xenbr0 network')
+
+    def vm_with_disk(self, sr, size, image, label):
+        """A halted VM with one prefilled disk (userdevice 0) and a VIF."""
+        x = self.xenapi
+        vdi = x.VDI.create({
+            'name_label': label + '-disk', 'name_description': '',
+            'SR': sr, 'virtual_size': str(size), 'type': 'user',
+            'sharable': False, 'read_only': False, 'other_config': {},
+            'xenstore_data': {}, 'sm_config': {}, 'tags': []})
+        self.import_raw(vdi, image)
+        memory = str(256 * MiB)
+        vm = x.VM.create({
+            'name_label': label, 'name_description': 'bench/downtime.py',
+            'memory_static_max': memory, 'memory_dynamic_max': memory,
+            'memory_dynamic_min': memory, 'memory_static_min': memory,
+            'VCPUs_max': '1', 'VCPUs_at_startup': '1',
+            'is_a_template': False, 'other_config': {}})
+        x.VBD.create({
+            'VM': vm, 'VDI': vdi, 'userdevice': '0', 'bootable': True,
+            'mode': 'RW', 'type': 'Disk', 'empty': False,
+            'other_config': {}, 'qos_algorithm_type': '',
+            'qos_algorithm_params': {}})
+        vif = x.VIF.create({
+            'VM': vm, 'network': self.network(), 'device': '0', 'MAC': '',
+            'MTU': '1500', 'other_config': {}, 'qos_algorithm_type': '',
+            'qos_algorithm_params': {}})
+        return vm, vdi, vif
+
+
+# -- one run -----------------------------------------------------------------
+
+def workload_params(pattern, factor, bandwidth, seed):
+    return {'pattern': pattern, 'rate': factor * bandwidth,
+            'block_size': BLOCK_SIZE, 'seed': seed, 'hot_fraction': 0.1,
+            'hot_share': 0.9}
+
+
+def disk_stats(stats):
+    disks = stats.get('disks') or [{}]
+    return disks[0]
+
+
+def baseline_window(a, sr, image, pattern, factor, args):
+    """Write rate, latency and heartbeat of the workload, no migration."""
+    vm, vdi, _ = a.vm_with_disk(sr, len(image), image, 'bench-baseline')
+    x = a.xenapi
+    x.VM.start(vm, False, False)
+    out = {}
+    try:
+        if pattern is not None:
+            a.control.workload_start(vm, '0', **workload_params(
+                pattern, factor, args.bandwidth, args.seed + 1))
+        time.sleep(WARMUP)
+        a.control.heartbeat_reset(vm)
+        t1 = time.monotonic()
+        s1 = disk_stats(a.control.guest_stats(vm))
+        time.sleep(args.window)
+        stats = a.control.guest_stats(vm)
+        t2 = time.monotonic()
+        s2 = disk_stats(stats)
+        written = s2.get('bytes_written', 0) - s1.get('bytes_written', 0)
+        out['rate'] = written / (t2 - t1)
+        out['p50'] = s2.get('latency_p50')
+        out['p99'] = s2.get('latency_p99')
+        out['gap'] = stats['max_gap']
+        if s2.get('errors'):
+            raise BenchError('baseline guest write errors: %s'
+                             % s2['last_error'])
+    finally:
+        if pattern is not None:
+            a.control.workload_stop(vm)
+        x.VM.hard_shutdown(vm)
+        x.VM.destroy(vm)
+        x.VDI.destroy(vdi)
+    return out
+
+
+def migrate(a, b, sr_a, image, image_sha, pattern, factor, args, out):
+    """Boot, load, migrate to pool-b, stop, check; fills ``out``."""
+    vm, vdi, vif = a.vm_with_disk(sr_a, len(image), image, 'bench-vm')
+    xa, xb = a.xenapi, b.xenapi
+    xa.VM.start(vm, False, False)
+    uuid = xa.VM.get_uuid(vm)
+    host_b = xb.host.get_all()[0]
+    net_b = b.network()
+    dest = xb.host.migrate_receive(host_b, net_b, {})
+    vdi_map = {vdi: b.sr('ext')}
+    vif_map = {vif: net_b}
+
+    if pattern is not None:
+        a.control.workload_start(vm, '0', **workload_params(
+            pattern, factor, args.bandwidth, args.seed + 2))
+    t_load = time.monotonic()
+    a.control.heartbeat_reset(vm)
+    t0 = time.monotonic()
+    task = xa.Async.VM.migrate_send(vm, dest, True, vdi_map, vif_map, {})
+    rec = a.wait_task(task, t0 + args.timeout)
+    out['wall'] = time.monotonic() - t0
+    if rec is None:
+        out['status'] = 'timeout'
+        try:
+            xa.task.cancel(task)
+        except XenAPI.Failure:
+            pass  # past the point of no return: it ends by itself
+        rec = a.wait_task(task, time.monotonic() + 30)
+        log = a.control.migrations()
+        if log:
+            out['log'] = log[-1]
+        if pattern is not None:
+            where = a if (rec or {}).get('status') != 'success' else b
+            where.control.workload_stop(uuid)
+        return
+    if rec['status'] != 'success':
+        out['status'] = 'failed'
+        out['error'] = ' '.join(rec['error_info'])
+        if pattern is not None:
+            a.control.workload_stop(uuid)
+        return
+
+    # Stop the writer at once: its latencies and rate cover the migration.
+    stats = (b.control.workload_stop(uuid) if pattern is not None
+             else b.control.guest_stats(uuid))
+    t_stop = time.monotonic()
+    out['status'] = 'ok'
+    out['gap'] = stats['max_gap']
+    if pattern is not None:
+        d = disk_stats(stats)
+        out['mig_rate'] = d['bytes_written'] / (t_stop - t_load)
+        out['mig_p50'] = d['latency_p50']
+        out['mig_p99'] = d['latency_p99']
+        out['guest_errors'] = d['errors']
+    log = a.control.migrations()
+    if not log:
+        raise BenchError('the migration log of pool-a is empty')
+    out['log'] = log[-1]
+
+    if xa.VM.get_all_records_where('field "uuid" = "%s"' % uuid):
+        out['check'] = 'VM left on pool-a'
+        return
+    dest_vm = xb.VM.get_by_uuid(uuid)
+    if xb.VM.get_power_state(dest_vm) != 'Running':
+        out['check'] = 'not running'
+        return
+    if pattern is None:
+        dest_vdi = None
+        for vbd in xb.VM.get_VBDs(dest_vm):
+            if xb.VBD.get_userdevice(vbd) == '0':
+                dest_vdi = xb.VBD.get_VDI(vbd)
+        same = (dest_vdi is not None
+                and b.export_sha256(dest_vdi) == image_sha)
+        out['check'] = 'ok' if same else 'sha256 differs'
+        return
+    checks = b.control.guest_check(uuid)
+    bad = sum(c['mismatches'] for c in checks)
+    if not checks:
+        out['check'] = 'nothing checked'
+    elif bad or not all(c['ok'] for c in checks):
+        out['check'] = '%d units differ' % bad
+    else:
+        out['check'] = 'ok'
+    if out.get('guest_errors'):
+        out['check'] += ', %d I/O errors' % out['guest_errors']
+
+
+def run_one(args, name, pattern, factor, algorithm, image, image_sha):
+    out = {'workload': name, 'pattern': pattern, 'factor': factor,
+           'algorithm': algorithm, 'status': 'error'}
+    sim = simmod.Simulator().start()
+    a = b = None
+    try:
+        a = client(sim, 'pool-a')
+        b = client(sim, 'pool-b')
+        settings = a.control.configure(algorithm=algorithm,
+                                       bandwidth=args.bandwidth)
+        out['settings'] = settings
+        sr_a = a.sr('ext')
+        out['base'] = baseline_window(a, sr_a, image, pattern, factor, args)
+        migrate(a, b, sr_a, image, image_sha, pattern, factor, args, out)
+    except (BenchError, XenAPI.Failure, control.ControlError,
+            OSError) as exc:
+        out['status'] = 'error'
+        out['error'] = str(exc)
+    finally:
+        for c in (a, b):
+            if c is not None:
+                c.close()
+        sim.stop()
+    return out
+
+
+def client(sim, pool):
+    return Client(sim.pools[pool].url)
+
+
+# -- output ------------------------------------------------------------------
+
+def _f(value, fmt, scale=1.0):
+    if value is None:
+        return '-'
+    return fmt % (value * scale)
+
+
+def _pair_ms(p50, p99):
+    if p50 is None or p99 is None:
+        return '-'
+    return '%.2f/%.1f' % (p50 * 1e3, p99 * 1e3)
+
+
+COLUMNS = [
+    # header, left-aligned
+    ('workload', True), ('rho', False), ('algorithm', True),
+    ('asked', False), ('got', False), ('in-mig', False),
+    ('time', False), ('wall', False), ('downtime', False),
+    ('engine', False), ('gap0', False), ('copied', False),
+    ('mirrored', False), ('sent', False), ('passes', False),
+    ('conv', True), ('lat base', False), ('lat migr', False),
+    ('check', True),
+]
+
+
+def table_row(r, bandwidth):
+    base = r.get('base') or {}
+    log = r.get('log') or {}
+    rate = base.get('rate')
+    asked = r['factor'] * bandwidth
+    ok = r['status'] == 'ok'
+    conv = log.get('converged')
+    if log.get('algorithm') != 'copy-dirty' or conv is None:
+        conv = '-' if log.get('algorithm') != 'copy-dirty' else '?'
+    else:
+        conv = 'yes' if conv else 'NO'
+    check = r.get('check', '-') if ok else r['status']
+    return [
+        r['workload'],
+        _f(rate / bandwidth if rate is not None else None, '%.2f'),
+        r['algorithm'],
+        _f(asked, '%.1f', 1.0 / MiB),
+        _f(rate, '%.1f', 1.0 / MiB),
+        _f(r.get('mig_rate'), '%.1f', 1.0 / MiB),
+        _f(log.get('seconds'), '%.2f'),
+        _f(r.get('wall'), '%.2f'),
+        _f(r.get('gap') if ok else None, '%.3f'),
+        _f(log.get('downtime') if ok else None, '%.3f'),
+        _f(base.get('gap'), '%.3f'),
+        _f(log.get('bytes_copied'), '%.1f', 1.0 / MiB),
+        _f(log.get('bytes_mirrored'), '%.1f', 1.0 / MiB),
+        _f(log.get('bytes_sent'), '%.1f', 1.0 / MiB),
+        str(log['passes']) if 'passes' in log else '-',
+        conv,
+        _pair_ms(base.get('p50'), base.get('p99')),
+        _pair_ms(r.get('mig_p50'), r.get('mig_p99')),
+        check,
+    ]
+
+
+def print_table(results, bandwidth):
+    rows = [[h for h, _ in COLUMNS]] + [table_row(r, bandwidth)
+                                        for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    for n, row in enumerate(rows):
+        cells = []
+        for (_, left), width, cell in zip(COLUMNS, widths, row):
+            cells.append(cell.ljust(width) if left else cell.rjust(width))
+        print('  '.join(cells).rstrip())
+        if n == 0:
+            print('  '.join('-' * w for w in widths))
+
+
+def print_legend(args, settings):
+    print()
+    print('rho: write rate achieved without migration / bandwidth; asked, '
+          'got, in-mig: write rate requested, achieved without migration, '
+          'achieved from workload start to stop around the migration '
+          '(MiB/s);')
+    print('time: engine migration time, wall: call to end of task (s); '
+          'downtime: largest 10 ms heartbeat gap during the migration, '
+          'engine: pause to unpause, gap0: largest heartbeat gap without '
+          'migration (s);')
+    print('copied, mirrored, sent: MiB; passes/conv: copy-dirty dirty '
+          'passes and whether it reached downtime_target; lat base/migr: '
+          'guest write latency p50/p99 in ms without / during migration;')
+    print('check: destination disk on pool-b equals the expected image '
+          '(guest_check; sha256 of the export for idle).')
+    if settings:
+        keys = ('bandwidth', 'mirror_latency', 'memory_seconds',
+                'pause_seconds', 'downtime_target', 'max_passes')
+        print('settings: %s' % ', '.join(
+            '%s=%s' % (k, settings[k]) for k in keys if k in settings))
+    for r in results_with_errors(args.results):
+        print('%s %.2f %s: %s %s' % (r['workload'], r['factor'],
+                                     r['algorithm'], r['status'],
+                                     r.get('error', '')))
+
+
+def results_with_errors(results):
+    return [r for r in results if r['status'] not in ('ok',)]
+
+
+def plot(results, bandwidth, settings, out):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, (ax_d, ax_t) = plt.subplots(1, 2, figsize=(12, 5))
+    colors = {'mirror': 'tab:blue', 'copy-dirty': 'tab:red'}
+    markers = {'sequential': 's', 'hotspot': '^'}
+    for alg in ALGORITHMS:
+        mine = [r for r in results if r['algorithm'] == alg
+                and r['status'] == 'ok' and r.get('base')]
+        line = sorted((r for r in mine
+                       if r['workload'] in ('idle', 'uniform')),
+                      key=lambda r: r['base']['rate'])
+        xs = [r['base']['rate'] / bandwidth for r in line]
+        ax_d.plot(xs, [r['gap'] for r in line], 'o-', color=colors[alg],
+                  label='%s, uniform (idle at 0)' % alg)
+        ax_d.plot(xs, [r['log']['downtime'] for r in line], 'o:',
+                  color=colors[alg], markerfacecolor='none', alpha=0.6,
+                  label='%s, engine pause' % alg)
+        ax_t.plot(xs, [r['log']['seconds'] for r in line], 'o-',
+                  color=colors[alg], label='%s, uniform (idle at 0)' % alg)
+        for name, marker in markers.items():
+            pts = [r for r in mine if r['workload'] == name]
+            if not pts:
+                continue
+            px = [r['base']['rate'] / bandwidth for r in pts]
+            ax_d.plot(px, [r['gap'] for r in pts], marker, linestyle='none',
+                      color=colors[alg], markersize=8,
+                      label='%s, %s' % (alg, name))
+            ax_t.plot(px, [r['log']['seconds'] for r in pts], marker,
+                      linestyle='none', color=colors[alg], markersize=8,
+                      label='%s, %s' % (alg, name))
+    target = (settings or {}).get('downtime_target')
+    if target:
+        ax_d.axhline(target, color='grey', linestyle='--', linewidth=0.8,
+                     label='downtime_target %.2g s' % target)
+    for ax in (ax_d, ax_t):
+        ax.axvline(1.0, color='grey', linestyle=':', linewidth=0.8)
+        ax.set_xlabel('rho = guest write rate / bandwidth')
+        ax.grid(True, alpha=0.3)
+    ax_d.set_yscale('log')
+    ax_d.set_ylabel('downtime (s): largest 10 ms heartbeat gap')
+    ax_d.set_title('Downtime')
+    ax_d.legend(fontsize=7)
+    ax_t.set_ylabel('migration time (s)')
+    ax_t.set_ylim(bottom=0)
+    ax_t.set_title('Migration time')
+    ax_t.legend(fontsize=7)
+    failed = results_with_errors(results)
+    note = ('; not plotted: %s' % ', '.join(
+        '%s %.2f %s (%s)' % (r['workload'], r['factor'], r['algorithm'],
+                             r['status']) for r in failed)) if failed else ''
+    fig.suptitle('Cross-pool live migration of one %d MiB disk (half '
+                 'full), bandwidth %.0f MiB/s: SXM mirror vs copy-dirty%s'
+                 % (results[0]['size'] // MiB if results else 0,
+                    bandwidth / MiB, note), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    started = time.monotonic()
+    image = make_image(args.size, args.seed)
+    image_sha = hashlib.sha256(image).hexdigest()
+    runs = [(w, alg) for w in args.workloads for alg in ALGORITHMS]
+    print('disk %d MiB (%d MiB of data), bandwidth %.1f MiB/s, %d KiB '
+          'writes, baseline window %.1f s, timeout %.0f s, %d runs'
+          % (args.size // MiB, (args.size - _zero_bytes(image)) // MiB,
+             args.bandwidth / MiB, BLOCK_SIZE // 1024, args.window,
+             args.timeout, len(runs)), flush=True)
+    results = []
+    settings = None
+    for (name, pattern, factor), alg in runs:
+        t = time.monotonic()
+        r = run_one(args, name, pattern, factor, alg, image, image_sha)
+        r['size'] = args.size
+        settings = settings or r.get('settings')
+        results.append(r)
+        print('  %-10s %.2f %-10s %-7s %5.1f s' % (
+            name, factor, alg, r['status'], time.monotonic() - t),
+            file=sys.stderr, flush=True)
+    args.results = results
+    print()
+    print_table(results, args.bandwidth)
+    print_legend(args, settings)
+    plot(results, args.bandwidth, settings, args.out)
+    print('plot: %s' % args.out)
+    print('total %.1f s' % (time.monotonic() - started))
+    return 0 if not results_with_errors(results) else 1
+
+
+def _zero_bytes(image):
+    zeros = 0
+    for offset in range(0, len(image), storage.BLOCK):
+        block = image[offset:offset + storage.BLOCK]
+        if block.count(0) == len(block):
+            zeros += len(block)
+    return zeros
+
+
+if __name__ == '__main__':
+    sys.exit(main())
