@@ -1,0 +1,95 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Option definitions of the core, for the services that embed it.
+
+The core reads no configuration itself: the Nova driver, the Cinder driver
+and the ``sxm`` CLI register these lists in their own groups and pass the
+values in. ``list_opts`` feeds oslo-config-generator through the
+``oslo.config.opts`` entry point ``sxm_core``.
+"""
+
+from oslo_config import cfg
+
+XAPI_OPTS = [
+    cfg.URIOpt('connection_url', schemes=['http', 'https'],
+               help='URL of the XAPI pool master, e.g. '
+                    'https://xenserver1.example.org/. A pool member works '
+                    'too: the session follows HOST_IS_SLAVE to the master.'),
+    cfg.StrOpt('connection_username', default='root',
+               help='XAPI user name.'),
+    cfg.StrOpt('connection_password', secret=True,
+               help='XAPI password. Never logged.'),
+    cfg.StrOpt('ca_file',
+               help='CA bundle used to verify the pool master\'s '
+                    'certificate on https. Default: the system store.\n\n'
+                    'Related options:\n\n* insecure'),
+    cfg.BoolOpt('insecure', default=False,
+                help='Do not verify the pool master\'s TLS certificate. '
+                     'Only for lab pools with self-signed certificates.\n\n'
+                     'Related options:\n\n* ca_file'),
+    cfg.IntOpt('login_timeout', default=30, min=1,
+               help='Seconds to wait for a login to the pool master.'),
+    cfg.IntOpt('call_timeout', default=300, min=10,
+               help='Socket timeout, in seconds, of one XAPI call.'),
+    cfg.IntOpt('session_pool_size', default=4, min=1,
+               help='XAPI sessions kept per pool master; each serves one '
+                    'thread at a time.'),
+    cfg.IntOpt('connect_retries', default=3, min=0,
+               help='Retries, with exponential backoff, of a login or a '
+                    'read-only call that fails to connect. XAPI failures '
+                    'are never retried.'),
+]
+
+MIGRATION_OPTS = [
+    cfg.IntOpt('seconds_per_gib', default=800, min=1,
+               help='A storage migration times out after this many seconds '
+                    'per GiB to move (plus minimum_timeout), and is then '
+                    'cancelled.\n\nRelated options:\n\n* minimum_timeout'),
+    cfg.IntOpt('minimum_timeout', default=300, min=1,
+               help='Seconds every storage migration is allowed on top of '
+                    'seconds_per_gib.'),
+    cfg.IntOpt('stall_timeout', default=600, min=0,
+               help='Cancel a storage migration whose progress has not '
+                    'moved for this many seconds. 0 disables.'),
+    cfg.IntOpt('max_concurrent_storage_migrations', default=2, min=1,
+               max=3,
+               help='Storage migrations started at once from one XenServer '
+                    'host by this node (xapi refuses a fourth). Enforced '
+                    'across processes with oslo.concurrency file locks '
+                    'when [oslo_concurrency] lock_path is set.'),
+    cfg.IntOpt('too_many_migrates_retries', default=5, min=0,
+               help='How often to retry a migration that xapi refused with '
+                    'TOO_MANY_STORAGE_MIGRATES.\n\nRelated options:\n\n'
+                    '* too_many_migrates_interval'),
+    cfg.IntOpt('too_many_migrates_interval', default=30, min=1,
+               help='Seconds between those retries.'),
+]
+
+
+def list_opts():
+    return [('sxm', XAPI_OPTS + MIGRATION_OPTS)]
+
+
+def pool_kwargs(conf):
+    """SessionPool keyword arguments from a group holding XAPI_OPTS."""
+    return {
+        'url': conf.connection_url,
+        'username': conf.connection_username,
+        'password': conf.connection_password,
+        'ca_file': conf.ca_file,
+        'insecure': conf.insecure,
+        'login_timeout': conf.login_timeout,
+        'call_timeout': conf.call_timeout,
+        'maxsize': conf.session_pool_size,
+        'retries': conf.connect_retries,
+    }

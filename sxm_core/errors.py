@@ -1,0 +1,285 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Typed errors of the core.
+
+``SxmError`` formats a class-level ``message`` template with keyword
+arguments (os-brick's BrickException style) and scrubs secrets from the
+result. ``XapiFailure.from_failure`` is the only code that reads a
+``XenAPI.Failure``'s ``details``; it picks a subclass for the codes callers
+branch on and words the message for a human, naming objects by name label
+and uuid when the caller gives a ``describe`` callback.
+"""
+
+from sxm_core import redact
+
+# Parameter names of the XAPI errors the core words or branches on, from
+# xen-api ocaml/idl/datamodel_errors.ml.
+ERROR_PARAMS = {
+    'HANDLE_INVALID': ('class', 'handle'),
+    'HOST_IS_SLAVE': ('master',),
+    'MIRROR_FAILED': ('vdi',),
+    'OPERATION_NOT_ALLOWED': ('reason',),
+    'SESSION_AUTHENTICATION_FAILED': ('username', 'message'),
+    'SESSION_INVALID': ('handle',),
+    'SR_BACKEND_FAILURE_44': ('status', 'stdout', 'stderr'),
+    'SR_DOES_NOT_SUPPORT_MIGRATION': ('sr',),
+    'TASK_CANCELLED': ('task',),
+    'TOO_MANY_STORAGE_MIGRATES': ('number',),
+    'UUID_INVALID': ('class', 'uuid'),
+    'VDI_CBT_ENABLED': ('vdi',),
+    'VDI_IN_USE': ('vdi', 'operation'),
+    'VDI_NEEDS_VM_FOR_MIGRATE': ('vdi',),
+    'VDI_NOT_IN_MAP': ('vdi',),
+    'VIF_NOT_IN_MAP': ('vif',),
+    'VM_BAD_POWER_STATE': ('vm', 'expected', 'actual'),
+    'VM_REQUIRES_SR': ('vm', 'sr'),
+    'HOST_CANNOT_ATTACH_NETWORK': ('host', 'network'),
+    'INTERFACE_HAS_NO_IP': ('pif',),
+    'PIF_HAS_NO_NETWORK_CONFIGURATION': ('pif',),
+    'CANNOT_CONTACT_HOST': ('host',),
+}
+
+# How to say it, and what to do about it. %(name)s are the parameters,
+# already described ("VDI 'data' (uuid ...)") where a describer was given.
+_WORDING = {
+    'VDI_NOT_IN_MAP': '%(vdi)s has no destination SR: map every disk.',
+    'VIF_NOT_IN_MAP': '%(vif)s has no destination network: map its '
+                      'network.',
+    'VDI_CBT_ENABLED': '%(vdi)s has changed block tracking enabled: '
+                       'disable CBT on it before migrating.',
+    'SR_DOES_NOT_SUPPORT_MIGRATION': '%(sr)s does not support storage '
+                                     'migration (VDI_MIRROR and '
+                                     'VDI_SNAPSHOT are needed).',
+    'SR_BACKEND_FAILURE_44': 'The destination SR is full: free space on it '
+                             'or choose another SR.',
+    'TOO_MANY_STORAGE_MIGRATES': 'The source host already runs '
+                                 '%(number)s storage migrations: retry '
+                                 'later.',
+    'VM_BAD_POWER_STATE': '%(vm)s is %(actual)s; the operation needs '
+                          '%(expected)s.',
+    'MIRROR_FAILED': 'Mirroring %(vdi)s to the destination failed.',
+    'SESSION_AUTHENTICATION_FAILED': 'XAPI refused the credentials of user '
+                                     '%(username)s.',
+    'SESSION_INVALID': 'The XAPI session is no longer valid.',
+    'HANDLE_INVALID': 'The %(class)s %(handle)s does not exist (any more).',
+    'UUID_INVALID': 'No %(class)s has uuid %(uuid)s.',
+    'VDI_IN_USE': '%(vdi)s is in use.',
+    'VDI_NEEDS_VM_FOR_MIGRATE': '%(vdi)s is not attached to a VM: copy it '
+                                'instead of migrating it live.',
+    'VM_REQUIRES_SR': '%(vm)s needs %(sr)s, which the target host cannot '
+                      'see.',
+    'HOST_CANNOT_ATTACH_NETWORK': '%(host)s has no interface on %(network)s.',
+    'INTERFACE_HAS_NO_IP': '%(pif)s has no IP address: configure the '
+                           'migration network of the destination host.',
+    'PIF_HAS_NO_NETWORK_CONFIGURATION': '%(pif)s has no IP configuration: '
+                                        'configure the migration network '
+                                        'of the destination host.',
+    'TASK_CANCELLED': 'The operation was cancelled.',
+    'OPERATION_NOT_ALLOWED': 'XAPI does not allow this: %(reason)s',
+    'CANNOT_CONTACT_HOST': 'Cannot contact host %(host)s.',
+}
+
+
+class SxmError(Exception):
+    """Base of the core's errors; ``message`` is a %-template."""
+
+    message = 'An unknown storage migration error occurred.'
+
+    def __init__(self, message=None, **kwargs):
+        self.kwargs = kwargs
+        if message is None:
+            try:
+                message = self.message % kwargs
+            except (KeyError, TypeError, ValueError):
+                message = self.message
+        self.msg = redact.scrub(message)
+        super().__init__(self.msg)
+
+    def __str__(self):
+        return self.msg
+
+
+class XapiFailure(SxmError):
+    """XAPI answered with an error: ``code``, ``params`` (and ``call``)."""
+
+    message = 'XAPI error %(code)s %(params)s'
+
+    def __init__(self, code, params, call=None, describe=None, task=None):
+        self.code = code
+        self.params = [str(p) for p in params]
+        self.call = call
+        self.task = task
+        names = ERROR_PARAMS.get(code, ())
+        described = {}
+        for i, name in enumerate(names):
+            value = self.params[i] if i < len(self.params) else ''
+            if describe is not None and name in ('vm', 'vdi', 'sr', 'vif',
+                                                 'host', 'network', 'pif'):
+                value = describe(name, value) or value
+            described[name] = value
+        wording = _WORDING.get(code)
+        try:
+            text = wording % described if wording else None
+        except (KeyError, TypeError, ValueError):
+            text = None
+        if text is None:
+            text = 'XAPI error %s %s' % (code, self.params)
+        if call:
+            text = '%s (in %s)' % (text, call)
+        super().__init__(text)
+
+    def param(self, name):
+        """A parameter by its datamodel name, e.g. ``param('actual')``."""
+        names = ERROR_PARAMS.get(self.code, ())
+        if name not in names:
+            raise KeyError('%s has no parameter %r' % (self.code, name))
+        i = names.index(name)
+        return self.params[i] if i < len(self.params) else None
+
+    @classmethod
+    def from_failure(cls, failure, call=None, describe=None, task=None):
+        return cls.from_details(getattr(failure, 'details', None), call=call,
+                                describe=describe, task=task)
+
+    @classmethod
+    def from_details(cls, details, call=None, describe=None, task=None):
+        """From an ErrorDescription list ``[code, *params]``."""
+        details = list(details or ['INTERNAL_ERROR', 'no error details'])
+        code, params = str(details[0]), details[1:]
+        sub = _SUBCLASSES.get(code, XapiFailure)
+        return sub(code, params, call=call, describe=describe, task=task)
+
+
+class SessionInvalid(XapiFailure):
+    pass
+
+
+class HandleInvalid(XapiFailure):
+    pass
+
+
+class HostIsSlave(XapiFailure):
+    pass
+
+
+class EventsLost(XapiFailure):
+    pass
+
+
+class TaskCancelled(XapiFailure):
+    pass
+
+
+class AuthenticationFailed(XapiFailure):
+    pass
+
+
+class TooManyStorageMigrates(XapiFailure):
+    pass
+
+
+_SUBCLASSES = {
+    'SESSION_INVALID': SessionInvalid,
+    'HANDLE_INVALID': HandleInvalid,
+    'HOST_IS_SLAVE': HostIsSlave,
+    'EVENTS_LOST': EventsLost,
+    'TASK_CANCELLED': TaskCancelled,
+    'SESSION_AUTHENTICATION_FAILED': AuthenticationFailed,
+    'TOO_MANY_STORAGE_MIGRATES': TooManyStorageMigrates,
+}
+
+
+class ConnectionFailed(SxmError):
+    message = 'Cannot reach XAPI at %(url)s: %(reason)s'
+
+
+class NotFound(SxmError):
+    message = 'No %(kind)s %(name)r in pool %(pool)s.'
+
+
+class Ambiguous(SxmError):
+    message = ('%(count)d %(kind)ss are named %(name)r in pool %(pool)s: '
+               'give a uuid.')
+
+
+class TaskTimeout(SxmError):
+    message = ('%(what)s did not finish within %(seconds).0f s; it was '
+               'cancelled.')
+
+
+class TaskStalled(SxmError):
+    message = ('%(what)s made no progress for %(seconds).0f s; it was '
+               'cancelled.')
+
+
+class PreflightFailed(SxmError):
+    """Every reason a migration cannot start, not only the first."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        lines = ['The migration cannot start:']
+        lines += ['  - %s' % p.message for p in self.problems]
+        super().__init__('\n'.join(lines))
+
+
+class MigrationFailed(SxmError):
+    """A migration failed or was cancelled; ``state`` says what is left."""
+
+    def __init__(self, cause, state=None):
+        self.cause = cause
+        self.state = state
+        text = str(cause)
+        if state is not None:
+            text = '%s\n%s' % (text, state.describe())
+        super().__init__(text)
+
+
+class ErrorCollector(object):
+    """Runs every cleanup step, keeps the failures, raises them at the end.
+
+    Like os-brick's ExceptionChainer::
+
+        errs = ErrorCollector()
+        with errs.context('destroying VDI %s', uuid):
+            ...
+        errs.raise_if_any()
+    """
+
+    def __init__(self):
+        self.errors = []
+
+    def context(self, what, *args):
+        return _Step(self, what % args if args else what)
+
+    def __bool__(self):
+        return bool(self.errors)
+
+    def raise_if_any(self):
+        if self.errors:
+            raise SxmError('Cleanup failed: ' + '; '.join(
+                '%s: %s' % (what, exc) for what, exc in self.errors))
+
+
+class _Step(object):
+    def __init__(self, collector, what):
+        self.collector = collector
+        self.what = what
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is not None and isinstance(exc, Exception):
+            self.collector.errors.append((self.what, exc))
+            return True
+        return False
