@@ -55,7 +55,7 @@ class Result:
     vm_ref: str             # the VM in the destination pool
     vm_uuid: str
     seconds: float
-    bytes_moved: int
+    bytes_planned: int      # the plan's upper bound of bytes to move
     disks: list             # [(userdevice, vdi uuid, SR uuid)] afterwards
     leftovers_removed: list
 
@@ -324,7 +324,7 @@ class Migrator(object):
                                   % (the_plan.vm.label(),
                                      '; '.join(problems)))
         return Result(vm_ref=new_vm, vm_uuid=rec['uuid'], seconds=0.0,
-                      bytes_moved=the_plan.bytes_to_move, disks=disks,
+                      bytes_planned=the_plan.bytes_to_move, disks=disks,
                       leftovers_removed=[])
 
     def _remove_leftovers(self, new_vm):
