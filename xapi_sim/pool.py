@@ -221,12 +221,20 @@ class Pool(object):
                 'other_config': {}})
             if device is not None:
                 for host in self.db.all_refs('host'):
+                    if management and not ip:
+                        # The management interface carries the host's
+                        # address.
+                        host_ip = self.db.get('host', host)['address']
+                    else:
+                        host_ip = ip
                     self.db.add('PIF', {
                         'device': device, 'network': net, 'host': host,
                         'MAC': api.vm.random_mac(), 'physical': True,
                         'currently_attached': True,
-                        'ip_configuration_mode': 'Static' if ip else 'None',
-                        'IP': ip or '', 'netmask': netmask if ip else '',
+                        'ip_configuration_mode': ('Static' if host_ip
+                                                  else 'None'),
+                        'IP': host_ip or '',
+                        'netmask': netmask if host_ip else '',
                         'management': management})
             return net
 

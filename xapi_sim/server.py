@@ -32,6 +32,7 @@ from xapi_sim import storage
 from xapi_sim import wire
 
 CHUNK = 1 << 20
+_LOGINS = ('session.login_with_password', 'session_login_with_password')
 # How often serve_forever looks for a shutdown request: stop() waits for it.
 POLL_INTERVAL = 0.05
 
@@ -79,6 +80,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 ValueError, TypeError) as exc:
             return self._send(200, wire.failure(
                 ['XMLRPC_UNMARSHAL_FAILURE', 'methodCall', str(exc)]))
+        if self.server.member_of and name in _LOGINS:
+            return self._send(200, wire.failure(
+                ['HOST_IS_SLAVE', self.server.member_of]))
         try:
             value = self.pool.call(name, params)
             out = wire.success('' if value is None else value)
@@ -206,13 +210,18 @@ def _write_sparse(disk, offset, data):
 
 
 class PoolServer(object):
-    """A threaded HTTP server for one pool; ``url`` once started."""
+    """A threaded HTTP server for one pool; ``url`` once started.
 
-    def __init__(self, pool, host='127.0.0.1', port=0):
+    With ``member_of`` (the master's address) it is a pool member's: logins
+    get HOST_IS_SLAVE, other calls are served as the master serves them.
+    """
+
+    def __init__(self, pool, host='127.0.0.1', port=0, member_of=None):
         self.pool = pool
         self.httpd = http.server.ThreadingHTTPServer((host, port), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.pool = pool
+        self.httpd.member_of = member_of
         self.host, self.port = self.httpd.server_address[:2]
         self.url = 'http://%s:%d/' % (self.host, self.port)
         self._thread = threading.Thread(target=self.httpd.serve_forever,

@@ -86,6 +86,7 @@ class Simulator(object):
         self.topology = copy.deepcopy(topology or DEFAULT_TOPOLOGY)
         self.pools = collections.OrderedDict()
         self.servers = {}
+        self.member_servers = []
         self.domains = {}
         self._lock = threading.Lock()
         self.settings = dict(migration.DEFAULT_SETTINGS)
@@ -107,12 +108,19 @@ class Simulator(object):
         # The server is bound first so that hosts and PIFs carry its address.
         srv = server.PoolServer(p, self.bind, srv_port)
         p.url, p.address = srv.url, srv.host
-        for host in spec.get('hosts') or [{'name': '%s-host1' % name}]:
-            p.add_host(host['name'], host.get('address', srv.host))
+        hosts = spec.get('hosts') or [{'name': '%s-host1' % name}]
+        for i, host in enumerate(hosts):
+            address = host.get('address') or (
+                srv.host if i == 0 else _member_address(srv.host, i))
+            p.add_host(host['name'], address)
+            if i and address != srv.host:
+                # A pool member answers logins with HOST_IS_SLAVE, at its
+                # own address on the master's port, as xapi does.
+                self.member_servers.append(server.PoolServer(
+                    p, address, srv.port, member_of=srv.host))
         for net in spec.get('networks', []):
             p.add_network(net['name'], net['bridge'], net.get('device'),
-                          ip=net.get('ip', srv.host if net.get('management')
-                                     else None),
+                          ip=net.get('ip'),
                           management=bool(net.get('management')))
         for sr in spec.get('srs', []):
             p.add_sr(sr['name'], sr['type'], parse_size(sr['size']),
@@ -127,14 +135,14 @@ class Simulator(object):
             return cls(json.load(f), **kwargs)
 
     def start(self):
-        for srv in self.servers.values():
+        for srv in list(self.servers.values()) + self.member_servers:
             srv.start()
         return self
 
     def stop(self):
         for dom in list(self.domains.values()):
             dom.halt()
-        for srv in self.servers.values():
+        for srv in list(self.servers.values()) + self.member_servers:
             srv.stop()
         for p in self.pools.values():
             p.close()
@@ -238,6 +246,17 @@ class Simulator(object):
                     raise ValueError('%s must not be negative' % key)
             self.settings[key] = value
         return dict(self.settings)
+
+
+def _member_address(master, index):
+    """Pool members on 127.0.0.2, 127.0.0.3, ... beside a loopback master.
+
+    Elsewhere members share the master's address and serve no URL.
+    """
+    parts = master.split('.')
+    if master.startswith('127.') and len(parts) == 4:
+        return '127.0.0.%d' % (int(parts[3]) + index)
+    return master
 
 
 class _Slot(object):
