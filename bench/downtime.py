@@ -37,13 +37,20 @@ default), one run does, on a fresh in-process simulator:
    ``Async.VM.migrate_send`` to ``pool-b`` (its ``ext`` SR, live, after
    ``host.migrate_receive``), waited for through ``event.from`` with a
    deadline of ``--timeout`` seconds (the task is cancelled and the run
-   reported as ``timeout`` when it passes).
-4. Right after the task ends the workload is stopped (so the latencies
-   and the rate cover the migration), ``guest_check`` runs on ``pool-b``
-   (every unit of the destination disk must equal the image the prefill
-   plus the journal of the guest's writes imply; for the idle VM the
-   sha256 of ``GET /export_raw_vdi`` on ``pool-b`` must equal the
-   uploaded image's) and the engine's migration log is read.
+   reported as ``timeout`` when it passes). Meanwhile ``guest_stats`` is
+   sampled every 0.1 s; a sample counts if the VM still ran on pool-a
+   after it was taken. The write rate during the migration is the bytes
+   written between the first and the last such sample over their time
+   apart, and the write latency p50/p99 during the migration is that of
+   the last sample (the writer started just before the migration). Later
+   samples would mix in the burst with which the writer catches up, once
+   it runs on pool-b, on the writes the mirror held back.
+4. Right after the task ends the workload is stopped and the heartbeat's
+   largest gap read; ``guest_check`` runs on ``pool-b`` (every unit of
+   the destination disk must equal the image that the prefill plus the
+   journal of the guest's writes imply; for the idle VM the sha256 of
+   ``GET /export_raw_vdi`` on ``pool-b`` must equal the uploaded
+   image's) and the engine's migration log is read.
 
 The table shows per run: the requested and achieved write rates (in the
 baseline window and during the migration), the migration time (the
@@ -54,9 +61,10 @@ and sent, copy-dirty's passes and whether it converged (reached
 ``downtime_target`` before ``max_passes``), the write latency p50/p99
 without and during the migration, and the destination check.
 
-The plot (``--out``, default ``bench/downtime.png``) shows downtime and
-migration time against rho = write rate / bandwidth (the rate achieved in
-the baseline window) for both algorithms.
+The plot (``--out``, default ``bench/downtime.png``; needs matplotlib)
+shows downtime, migration time and the guest's write latency p99 against
+rho = write rate / bandwidth (the rate achieved in the baseline window)
+for both algorithms. The exit status is 1 if a run timed out or failed.
 
 Run from the top of the repository::
 
@@ -85,6 +93,8 @@ BLOCK_SIZE = 64 * 1024          # guest write size: a whole 64 KiB block
 CHUNK = 1 << 20
 REGION = 2 << 20                # prefill: the first half of every region
 WARMUP = 0.3
+# How often guest_stats is sampled during a migration (s).
+SAMPLE_INTERVAL = 0.1
 
 # (name, pattern, factor of the bandwidth); pattern None: no writer.
 WORKLOADS = [
@@ -231,19 +241,29 @@ class Client(object):
             conn.close()
         return digest.hexdigest()
 
-    def wait_task(self, task, deadline):
-        """The task's record once it has ended; None at the deadline."""
+    def wait_task(self, task, deadline, sample=None):
+        """The task's record once it has ended; None at the deadline.
+
+        Waits on ``event.from``; while the task is pending, ``sample()``
+        is called every ``SAMPLE_INTERVAL`` seconds.
+        """
         event_from = getattr(self.xenapi.event, 'from')
         token = ''
+        sampled = 0.0
         while True:
             rec = self.xenapi.task.get_record(task)
             if rec['status'] not in ('pending', 'cancelling'):
                 return rec
+            now = time.monotonic()
+            if sample is not None and now - sampled >= SAMPLE_INTERVAL:
+                sampled = now
+                sample()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
+            wait = SAMPLE_INTERVAL if sample is not None else 5.0
             token = event_from(['task/%s' % task], token,
-                               min(remaining, 5.0))['token']
+                               min(remaining, wait))['token']
 
     def sr(self, sr_type):
         for ref, rec in self.xenapi.SR.get_all_records().items():
@@ -345,14 +365,28 @@ def migrate(a, b, sr_a, image, image_sha, pattern, factor, args, out):
     vdi_map = {vdi: b.sr('ext')}
     vif_map = {vif: net_b}
 
+    samples = []
+
+    def sample():
+        """guest_stats, kept if the VM still ran on pool-a afterwards."""
+        try:
+            stats = a.control.guest_stats(uuid)
+            when = time.monotonic()
+            if xa.VM.get_power_state(vm) == 'Running':
+                samples.append((when, disk_stats(stats)))
+        except (control.ControlError, XenAPI.Failure):
+            pass  # the VM has moved: the sample is not kept
+
     if pattern is not None:
         a.control.workload_start(vm, '0', **workload_params(
             pattern, factor, args.bandwidth, args.seed + 2))
-    t_load = time.monotonic()
     a.control.heartbeat_reset(vm)
+    if pattern is not None:
+        sample()
     t0 = time.monotonic()
     task = xa.Async.VM.migrate_send(vm, dest, True, vdi_map, vif_map, {})
-    rec = a.wait_task(task, t0 + args.timeout)
+    rec = a.wait_task(task, t0 + args.timeout,
+                      sample if pattern is not None else None)
     out['wall'] = time.monotonic() - t0
     if rec is None:
         out['status'] = 'timeout'
@@ -375,26 +409,36 @@ def migrate(a, b, sr_a, image, image_sha, pattern, factor, args, out):
             a.control.workload_stop(uuid)
         return
 
-    # Stop the writer at once: its latencies and rate cover the migration.
+    # Stop the writer at once; its heartbeat gap covers the migration.
     stats = (b.control.workload_stop(uuid) if pattern is not None
              else b.control.guest_stats(uuid))
-    t_stop = time.monotonic()
     out['status'] = 'ok'
     out['gap'] = stats['max_gap']
     if pattern is not None:
-        d = disk_stats(stats)
-        out['mig_rate'] = d['bytes_written'] / (t_stop - t_load)
-        out['mig_p50'] = d['latency_p50']
-        out['mig_p99'] = d['latency_p99']
-        out['guest_errors'] = d['errors']
+        out['guest_errors'] = disk_stats(stats)['errors']
+        # The guest's rate and latencies up to the last sample taken while
+        # it still ran on pool-a: after the switch the writer catches up
+        # on what the mirror held back, unthrottled, which is not the
+        # migration's cost.
+        if len(samples) >= 2:
+            (t1, s1), (t2, s2) = samples[0], samples[-1]
+            out['mig_rate'] = ((s2['bytes_written'] - s1['bytes_written'])
+                               / (t2 - t1))
+            out['mig_p50'] = s2['latency_p50']
+            out['mig_p99'] = s2['latency_p99']
+            out['mig_window'] = t2 - t0
     log = a.control.migrations()
     if not log:
         raise BenchError('the migration log of pool-a is empty')
     out['log'] = log[-1]
 
-    if xa.VM.get_all_records_where('field "uuid" = "%s"' % uuid):
+    try:
+        xa.VM.get_by_uuid(uuid)
         out['check'] = 'VM left on pool-a'
         return
+    except XenAPI.Failure as exc:
+        if exc.details[0] != 'UUID_INVALID':
+            raise
     dest_vm = xb.VM.get_by_uuid(uuid)
     if xb.VM.get_power_state(dest_vm) != 'Running':
         out['check'] = 'not running'
@@ -478,10 +522,14 @@ COLUMNS = [
 
 def table_row(r, bandwidth):
     base = r.get('base') or {}
+    ok = r['status'] == 'ok'
+    # A cancelled or failed migration's log holds partial figures: only
+    # its time is shown.
     log = r.get('log') or {}
+    if not ok:
+        log = {'seconds': log.get('seconds')}
     rate = base.get('rate')
     asked = r['factor'] * bandwidth
-    ok = r['status'] == 'ok'
     conv = log.get('converged')
     if log.get('algorithm') != 'copy-dirty' or conv is None:
         conv = '-' if log.get('algorithm') != 'copy-dirty' else '?'
@@ -526,24 +574,34 @@ def print_table(results, bandwidth):
 
 def print_legend(args, settings):
     print()
-    print('rho: write rate achieved without migration / bandwidth; asked, '
-          'got, in-mig: write rate requested, achieved without migration, '
-          'achieved from workload start to stop around the migration '
-          '(MiB/s);')
-    print('time: engine migration time, wall: call to end of task (s); '
-          'downtime: largest 10 ms heartbeat gap during the migration, '
-          'engine: pause to unpause, gap0: largest heartbeat gap without '
-          'migration (s);')
-    print('copied, mirrored, sent: MiB; passes/conv: copy-dirty dirty '
-          'passes and whether it reached downtime_target; lat base/migr: '
-          'guest write latency p50/p99 in ms without / during migration;')
-    print('check: destination disk on pool-b equals the expected image '
-          '(guest_check; sha256 of the export for idle).')
+    for line in (
+            'rho: write rate achieved without migration / bandwidth',
+            'asked, got, in-mig: write rate requested, achieved without '
+            'migration, achieved during the migration (MiB/s)',
+            'time: engine migration time (s); wall: call to end of task (s)',
+            'downtime: largest gap of the 10 ms heartbeat during the '
+            'migration (s); engine: pause to unpause (s);',
+            '    gap0: largest heartbeat gap without migration, the noise '
+            'floor (s)',
+            'copied, mirrored, sent: MiB; passes, conv: copy-dirty\'s '
+            'dirty passes and whether it reached downtime_target',
+            'lat base, lat migr: guest write latency p50/p99 (ms) without '
+            'and during migration',
+            'check: the disk on pool-b equals the expected image '
+            '(guest_check; for idle the sha256 of the export)'):
+        print(line)
     if settings:
         keys = ('bandwidth', 'mirror_latency', 'memory_seconds',
                 'pause_seconds', 'downtime_target', 'max_passes')
         print('settings: %s' % ', '.join(
             '%s=%s' % (k, settings[k]) for k in keys if k in settings))
+    for r in args.results:
+        asked = r['factor'] * args.bandwidth
+        rate = (r.get('base') or {}).get('rate')
+        if asked and rate is not None and abs(rate - asked) > 0.1 * asked:
+            print('WARNING: %s %.2f %s: the guest wrote %.1f MiB/s, asked '
+                  '%.1f' % (r['workload'], r['factor'], r['algorithm'],
+                            rate / MiB, asked / MiB))
     for r in results_with_errors(args.results):
         print('%s %.2f %s: %s %s' % (r['workload'], r['factor'],
                                      r['algorithm'], r['status'],
@@ -554,55 +612,79 @@ def results_with_errors(results):
     return [r for r in results if r['status'] not in ('ok',)]
 
 
+def _rho(r, bandwidth):
+    return r['base']['rate'] / bandwidth
+
+
+def _series(ax, runs, bandwidth, value, color, label, others=True,
+            **style):
+    """Uniform runs (and idle at rho 0) as a line; others as markers."""
+    line = sorted((r for r in runs if r['workload'] in ('idle', 'uniform')
+                   and value(r) is not None),
+                  key=lambda r: _rho(r, bandwidth))
+    idle = ' (idle at 0)' if line and line[0]['workload'] == 'idle' else ''
+    ax.plot([_rho(r, bandwidth) for r in line], [value(r) for r in line],
+            style.pop('fmt', 'o-'), color=color,
+            label='%s, uniform%s' % (label, idle), **style)
+    if not others:
+        return
+    for name, marker in (('sequential', 's'), ('hotspot', '^')):
+        pts = [r for r in runs if r['workload'] == name
+               and value(r) is not None]
+        if pts:
+            ax.plot([_rho(r, bandwidth) for r in pts],
+                    [value(r) for r in pts], marker, linestyle='none',
+                    color=color, markersize=8, label='%s, %s' % (label, name),
+                    **style)
+
+
 def plot(results, bandwidth, settings, out):
-    import matplotlib
+    """Write the PNG; False when matplotlib is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    fig, (ax_d, ax_t) = plt.subplots(1, 2, figsize=(12, 5))
+    fig, (ax_d, ax_t, ax_l) = plt.subplots(1, 3, figsize=(17, 5.5))
     colors = {'mirror': 'tab:blue', 'copy-dirty': 'tab:red'}
-    markers = {'sequential': 's', 'hotspot': '^'}
+    ok = [r for r in results if r['status'] == 'ok' and r.get('base')]
     for alg in ALGORITHMS:
-        mine = [r for r in results if r['algorithm'] == alg
-                and r['status'] == 'ok' and r.get('base')]
-        line = sorted((r for r in mine
-                       if r['workload'] in ('idle', 'uniform')),
-                      key=lambda r: r['base']['rate'])
-        xs = [r['base']['rate'] / bandwidth for r in line]
-        ax_d.plot(xs, [r['gap'] for r in line], 'o-', color=colors[alg],
-                  label='%s, uniform (idle at 0)' % alg)
-        ax_d.plot(xs, [r['log']['downtime'] for r in line], 'o:',
-                  color=colors[alg], markerfacecolor='none', alpha=0.6,
-                  label='%s, engine pause' % alg)
-        ax_t.plot(xs, [r['log']['seconds'] for r in line], 'o-',
-                  color=colors[alg], label='%s, uniform (idle at 0)' % alg)
-        for name, marker in markers.items():
-            pts = [r for r in mine if r['workload'] == name]
-            if not pts:
-                continue
-            px = [r['base']['rate'] / bandwidth for r in pts]
-            ax_d.plot(px, [r['gap'] for r in pts], marker, linestyle='none',
-                      color=colors[alg], markersize=8,
-                      label='%s, %s' % (alg, name))
-            ax_t.plot(px, [r['log']['seconds'] for r in pts], marker,
-                      linestyle='none', color=colors[alg], markersize=8,
-                      label='%s, %s' % (alg, name))
+        mine = [r for r in ok if r['algorithm'] == alg]
+        color = colors[alg]
+        _series(ax_d, mine, bandwidth, lambda r: r['gap'], color, alg)
+        _series(ax_d, mine, bandwidth, lambda r: r['log']['downtime'],
+                color, alg + ' engine pause', others=False, fmt='o:',
+                markerfacecolor='none', alpha=0.5)
+        _series(ax_t, mine, bandwidth, lambda r: r['log']['seconds'],
+                color, alg)
+        _series(ax_l, mine, bandwidth,
+                lambda r: (r['mig_p99'] * 1e3 if r.get('mig_p99')
+                           else None), color, alg + ' during migration')
+    _series(ax_l, ok, bandwidth,
+            lambda r: (r['base']['p99'] * 1e3 if r['base'].get('p99')
+                       else None), 'grey', 'no migration (both runs)', fmt='o',
+            alpha=0.6)
     target = (settings or {}).get('downtime_target')
     if target:
         ax_d.axhline(target, color='grey', linestyle='--', linewidth=0.8,
                      label='downtime_target %.2g s' % target)
-    for ax in (ax_d, ax_t):
+    for ax in (ax_d, ax_t, ax_l):
         ax.axvline(1.0, color='grey', linestyle=':', linewidth=0.8)
         ax.set_xlabel('rho = guest write rate / bandwidth')
         ax.grid(True, alpha=0.3)
-    ax_d.set_yscale('log')
-    ax_d.set_ylabel('downtime (s): largest 10 ms heartbeat gap')
+        ax.legend(fontsize=7)
+    for ax in (ax_d, ax_l):
+        if any(y > 0 for line in ax.get_lines() for y in line.get_ydata()):
+            ax.set_yscale('log')
+    ax_d.set_ylabel('downtime (s): largest gap of a 10 ms heartbeat')
     ax_d.set_title('Downtime')
-    ax_d.legend(fontsize=7)
     ax_t.set_ylabel('migration time (s)')
     ax_t.set_ylim(bottom=0)
     ax_t.set_title('Migration time')
-    ax_t.legend(fontsize=7)
+    ax_l.set_ylabel('guest write latency p99 (ms)')
+    ax_l.set_title('Guest write latency p99 (64 KiB writes)')
     failed = results_with_errors(results)
     note = ('; not plotted: %s' % ', '.join(
         '%s %.2f %s (%s)' % (r['workload'], r['factor'], r['algorithm'],
@@ -610,10 +692,11 @@ def plot(results, bandwidth, settings, out):
     fig.suptitle('Cross-pool live migration of one %d MiB disk (half '
                  'full), bandwidth %.0f MiB/s: SXM mirror vs copy-dirty%s'
                  % (results[0]['size'] // MiB if results else 0,
-                    bandwidth / MiB, note), fontsize=9)
+                    bandwidth / MiB, note), fontsize=10)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=100)
     plt.close(fig)
+    return True
 
 
 def main(argv=None):
@@ -623,7 +706,7 @@ def main(argv=None):
     image_sha = hashlib.sha256(image).hexdigest()
     runs = [(w, alg) for w in args.workloads for alg in ALGORITHMS]
     print('disk %d MiB (%d MiB of data), bandwidth %.1f MiB/s, %d KiB '
-          'writes, baseline window %.1f s, timeout %.0f s, %d runs'
+          'writes, baseline window %g s, timeout %g s, %d runs'
           % (args.size // MiB, (args.size - _zero_bytes(image)) // MiB,
              args.bandwidth / MiB, BLOCK_SIZE // 1024, args.window,
              args.timeout, len(runs)), flush=True)
@@ -642,8 +725,13 @@ def main(argv=None):
     print()
     print_table(results, args.bandwidth)
     print_legend(args, settings)
-    plot(results, args.bandwidth, settings, args.out)
-    print('plot: %s' % args.out)
+    if not any(r['status'] == 'ok' for r in results):
+        print('plot: not written, no run succeeded')
+    elif plot(results, args.bandwidth, settings, args.out):
+        print('plot: %s' % args.out)
+    else:
+        print('plot: not written, matplotlib is not installed '
+              '(.venv/bin/pip install matplotlib)')
     print('total %.1f s' % (time.monotonic() - started))
     return 0 if not results_with_errors(results) else 1
 

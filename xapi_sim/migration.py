@@ -60,12 +60,18 @@ DEFAULT_SETTINGS = {
 
 
 class TokenBucket(object):
-    """A bandwidth cap; ``take(n)`` blocks until n bytes may pass."""
+    """A bandwidth cap shared by the background copy and the mirror.
+
+    ``take(n)`` (the copy) waits its turn. ``take_priority(n)`` (a mirrored
+    guest write) does not queue behind the copy: it is only held to the
+    cap by earlier mirrored writes, and it pushes the copy back by its own
+    transfer time, so the copy gets what the guest leaves: b - r.
+    """
 
     def __init__(self, rate):
         self.rate = float(rate or 0)
         self._lock = threading.Lock()
-        self._next = time.monotonic()
+        self._next = self._next_priority = time.monotonic()
 
     def take(self, nbytes):
         if not self.rate:
@@ -75,6 +81,19 @@ class TokenBucket(object):
             start = max(now, self._next)
             self._next = start + nbytes / self.rate
             delay = self._next - now
+        if delay > 0:
+            time.sleep(delay)
+
+    def take_priority(self, nbytes):
+        if not self.rate:
+            return
+        cost = nbytes / self.rate
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_priority)
+            self._next_priority = start + cost
+            self._next = max(self._next, now) + cost
+            delay = self._next_priority - now
         if delay > 0:
             time.sleep(delay)
 
@@ -98,7 +117,7 @@ class Mirror(object):
         if self.failed is not None or self.broken:
             return
         try:
-            self.bucket.take(len(data))
+            self.bucket.take_priority(len(data))
             if self.latency:
                 time.sleep(self.latency)
             self.dest.write_blocks(offset, data)
@@ -421,7 +440,8 @@ class Migration(object):
                 data = b''.join(src.read_block(b) for b in run)
             start = run[0] * storage.BLOCK
             data = data[:dest.size - start]
-            self.bucket.take(len(data))
+            for at in range(0, len(data), storage.BLOCK):
+                self.bucket.take(min(storage.BLOCK, len(data) - at))
             dest.write_blocks(start, data)
             sent += len(data)
             if done_before is not None:

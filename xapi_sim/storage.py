@@ -431,7 +431,10 @@ class Disk(object):
                 start = group[0] * BLOCK
                 end = min(start + len(buf), dest.size)
                 if throttle:
-                    throttle(end - start)
+                    # Block by block, so that a bandwidth cap interleaves
+                    # other traffic at block granularity.
+                    for at in range(start, end, BLOCK):
+                        throttle(min(BLOCK, end - at))
                 dest.write_blocks(start, buf[:end - start])
                 written += end - start
             done += len(run)
