@@ -132,6 +132,7 @@ class Pool(object):
             record = dict(record)
             ref = dbmod.new_ref()
             self.disks[ref] = disk
+            disk.ref = ref
             try:
                 ref = self.db.add('VDI', record, ref=ref)
                 rec = self.db.get('VDI', ref)

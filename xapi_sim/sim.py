@@ -186,7 +186,7 @@ class Simulator(object):
                         raise errors.XapiError('DEVICE_ALREADY_DETACHED',
                                                vbd)
                     if vrec['mode'] != 'RW':
-                        raise errors.XapiError('VDI_READ_ONLY', vrec['VDI'])
+                        raise errors.XapiError('VDI_READONLY', vrec['VDI'])
                     disk = p.disks.get(vrec['VDI'])
                     if disk is None:
                         raise errors.XapiError('HANDLE_INVALID', 'VDI',

@@ -193,6 +193,8 @@ class Disk(object):
         self.leaf = leaf
         self.size = int(size)
         self.read_only = read_only
+        # The VDI this disk backs, for error messages; set by the pool.
+        self.ref = ''
         self.lock = threading.RLock()
         # Called under the disk lock after each local write: mirrors with
         # (offset, whole blocks), watchers with (first, last) block index.
@@ -270,7 +272,7 @@ class Disk(object):
 
     def write(self, offset, data, mirror=True):
         if self.read_only:
-            raise errors.XapiError('VDI_READ_ONLY', '')
+            raise errors.XapiError('VDI_READONLY', self.ref)
         if offset < 0 or offset + len(data) > self.size:
             raise errors.XapiError('INTERNAL_ERROR',
                                    'write beyond the end of the disk')

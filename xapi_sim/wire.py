@@ -52,11 +52,17 @@ def encode_value(value):
     return ''.join(out)
 
 
+class Int32(int):
+    """An xapi int32 (rare: event.from's valid_ref_counts): an <int>."""
+
+
 def _encode(value, out):
     if isinstance(value, bool):
         out.append('<value><boolean>%d</boolean></value>' % value)
     elif isinstance(value, str):
         out.append('<value>%s</value>' % _esc(value))
+    elif isinstance(value, Int32):
+        out.append('<value><int>%d</int></value>' % value)
     elif isinstance(value, int):
         # int64 travels as a string; xmlrpc <int> is only 32 bits.
         out.append('<value>%d</value>' % value)

@@ -111,14 +111,10 @@ def _normalise_classes(classes):
                for c in classes)
 
 
-def _ref_counts(db, wanted):
-    counts = {}
-    for cls in db.tables:
-        if cls in dbmod.NO_EVENTS:
-            continue
-        if '*' in wanted or cls.lower() in wanted:
-            counts[cls.lower()] = str(len(db.tables[cls]))
-    return counts
+def _ref_counts(db):
+    # As xapi: every table, whatever the subscription, counted as int32.
+    return {cls.lower(): wire.Int32(len(table))
+            for cls, table in db.tables.items()}
 
 
 @method('event.from', ['classes', 'token', 'timeout'], has_async=False)
@@ -144,7 +140,7 @@ def event_from(ctx, classes, token, timeout):
                     if dbmod._wanted(ev, wanted):
                         events.append(_event_to_wire(ev))
             return {'events': events,
-                    'valid_ref_counts': _ref_counts(db, wanted),
+                    'valid_ref_counts': _ref_counts(db),
                     'token': dbmod.format_token(db.last_event_id)}
         deadline = time.monotonic() + wait
         while True:
@@ -158,7 +154,7 @@ def event_from(ctx, classes, token, timeout):
             since = max(since, db.last_event_id)
             db.changed.wait(remaining)
         return {'events': [_event_to_wire(e) for e in found],
-                'valid_ref_counts': _ref_counts(db, wanted),
+                'valid_ref_counts': _ref_counts(db),
                 'token': dbmod.format_token(db.last_event_id)}
 
 

@@ -145,6 +145,10 @@ def vdi_copy(ctx, vdi, sr, base_vdi=NULL, into_vdi=NULL):
             db.get('VDI', base_vdi)
         if into_vdi != NULL:
             into = db.get('VDI', into_vdi)
+            # xapi checks the destination before copying a byte; a
+            # snapshot's disk is read-only too.
+            if into['read_only'] or ctx.pool.disk(into_vdi).read_only:
+                raise errors.XapiError('VDI_READONLY', into_vdi)
             if into['virtual_size'] < rec['virtual_size']:
                 raise errors.XapiError('VDI_TOO_SMALL', into_vdi,
                                        rec['virtual_size'])
@@ -180,6 +184,10 @@ def vdi_copy(ctx, vdi, sr, base_vdi=NULL, into_vdi=NULL):
 def vdi_resize(ctx, vdi, size):
     with ctx.db.lock:
         ctx.db.get('VDI', vdi)
+        # xapi's VDI operation check: only resize_online may touch a VDI
+        # with an attached VBD.
+        if attached_vbds(ctx.db, vdi):
+            raise errors.XapiError('VDI_IN_USE', vdi, 'resize')
     try:
         size = int(size)
     except (TypeError, ValueError):

@@ -23,15 +23,20 @@ _DEVICE_NAMES = 'abcdefghijklmnop'
 
 
 def bad_power_state(vm, expected, actual):
-    # xapi reports power states lower-cased in this error.
-    return errors.XapiError('VM_BAD_POWER_STATE', vm, expected.lower(),
+    # xapi reports power states lower-cased in this error; ``expected``
+    # is every state the operation allows, joined by ", ".
+    if isinstance(expected, str):
+        expected = (expected,)
+    return errors.XapiError('VM_BAD_POWER_STATE', vm,
+                            ', '.join(s.lower() for s in expected),
                             actual.lower())
 
 
 def require_power(db, vm, *allowed):
+    """``allowed`` in the order of xapi_vm_lifecycle.allowed_power_states."""
     rec = db.get('VM', vm)
     if rec['power_state'] not in allowed:
-        raise bad_power_state(vm, allowed[0], rec['power_state'])
+        raise bad_power_state(vm, allowed, rec['power_state'])
     return rec
 
 
@@ -53,12 +58,10 @@ def vm_create(ctx, record):
 def vm_destroy(ctx, vm):
     db = ctx.db
     with db.lock:
-        rec = db.get('VM', vm)
+        rec = require_power(db, vm, 'Halted', 'Suspended')
         if rec['is_control_domain']:
             raise errors.XapiError('OPERATION_NOT_ALLOWED',
                                    'cannot destroy a control domain')
-        if rec['power_state'] != 'Halted':
-            raise bad_power_state(vm, 'Halted', rec['power_state'])
         for vbd in list(rec['VBDs']):
             db.remove('VBD', vbd)
         for vif in list(rec['VIFs']):
@@ -84,7 +87,8 @@ def _check_disks_reachable(ctx, vm, host):
                     if db.get('PBD', p)['host'] == host
                     and db.get('PBD', p)['currently_attached']]
         if not attached:
-            raise errors.XapiError('SR_HAS_NO_PBDS', sr)
+            # xapi's assert_can_see_SRs: VM_REQUIRES_SR [vm; sr].
+            raise errors.XapiError('VM_REQUIRES_SR', vm, sr)
 
 
 def boot(ctx, vm, host, paused=False):
@@ -164,7 +168,7 @@ def vm_clean_shutdown(ctx, vm):
 @method('VM.hard_shutdown', ['vm'])
 def vm_hard_shutdown(ctx, vm):
     with ctx.db.lock:
-        require_power(ctx.db, vm, 'Running', 'Paused', 'Suspended')
+        require_power(ctx.db, vm, 'Paused', 'Suspended', 'Running')
     halt(ctx, vm)
 
 
@@ -188,7 +192,7 @@ def vm_clean_reboot(ctx, vm):
 
 @method('VM.hard_reboot', ['vm'])
 def vm_hard_reboot(ctx, vm):
-    _reboot(ctx, vm, 'Running', 'Paused')
+    _reboot(ctx, vm, 'Paused', 'Running')
 
 
 @method('VM.pause', ['vm'])
@@ -238,7 +242,11 @@ def vbd_destroy(ctx, vbd):
     with ctx.db.lock:
         rec = ctx.db.get('VBD', vbd)
         if rec['currently_attached']:
-            raise errors.XapiError('DEVICE_ALREADY_ATTACHED', vbd)
+            # xapi_vbd_helpers.destroy: "force the user to unplug first".
+            vm_uuid = ctx.db.get('VM', rec['VM'])['uuid']
+            raise errors.XapiError(
+                'OPERATION_NOT_ALLOWED', "VBD '%s' still attached to '%s'"
+                % (rec['uuid'], vm_uuid))
         ctx.db.remove('VBD', vbd)
 
 
@@ -256,25 +264,29 @@ def vbd_plug(ctx, vbd):
                   device=_device_name(rec['userdevice']))
 
 
-@method('VBD.unplug', ['self'])
-def vbd_unplug(ctx, vbd):
+def _unplug(ctx, vbd):
+    """VBD.unplug and unplug_force, checked in xapi_vbd_helpers' order."""
     db = ctx.db
     with db.lock:
         rec = db.get('VBD', vbd)
-        if not rec['currently_attached']:
-            raise errors.XapiError('DEVICE_ALREADY_DETACHED', vbd)
         if not rec['unpluggable']:
             raise errors.XapiError('VBD_NOT_UNPLUGGABLE', vbd)
+        vm = db.get('VM', rec['VM'])
+        if vm['power_state'] != 'Running':
+            raise bad_power_state(rec['VM'], 'Running', vm['power_state'])
+        if not rec['currently_attached']:
+            raise errors.XapiError('DEVICE_ALREADY_DETACHED', vbd)
         db.update('VBD', vbd, currently_attached=False)
+
+
+@method('VBD.unplug', ['self'])
+def vbd_unplug(ctx, vbd):
+    _unplug(ctx, vbd)
 
 
 @method('VBD.unplug_force', ['self'])
 def vbd_unplug_force(ctx, vbd):
-    with ctx.db.lock:
-        rec = ctx.db.get('VBD', vbd)
-        if not rec['currently_attached']:
-            raise errors.XapiError('DEVICE_ALREADY_DETACHED', vbd)
-        ctx.db.update('VBD', vbd, currently_attached=False)
+    _unplug(ctx, vbd)
 
 
 # -- VIF and network --------------------------------------------------------
@@ -300,8 +312,12 @@ def vif_create(ctx, record):
 def vif_destroy(ctx, vif):
     with ctx.db.lock:
         rec = ctx.db.get('VIF', vif)
-        if rec['currently_attached']:
-            raise errors.XapiError('DEVICE_ALREADY_ATTACHED', vif)
+        vm = ctx.db.get('VM', rec['VM'])
+        if rec['currently_attached'] and vm['power_state'] in ('Running',
+                                                               'Paused'):
+            # xapi_vif_helpers.destroy
+            raise errors.XapiError('OPERATION_NOT_ALLOWED',
+                                   'VIF currently attached to a running VM')
         ctx.db.remove('VIF', vif)
 
 
@@ -322,6 +338,9 @@ def vif_plug(ctx, vif):
 def vif_unplug(ctx, vif):
     with ctx.db.lock:
         rec = ctx.db.get('VIF', vif)
+        vm = ctx.db.get('VM', rec['VM'])
+        if vm['power_state'] != 'Running':
+            raise bad_power_state(rec['VM'], 'Running', vm['power_state'])
         if not rec['currently_attached']:
             raise errors.XapiError('DEVICE_ALREADY_DETACHED', vif)
         ctx.db.update('VIF', vif, currently_attached=False)
