@@ -21,8 +21,11 @@ SUSPENDED = 'Suspended'
 # Power states from which VM.migrate_send may start.
 MIGRATABLE_STATES = (HALTED, SUSPENDED, RUNNING)
 
-# SM features a storage migration needs on both SRs.
-MIGRATION_FEATURES = ('VDI_MIRROR', 'VDI_SNAPSHOT')
+# SM features a storage migration needs: snapshot and mirror out of the
+# source SR, mirror into the destination SR (xapi's
+# assert_sr_support_operations).
+SOURCE_SR_FEATURES = ('VDI_SNAPSHOT', 'VDI_MIRROR')
+DEST_SR_FEATURES = ('VDI_MIRROR_IN',)
 THICK_SR_TYPES = ('lvm', 'lvmoiscsi', 'lvmohba')
 ISO_CONTENT = 'iso'
 

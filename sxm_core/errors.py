@@ -58,8 +58,9 @@ _WORDING = {
     'VDI_CBT_ENABLED': '%(vdi)s has changed block tracking enabled: '
                        'disable CBT on it before migrating.',
     'SR_DOES_NOT_SUPPORT_MIGRATION': '%(sr)s does not support storage '
-                                     'migration (VDI_MIRROR and '
-                                     'VDI_SNAPSHOT are needed).',
+                                     'migration (a source SR needs '
+                                     'VDI_SNAPSHOT and VDI_MIRROR, a '
+                                     'destination SR VDI_MIRROR_IN).',
     'SR_BACKEND_FAILURE_44': 'The destination SR is full: free space on it '
                              'or choose another SR.',
     'TOO_MANY_STORAGE_MIGRATES': 'The source host already runs '

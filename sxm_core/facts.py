@@ -218,11 +218,10 @@ def find_vm(pool, key):
     where = pool.url
     with pool.session() as s:
         try:
-            return s.xenapi.VM.get_by_uuid(key)
+            refs = [s.xenapi.VM.get_by_uuid(key)]
         except XenAPI.Failure:  # not a uuid of this pool: try the name
-            pass
-        refs = [r for r in s.xenapi.VM.get_by_name_label(key)
-                if not _special(s.xenapi.VM.get_record(r))]
+            refs = s.xenapi.VM.get_by_name_label(key)
+        refs = [r for r in refs if not _special(s.xenapi.VM.get_record(r))]
     if not refs:
         raise errors.NotFound(kind='VM', name=key, pool=where)
     if len(refs) > 1:

@@ -169,6 +169,7 @@ class Migrator(object):
         problems = planmod.preflight(the_plan)
         if planmod.blocking(problems):
             return problems
+        dest = {}
         try:
             dest = self._receive(the_plan)
             self.source.call('VM.assert_can_migrate', the_plan.vm.ref, dest,
@@ -180,8 +181,8 @@ class Migrator(object):
                                             % exc))
         except errors.ConnectionFailed as exc:
             problems.append(planmod.Problem('connection', str(exc)))
-        else:
-            self._forget_receive(dest)
+        finally:
+            self.dest.logout_token(dest.get('session_id'))
         return problems
 
     def _receive(self, the_plan):
@@ -190,18 +191,6 @@ class Migrator(object):
         # The token is a live session of the destination pool.
         redact.register(dest.get('session_id'))
         return dest
-
-    def _forget_receive(self, dest):
-        """Log out the session migrate_receive made for us."""
-        token = dest.get('session_id')
-        if not token:
-            return
-        try:
-            session = XenAPI.Session(self.dest.url)
-            session._session = token
-            session.xenapi.session.logout()
-        except Exception as exc:  # best effort: it expires anyway
-            LOG.debug('Could not log out the migration session: %s', exc)
 
     def _described(self, exc, the_plan):
         return errors.XapiFailure.from_details(
@@ -279,8 +268,7 @@ class Migrator(object):
                             self.too_many_retries, self.too_many_interval)
                 self._sleep(self.too_many_interval)
             finally:
-                if the_plan.cross_pool:
-                    self._forget_receive(dest)
+                self.dest.logout_token(dest.get('session_id'))
 
     def _source_host_uuid(self, the_plan):
         ref = the_plan.vm.resident_on

@@ -44,6 +44,7 @@ class DiskStep:
     transfer: bool          # False: the disk stays where it is
     kind: str               # 'mirror', 'copy' or 'stay'
     bytes_needed: int       # space taken on the destination SR
+    bytes_to_copy: int = 0  # at most this much data travels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +79,7 @@ class MigrationPlan:
 
     @property
     def bytes_to_move(self):
-        return sum(s.bytes_needed for s in self.disks + self.snapshot_disks
+        return sum(s.bytes_to_copy for s in self.disks + self.snapshot_disks
                    if s.transfer)
 
     def phase(self, fraction):
@@ -95,12 +96,21 @@ class MigrationPlan:
         return 'memory', None
 
 
-def _needed(disk, src_sr, dest_sr):
-    """Space a disk takes on ``dest_sr``, as that SR type accounts it."""
+def _needed(disk, src_sr, dest_sr, mirrored):
+    """Space a disk takes on ``dest_sr``, as that SR type accounts it.
+
+    A mirrored disk lands in a leaf over a separately copied base; on a
+    thick SR both are inflated until the migration ends.
+    """
     if dest_sr.thick:
-        return disk.virtual_size
+        return disk.virtual_size * (2 if mirrored else 1)
+    return _held(disk, src_sr)
+
+
+def _held(disk, src_sr):
+    """Upper bound of the data a disk holds (what a copy may send)."""
     if src_sr is not None and src_sr.thick:
-        # A thick source reports its full size: the worst case.
+        # A thick disk reports its full size: the worst case.
         return disk.virtual_size
     return disk.physical_utilisation
 
@@ -212,8 +222,11 @@ def build_plan(vm, source, dest, dest_host=None, sr_map=None, sr=None,
             kind = 'mirror'
         else:
             kind = 'copy'
-        return DiskStep(disk, dest_sr, not stays, kind,
-                        0 if stays else _needed(disk, src_sr, dest_sr))
+        if stays:
+            return DiskStep(disk, dest_sr, False, kind, 0, 0)
+        return DiskStep(disk, dest_sr, True, kind,
+                        _needed(disk, src_sr, dest_sr, kind == 'mirror'),
+                        _held(disk, src_sr))
 
     steps_by_vdi = {}
     disks = []
@@ -263,11 +276,11 @@ def preflight(plan):
         if dest_sr is None or not step.transfer:
             continue
         src_sr = plan.source.sr(disk.sr)
-        for sr in (src_sr, dest_sr):
+        for sr, wanted in ((src_sr, constants.SOURCE_SR_FEATURES),
+                           (dest_sr, constants.DEST_SR_FEATURES)):
             if sr is None:
                 continue
-            missing = [f for f in constants.MIGRATION_FEATURES
-                       if f not in sr.features]
+            missing = [f for f in wanted if f not in sr.features]
             if sr.content_type == constants.ISO_CONTENT or missing:
                 problems.append(Problem(
                     'sr_capability', '%s (%s) cannot take part in a '

@@ -19,6 +19,7 @@ replaces every registered secret, and any ``session_id=`` query value, by
 ``***``. ``get_logger`` gives loggers whose records are scrubbed.
 """
 
+import collections
 import logging
 import re
 import threading
@@ -31,20 +32,24 @@ _PASSWORD_KV = re.compile(r'((?:password|passwd|pwd)["\']?\s*[:=]\s*["\']?)'
                           r'[^\s"\',}]+', re.IGNORECASE)
 
 _lock = threading.Lock()
-_secrets = set()
+# secret -> how many holders registered it (two pools may share a password)
+_secrets = collections.Counter()
 
 
 def register(secret):
-    """Mark a string as secret for the life of the process."""
+    """Mark a string as secret until every holder has called ``forget``."""
     if secret and isinstance(secret, str) and len(secret) >= 4:
         with _lock:
-            _secrets.add(secret)
+            _secrets[secret] += 1
     return secret
 
 
 def forget(secret):
     with _lock:
-        _secrets.discard(secret)
+        if _secrets.get(secret, 0) > 1:
+            _secrets[secret] -= 1
+        else:
+            _secrets.pop(secret, None)
 
 
 def scrub(text):

@@ -167,7 +167,9 @@ class SessionPool(object):
                 exc = errors.ConnectionFailed(url=self.url, reason=err)
             else:
                 redact.register(session.handle)
-                transport = getattr(session, 'sxm_transport', None)
+                # vars(): a plain XenAPI.Session answers any attribute
+                # with an XML-RPC stub.
+                transport = vars(session).get('sxm_transport')
                 if transport is not None:
                     transport.set_timeout(self.call_timeout)
                 LOG.debug('Logged in to %s as %s', self.url, self.username)
@@ -232,14 +234,21 @@ class SessionPool(object):
 
     @contextlib.contextmanager
     def session(self):
-        """Borrow a logged-in ``XenAPI.Session`` for a few calls."""
+        """Borrow a logged-in ``XenAPI.Session`` for a few calls.
+
+        The session goes back to the pool unless the connection broke (or
+        the call was interrupted mid-way); XAPI failures and the core's
+        own errors leave it usable.
+        """
         session = self._get()
         clean_exit = False
         try:
             yield session
             clean_exit = True
-        except XenAPI.Failure:
-            clean_exit = True  # XAPI answered: the connection is fine
+        except CONNECTION_ERRORS + (xmlrpc.client.Fault,):
+            raise
+        except Exception:
+            clean_exit = True
             raise
         finally:
             if not clean_exit and session is not None:
@@ -249,9 +258,28 @@ class SessionPool(object):
 
     def _discard(self, session):
         try:
-            session.close() if hasattr(session, 'close') else None
+            session('close')()  # ServerProxy: close the HTTP connection
         except Exception:  # closing a broken connection
             pass
+
+    def logout_token(self, token):
+        """Log out a session of this pool known only by its ref.
+
+        For the session ``host.migrate_receive`` makes: it would otherwise
+        live on in the destination pool.
+        """
+        if not token:
+            return
+        session = self._factory(self.url)
+        try:
+            # A raw call: XenAPI.Session's own logout needs a login first.
+            getattr(session, 'session.logout')(token)
+        except (xmlrpc.client.Fault,) + CONNECTION_ERRORS as exc:
+            LOG.debug('Could not log out a session of %s: %s', self.url,
+                      exc)
+        finally:
+            self._discard(session)
+            redact.forget(token)
 
     def call(self, method, *args):
         """One XAPI call, e.g. ``call('VM.get_record', ref)``.

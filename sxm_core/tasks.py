@@ -133,8 +133,17 @@ def wait_task(pool, task, what, watch=None, call=None):
                     last_progress, last_move = progress, clock()
                     if watch.progress is not None:
                         watch.progress(progress)
-                value = task_result(record, task=task, call=call,
-                                    describe=watch.describe)
+                try:
+                    value = task_result(record, task=task, call=call,
+                                        describe=watch.describe)
+                except errors.TaskCancelled:
+                    if cancelled_for == 'timeout':
+                        raise errors.TaskTimeout(what=what,
+                                                 seconds=watch.timeout)
+                    if cancelled_for == 'stall':
+                        raise errors.TaskStalled(
+                            what=what, seconds=watch.stall_timeout)
+                    raise
                 if value is not PENDING:
                     if cancelled_for is not None and cancelled_for != \
                             'request':

@@ -28,8 +28,10 @@ from xapi_sim import migration
 
 NULL = generic.NULL
 MIGRATE_SEND_STATES = ('Halted', 'Suspended', 'Running')
-# What SM must offer on both sides (assert_sr_support_operations).
-REQUIRED_SR_FEATURES = ('VDI_MIRROR', 'VDI_SNAPSHOT')
+# What SM must offer (assert_sr_support_operations): snapshot and mirror
+# out of the source SR, mirror into the destination SR.
+SOURCE_SR_FEATURES = ('VDI_SNAPSHOT', 'VDI_MIRROR')
+DEST_SR_FEATURES = ('VDI_MIRROR_IN',)
 
 
 def _url(address, port, path=''):
@@ -100,9 +102,10 @@ def _features(pool, sr):
 
 
 def _assert_sr_support(src_pool, src_sr, dst_pool, dst_sr):
-    for pool, sr in ((src_pool, src_sr), (dst_pool, dst_sr)):
+    for pool, sr, wanted in ((src_pool, src_sr, SOURCE_SR_FEATURES),
+                             (dst_pool, dst_sr, DEST_SR_FEATURES)):
         feats = _features(pool, sr)
-        if not all(f in feats for f in REQUIRED_SR_FEATURES):
+        if not all(f in feats for f in wanted):
             raise errors.XapiError('SR_DOES_NOT_SUPPORT_MIGRATION', sr)
 
 

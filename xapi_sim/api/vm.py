@@ -229,12 +229,14 @@ def vbd_create(ctx, record):
                         for v in db.get('VM', vm)['VBDs']}
                 record = dict(record, userdevice=str(min(
                     i for i in range(64) if str(i) not in used)))
-            for other in db.get('VM', vm)['VBDs']:
-                if (db.get('VBD', other)['userdevice']
-                        == record.get('userdevice')):
-                    raise errors.XapiError('DEVICE_ALREADY_EXISTS',
-                                           record['userdevice'])
+            _assert_free_device(db, vm, 'VBD', 'userdevice', record)
         return generic.create_record(ctx, 'VBD', record)
+
+
+def _assert_free_device(db, vm, cls, field, record):
+    for other in db.get('VM', vm)[cls + 's']:
+        if db.get(cls, other)[field] == record.get(field):
+            raise errors.XapiError('DEVICE_ALREADY_EXISTS', record[field])
 
 
 @method('VBD.destroy', ['self'])
@@ -250,43 +252,38 @@ def vbd_destroy(ctx, vbd):
         ctx.db.remove('VBD', vbd)
 
 
+def _plug(ctx, cls, ref, plug):
+    """VBD/VIF plug (``plug``) or unplug, in xapi's order of checks."""
+    db = ctx.db
+    with db.lock:
+        rec = db.get(cls, ref)
+        if not plug and cls == 'VBD' and not rec['unpluggable']:
+            raise errors.XapiError('VBD_NOT_UNPLUGGABLE', ref)
+        vm = db.get('VM', rec['VM'])
+        if vm['power_state'] != 'Running':
+            raise bad_power_state(rec['VM'], 'Running', vm['power_state'])
+        if rec['currently_attached'] == plug:
+            raise errors.XapiError('DEVICE_ALREADY_ATTACHED' if plug
+                                   else 'DEVICE_ALREADY_DETACHED', ref)
+        extra = {}
+        if plug and cls == 'VBD':
+            extra['device'] = _device_name(rec['userdevice'])
+        db.update(cls, ref, currently_attached=plug, **extra)
+
+
 @method('VBD.plug', ['self'])
 def vbd_plug(ctx, vbd):
-    db = ctx.db
-    with db.lock:
-        rec = db.get('VBD', vbd)
-        vm = db.get('VM', rec['VM'])
-        if vm['power_state'] != 'Running':
-            raise bad_power_state(rec['VM'], 'Running', vm['power_state'])
-        if rec['currently_attached']:
-            raise errors.XapiError('DEVICE_ALREADY_ATTACHED', vbd)
-        db.update('VBD', vbd, currently_attached=True,
-                  device=_device_name(rec['userdevice']))
-
-
-def _unplug(ctx, vbd):
-    """VBD.unplug and unplug_force, checked in xapi_vbd_helpers' order."""
-    db = ctx.db
-    with db.lock:
-        rec = db.get('VBD', vbd)
-        if not rec['unpluggable']:
-            raise errors.XapiError('VBD_NOT_UNPLUGGABLE', vbd)
-        vm = db.get('VM', rec['VM'])
-        if vm['power_state'] != 'Running':
-            raise bad_power_state(rec['VM'], 'Running', vm['power_state'])
-        if not rec['currently_attached']:
-            raise errors.XapiError('DEVICE_ALREADY_DETACHED', vbd)
-        db.update('VBD', vbd, currently_attached=False)
+    _plug(ctx, 'VBD', vbd, True)
 
 
 @method('VBD.unplug', ['self'])
 def vbd_unplug(ctx, vbd):
-    _unplug(ctx, vbd)
+    _plug(ctx, 'VBD', vbd, False)
 
 
 @method('VBD.unplug_force', ['self'])
 def vbd_unplug_force(ctx, vbd):
-    _unplug(ctx, vbd)
+    _plug(ctx, 'VBD', vbd, False)
 
 
 # -- VIF and network --------------------------------------------------------
@@ -300,11 +297,7 @@ def vif_create(ctx, record):
         if isinstance(record, dict):
             vm = record.get('VM', NULL)
             ctx.db.get('VM', vm)
-            for other in ctx.db.get('VM', vm)['VIFs']:
-                if ctx.db.get('VIF', other)['device'] == record.get(
-                        'device'):
-                    raise errors.XapiError('DEVICE_ALREADY_EXISTS',
-                                           record['device'])
+            _assert_free_device(ctx.db, vm, 'VIF', 'device', record)
         return generic.create_record(ctx, 'VIF', record, extra=extra)
 
 
@@ -323,27 +316,12 @@ def vif_destroy(ctx, vif):
 
 @method('VIF.plug', ['self'])
 def vif_plug(ctx, vif):
-    db = ctx.db
-    with db.lock:
-        rec = db.get('VIF', vif)
-        vm = db.get('VM', rec['VM'])
-        if vm['power_state'] != 'Running':
-            raise bad_power_state(rec['VM'], 'Running', vm['power_state'])
-        if rec['currently_attached']:
-            raise errors.XapiError('DEVICE_ALREADY_ATTACHED', vif)
-        db.update('VIF', vif, currently_attached=True)
+    _plug(ctx, 'VIF', vif, True)
 
 
 @method('VIF.unplug', ['self'])
 def vif_unplug(ctx, vif):
-    with ctx.db.lock:
-        rec = ctx.db.get('VIF', vif)
-        vm = ctx.db.get('VM', rec['VM'])
-        if vm['power_state'] != 'Running':
-            raise bad_power_state(rec['VM'], 'Running', vm['power_state'])
-        if not rec['currently_attached']:
-            raise errors.XapiError('DEVICE_ALREADY_DETACHED', vif)
-        ctx.db.update('VIF', vif, currently_attached=False)
+    _plug(ctx, 'VIF', vif, False)
 
 
 @method('network.create', ['args'])

@@ -1,0 +1,97 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""facts: what the planner is told about pools and VMs, read over XAPI."""
+
+from sxm_core import errors
+from sxm_core import facts
+from tests.functional.sxm_core import base
+
+MiB = base.MiB
+
+
+class TestFacts(base.CoreTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.source = self.pool('pool-a')
+
+    def test_read_pool(self):
+        pool = facts.read_pool(self.source)
+        self.assertEqual('pool-a', pool.name)
+        self.assertEqual(self.url('pool-a'), pool.url)
+        self.assertEqual([self.host_a], [h.ref for h in pool.hosts])
+        self.assertEqual(self.host_a, pool.master)
+        ext = pool.find('SR', base.EXT)
+        lvm = pool.find('SR', base.LVM)
+        self.assertEqual(ext.ref, pool.default_sr)
+        self.assertEqual((False, True), (ext.thick, lvm.thick))
+        self.assertEqual(64 << 30, ext.physical_size)
+        self.assertEqual(frozenset([self.host_a]), lvm.hosts)
+        for sr in (ext, lvm):
+            self.assertTrue({'VDI_MIRROR', 'VDI_SNAPSHOT', 'VDI_MIRROR_IN'}
+                            <= sr.features, sr.features)
+        (net,) = pool.networks
+        self.assertEqual('xenbr0', net.bridge)
+        ip, mode = net.ip_on(self.host_a)
+        self.assertEqual(('127.0.0.1', 'Static'), (ip, mode))
+        self.assertIs(net, pool.find('network', 'xenbr0'))
+
+    def test_read_vm(self):
+        vm, vdis = self.make_vm()
+        facts.scan_srs(self.source, vm)
+        got = facts.read_vm(self.source, vm)
+        self.assertEqual(('web', 'Running', self.host_a),
+                         (got.name, got.power_state, got.resident_on))
+        system, data = got.disks
+        self.assertEqual(('0', 'web-system', vdis['0'], 32 * MiB, 32 * MiB),
+                         (system.userdevice, system.name, system.vdi,
+                          system.virtual_size, system.physical_utilisation))
+        self.assertEqual(('1', 16 * MiB, 4 * MiB),
+                         (data.userdevice, data.virtual_size,
+                          data.physical_utilisation))
+        self.assertEqual(1, len(got.vifs))
+        self.assertEqual((), got.snapshots)
+
+    def test_find_vm_by_name_and_uuid(self):
+        vm, _ = self.make_vm(disks=(), start=False, vif=False)
+        uuid = self.api.VM.get_uuid(vm)
+        self.assertEqual(vm, facts.find_vm(self.source, 'web'))
+        self.assertEqual(vm, facts.find_vm(self.source, uuid))
+        # A snapshot and a template of the same name are not candidates.
+        self.api.VM.snapshot(vm, 'web')
+        template, _ = self.make_vm(name='web', disks=(), start=False,
+                                   vif=False)
+        self.api.VM.set_is_a_template(template, True)
+        self.assertEqual(vm, facts.find_vm(self.source, 'web'))
+
+    def test_find_vm_not_found_and_ambiguous(self):
+        exc = self.assertRaises(errors.NotFound, facts.find_vm, self.source,
+                                'nosuch')
+        self.assertIn("No VM 'nosuch'", str(exc))
+        for _ in range(2):
+            self.make_vm(name='twin', disks=(), start=False, vif=False)
+        exc = self.assertRaises(errors.Ambiguous, facts.find_vm,
+                                self.source, 'twin')
+        self.assertIn("2 VMs are named 'twin'", str(exc))
+        self.assertIn('give a uuid', str(exc))
+
+    def test_find_vm_never_gives_a_snapshot_template_or_dom0(self):
+        # The docstring's promise holds for uuids as well as names.
+        vm, _ = self.make_vm(disks=(), start=False, vif=False)
+        snap = self.api.VM.snapshot(vm, 'nightly')
+        dom0 = [r for r, rec in self.api.VM.get_all_records().items()
+                if rec['is_control_domain']][0]
+        for ref in (snap, dom0):
+            uuid = self.api.VM.get_uuid(ref)
+            self.assertRaises(errors.NotFound, facts.find_vm, self.source,
+                              uuid)

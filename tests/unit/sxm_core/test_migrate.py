@@ -1,0 +1,199 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""migrate: HostSlots with threads, and the pure helpers of the Migrator."""
+
+import threading
+import time
+
+import fixtures
+import testtools
+
+from sxm_core import errors
+from sxm_core import migrate
+from sxm_core import plan as planmod
+from tests.unit.sxm_core import factories as f
+
+# Generous: these waits normally take milliseconds.
+DEADLINE = 10.0
+
+
+class Holders(object):
+    """Threads that take a slot, note it, and hold it until released."""
+
+    def __init__(self, slots):
+        self.slots = slots
+        self.lock = threading.Lock()
+        self.holding = {}           # host -> count now
+        self.peak = {}              # host -> highest count seen
+        self.entered = threading.Semaphore(0)
+        self.release = threading.Event()
+        self.errors = []
+        self.threads = []
+
+    def start(self, host, cancel=None):
+        def run():
+            try:
+                with self.slots.acquire(host, cancel):
+                    with self.lock:
+                        now = self.holding.get(host, 0) + 1
+                        self.holding[host] = now
+                        self.peak[host] = max(self.peak.get(host, 0), now)
+                    self.entered.release()
+                    self.release.wait(DEADLINE)
+                    with self.lock:
+                        self.holding[host] -= 1
+            except Exception as exc:
+                self.errors.append(exc)
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+        return thread
+
+    def wait_entered(self, n):
+        for _ in range(n):
+            if not self.entered.acquire(timeout=DEADLINE):
+                raise AssertionError('a holder did not get its slot')
+
+    def join(self):
+        self.release.set()
+        for t in self.threads:
+            t.join(DEADLINE)
+
+
+class TestHostSlots(testtools.TestCase):
+
+    def holders(self, slots):
+        h = Holders(slots)
+        self.addCleanup(h.join)
+        return h
+
+    def test_at_most_limit_holders_per_host(self):
+        h = self.holders(migrate.HostSlots(limit=2, poll=0.005))
+        for _ in range(5):
+            h.start('host-1')
+        h.wait_entered(2)
+        time.sleep(0.1)
+        self.assertEqual(2, h.holding['host-1'])
+        h.release.set()
+        h.wait_entered(3)
+        h.join()
+        self.assertEqual(2, h.peak['host-1'])
+        self.assertEqual([], h.errors)
+
+    def test_separate_hosts_do_not_block_each_other(self):
+        h = self.holders(migrate.HostSlots(limit=1, poll=0.005))
+        h.start('host-1')
+        h.wait_entered(1)
+        waiting = h.start('host-1')
+        started = time.monotonic()
+        h.start('host-2')
+        h.wait_entered(1)
+        self.assertLess(time.monotonic() - started, 1.0)
+        self.assertEqual({'host-1': 1, 'host-2': 1}, h.holding)
+        self.assertTrue(waiting.is_alive())
+        h.join()
+        self.assertEqual({'host-1': 1, 'host-2': 1}, h.peak)
+
+    def test_a_released_slot_is_reused(self):
+        slots = migrate.HostSlots(limit=1, poll=0.005)
+        for _ in range(3):
+            with slots.acquire('host-1'):
+                pass
+        with slots.acquire('host-1'):
+            h = self.holders(slots)
+            h.start('host-1')
+            time.sleep(0.05)
+            self.assertEqual({}, h.holding)
+        h.wait_entered(1)
+
+    def test_a_failure_inside_releases_the_slot(self):
+        slots = migrate.HostSlots(limit=1, poll=0.005)
+
+        def fail():
+            with slots.acquire('host-1'):
+                raise errors.SxmError('migration failed')
+        self.assertRaises(errors.SxmError, fail)
+        h = self.holders(slots)
+        h.start('host-1')
+        h.wait_entered(1)
+
+    def test_cancel_while_waiting(self):
+        slots = migrate.HostSlots(limit=1, poll=0.005)
+        cancel = threading.Event()
+        with slots.acquire('host-1'):
+            h = self.holders(slots)
+            h.start('host-1', cancel)
+            time.sleep(0.05)
+            cancel.set()
+            h.threads[0].join(DEADLINE)
+        self.assertEqual(1, len(h.errors))
+        self.assertIn('Cancelled while waiting', str(h.errors[0]))
+
+    def test_instances_do_not_share_slots(self):
+        one = migrate.HostSlots(limit=1, poll=0.005)
+        two = migrate.HostSlots(limit=1, poll=0.005)
+        with one.acquire('host-1'):
+            h = self.holders(two)
+            h.start('host-1')
+            h.wait_entered(1)
+
+    def test_with_a_lock_path(self):
+        path = self.useFixture(fixtures.TempDir()).path
+        h = self.holders(migrate.HostSlots(limit=2, lock_path=path,
+                                           poll=0.005))
+        for _ in range(4):
+            h.start('host-1')
+        h.wait_entered(2)
+        time.sleep(0.05)
+        self.assertEqual(2, h.holding['host-1'])
+        h.release.set()
+        h.wait_entered(2)
+        h.join()
+        self.assertEqual(2, h.peak['host-1'])
+        self.assertEqual([], h.errors)
+
+    def test_limit_is_what_xapi_allows(self):
+        for bad in (0, 4):
+            self.assertRaises(ValueError, migrate.HostSlots, limit=bad)
+        migrate.HostSlots(limit=3)
+
+
+class TestHelpers(testtools.TestCase):
+
+    def test_timeout_scales_with_the_bytes(self):
+        m = migrate.Migrator(source=object(), seconds_per_gib=100,
+                             minimum_timeout=60)
+        self.assertEqual(60, m.timeout_for(0))
+        self.assertEqual(260, m.timeout_for(2 * migrate.GIB))
+
+    def test_describer_names_the_plans_objects(self):
+        w = f.World()
+        the_plan = planmod.build_plan(w.vm, w.a, w.b)
+        describe = migrate.describer(the_plan)
+        self.assertEqual("disk 1 'data' (%s)" % w.data.uuid,
+                         describe('vdi', w.data.vdi))
+        self.assertEqual(w.vm.label(), describe('vm', w.vm.ref))
+        self.assertIn(w.lvm_b.uuid, describe('sr', w.lvm_b.ref))
+        self.assertIn(w.host_b.uuid, describe('host', w.host_b.ref))
+        self.assertIn(w.net_a.uuid, describe('network', w.net_a.ref))
+        self.assertIn(w.vif.mac, describe('vif', w.vif.ref))
+        self.assertIsNone(describe('vdi', 'OpaqueRef:other'))
+
+    def test_state_report(self):
+        clean = migrate.StateReport('Running', 'pool-a-host1', 'none', [])
+        self.assertEqual('State after the failure: source VM Running on '
+                         'pool-a-host1; destination VM none.\nNo VDI was '
+                         'left behind on the target SRs.', clean.describe())
+        left = migrate.StateReport('gone', '', 'Halted', ['uuid-1'])
+        self.assertIn('source VM gone;', left.describe())
+        self.assertIn('not removed: uuid-1', left.describe())
