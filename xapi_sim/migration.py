@@ -184,6 +184,9 @@ class Migration(object):
         self.faults = self.sim.faults
         self.created_vdis = []       # destination VDIs to destroy on failure
         self.dest_vm = None
+        # (class, destination device ref) -> plugged at the source: only
+        # plugged devices come up plugged on the other side.
+        self.plugged = {}
         self.stats = {'algorithm': self.settings['algorithm'],
                       'bytes_copied': 0, 'passes': 0, 'converged': True,
                       'downtime': 0.0}
@@ -478,11 +481,13 @@ class Migration(object):
                 vbds, vifs = devices[vm]
                 for vbd in vbds:
                     vdi = new_vdi.get(vbd['VDI'], NULL)
-                    dst_db.add('VBD', device_fields(vbd, {
+                    new = dst_db.add('VBD', device_fields(vbd, {
                         'VM': ref, 'VDI': vdi, 'empty': vdi == NULL}))
+                    self.plugged[('VBD', new)] = vbd['currently_attached']
                 for vif_ref, vif in vifs:
-                    dst_db.add('VIF', device_fields(vif, {
+                    new = dst_db.add('VIF', device_fields(vif, {
                         'VM': ref, 'network': self.vif_map[vif_ref]}))
+                    self.plugged[('VIF', new)] = vif['currently_attached']
 
     def _migrate_memory(self):
         if not self.live:
@@ -512,7 +517,8 @@ class Migration(object):
                     job.tracker = None
             time.sleep(self.settings['pause_seconds'])
             # The point of no return: the guest resumes on the other side.
-            self.ctx.set_cancellable(False)
+            # A cancel that came in until now still counts.
+            self.ctx.enter_point_of_no_return()
             for job in self.jobs:
                 if job.mirror is not None:
                     job.disk.detach_mirror(job.mirror)
@@ -538,15 +544,15 @@ class Migration(object):
                     src_db.update('VM', self.vm, resident_on=self.dest_host)
             self.dest_vm = self.vm
             return
-        with src_db.lock, dst_db.lock:
+        # Both pools at once, always in the same order.
+        first, second = sorted((src_db, dst_db), key=id)
+        with first.lock, second.lock:
             if self.live:
                 rec = dst_db.get('VM', self.dest_vm)
-                for vbd in rec['VBDs']:
-                    vrec = dst_db.get('VBD', vbd)
-                    dst_db.update('VBD', vbd, currently_attached=(
-                        vrec['VDI'] != NULL or vrec['type'] == 'CD'))
-                for vif in rec['VIFs']:
-                    dst_db.update('VIF', vif, currently_attached=True)
+                for cls in ('VBD', 'VIF'):
+                    for dev in rec[cls + 's']:
+                        dst_db.update(cls, dev, currently_attached=(
+                            self.plugged.get((cls, dev), False)))
                 self.dst.next_domid += 1
                 dst_db.update('VM', self.dest_vm, power_state='Running',
                               resident_on=self.dest_host,

@@ -69,6 +69,14 @@ class Context(object):
         if status == 'cancelling':
             raise errors.XapiError('TASK_CANCELLED', self.task)
 
+    def enter_point_of_no_return(self):
+        """Stop accepting task.cancel, or raise if one came in already."""
+        if self.task is None:
+            return
+        with self.db.lock:
+            self.check_cancel()
+            self.db.update('task', self.task, allowed_operations=[])
+
     def set_cancellable(self, cancellable):
         if self.task is not None:
             self.db.update('task', self.task, allowed_operations=(

@@ -19,7 +19,9 @@ the checks and their order follow xen-api ``xapi_vm_migrate.ml``
 ``xapi_sim.migration``.
 """
 
+import contextlib
 import urllib.parse
+import uuid as uuidlib
 
 from xapi_sim.api import generic
 from xapi_sim.api import method
@@ -120,7 +122,7 @@ def _disk_vbds(db, vm):
     return out
 
 
-def _infer_vif_map(db, vm, vif_map, dst_pool):
+def _infer_vif_map(db, vm, vif_map):
     """A network for every VIF of the VM and of its snapshots.
 
     A VIF that shares a MAC with a mapped one inherits its network.
@@ -138,14 +140,15 @@ def _infer_vif_map(db, vm, vif_map, dst_pool):
         if net is None:
             raise errors.XapiError('VIF_NOT_IN_MAP', vif)
         out[vif] = net
-    with dst_pool.db.lock:
-        for net in out.values():
-            dst_pool.db.get('network', net)
     return out
 
 
 def prepare(ctx, vm, dest, live, vdi_map, vif_map, options):
-    """Every check of assert_can_migrate; returns a ready Migration."""
+    """Every check of assert_can_migrate; returns a ready Migration.
+
+    The two pools' locks are never held together: two migrations crossing
+    in opposite directions must not deadlock.
+    """
     db = ctx.db
     for name, value in (('vdi_map', vdi_map), ('vif_map', vif_map),
                         ('options', options)):
@@ -156,10 +159,14 @@ def prepare(ctx, vm, dest, live, vdi_map, vif_map, options):
                                'copy mode is not modelled by xapi-sim')
     with db.lock:
         rec = db.get('VM', vm)
-        if rec['is_control_domain'] or rec['is_a_template']:
+        if rec['is_control_domain']:
             raise errors.XapiError('OPERATION_NOT_ALLOWED',
-                                   'cannot migrate a control domain or '
-                                   'a template')
+                                   'cannot migrate a control domain')
+        if rec['is_a_template'] and (
+                rec['is_default_template']
+                or rec['other_config'].get('default_template') == 'true'):
+            # xapi_vm_lifecycle: default templates cannot move.
+            raise errors.XapiError('VM_IS_TEMPLATE', vm, 'migrate_send')
         if rec['power_state'] not in MIGRATE_SEND_STATES:
             raise errors.XapiError(
                 'VM_BAD_POWER_STATE', vm,
@@ -179,19 +186,28 @@ def prepare(ctx, vm, dest, live, vdi_map, vif_map, options):
             raise errors.XapiError(
                 'OPERATION_NOT_ALLOWED',
                 'VIF mapping is not allowed for intra-pool migration')
-        for vdi, sr in vdi_map.items():
-            src_sr = db.get('VDI', vdi)['SR']
-            with dst.db.lock:
-                dst.db.get('SR', sr)
-                same = (sr == src_sr if not target.cross_pool
-                        else ctx.pool.sim.settings['relax_xsm_sr_check']
-                        and dst.db.get('SR', sr)['uuid']
-                        == db.get('SR', src_sr)['uuid'])
-            if not same:
-                _assert_sr_support(ctx.pool, src_sr, dst, sr)
-        full_vif_map = {}
-        if target.cross_pool:
-            full_vif_map = _infer_vif_map(db, vm, vif_map, dst)
+        source_srs = {vdi: (db.get('VDI', vdi)['SR'],
+                            db.get('SR', db.get('VDI', vdi)['SR'])['uuid'])
+                      for vdi in vdi_map}
+    with dst.db.lock:
+        dest_sr_uuids = {sr: dst.db.get('SR', sr)['uuid']
+                         for sr in vdi_map.values()}
+        default_sr = dst.db.get('pool', dst.pool_ref)['default_SR']
+    relax = ctx.pool.sim.settings['relax_xsm_sr_check']
+    for vdi, sr in vdi_map.items():
+        src_sr, src_uuid = source_srs[vdi]
+        same = (sr == src_sr if not target.cross_pool
+                else relax and dest_sr_uuids[sr] == src_uuid)
+        if not same:
+            _assert_sr_support(ctx.pool, src_sr, dst, sr)
+    full_vif_map = {}
+    if target.cross_pool:
+        with db.lock:
+            full_vif_map = _infer_vif_map(db, vm, vif_map)
+        with dst.db.lock:
+            for net in full_vif_map.values():
+                dst.db.get('network', net)
+    with db.lock:
         running = rec['power_state'] == 'Running'
         jobs = []
         for vbd, vdi in disks:
@@ -201,7 +217,6 @@ def prepare(ctx, vm, dest, live, vdi_map, vif_map, options):
             jobs.append(migration.Job(vbd, vdi, vrec, ctx.pool.disk(vdi),
                                       vdi_map[vdi], kind))
         seen = {vdi for _, vdi in disks}
-        default_sr = dst.db.get('pool', dst.pool_ref)['default_SR']
         for snap in rec['snapshots']:
             for _, vdi in _disk_vbds(db, snap):
                 if vdi in seen:
@@ -219,6 +234,30 @@ def prepare(ctx, vm, dest, live, vdi_map, vif_map, options):
                                cross_pool=target.cross_pool)
 
 
+@contextlib.contextmanager
+def vm_operation(ctx, vm, operation):
+    """Mark ``operation`` in the VM's current_operations while it runs.
+
+    Like xapi's with_vm_operation: one such operation at a time per VM,
+    else OTHER_OPERATION_IN_PROGRESS.
+    """
+    key = ctx.task or 'OpaqueRef:%s' % uuidlib.uuid4()
+    db = ctx.db
+    with db.lock:
+        rec = db.get('VM', vm)
+        if rec['current_operations']:
+            raise errors.XapiError('OTHER_OPERATION_IN_PROGRESS', 'VM', vm)
+        db.update('VM', vm, current_operations={key: operation})
+    try:
+        yield
+    finally:
+        with db.lock:
+            if db.exists('VM', vm):
+                ops = dict(db.get('VM', vm)['current_operations'])
+                ops.pop(key, None)
+                db.update('VM', vm, current_operations=ops)
+
+
 @method('VM.assert_can_migrate',
         ['vm', 'dest', 'live', 'vdi_map', 'vif_map', 'options', 'vgpu_map'],
         optional=1)
@@ -232,8 +271,9 @@ def vm_assert_can_migrate(ctx, vm, dest, live, vdi_map, vif_map, options,
          'vdi_format_map'], optional=2)
 def vm_migrate_send(ctx, vm, dest, live, vdi_map, vif_map, options,
                     vgpu_map=None, vdi_format_map=None):
-    job = prepare(ctx, vm, dest, live, vdi_map, vif_map, options)
-    return job.run()
+    with vm_operation(ctx, vm, 'migrate_send'):
+        job = prepare(ctx, vm, dest, live, vdi_map, vif_map, options)
+        return job.run()
 
 
 @method('VM.pool_migrate', ['vm', 'host', 'options'])
@@ -251,9 +291,10 @@ def vm_pool_migrate(ctx, vm, host, options):
                        and db.get('PBD', p)['currently_attached']
                        for p in db.get('SR', sr)['PBDs']):
                 raise errors.XapiError('VM_REQUIRES_SR', vm, sr)
-    job = migration.Migration(ctx, vm, [], ctx.pool, host, live=True,
-                              storage=False)
-    job.run()
+    with vm_operation(ctx, vm, 'pool_migrate'):
+        job = migration.Migration(ctx, vm, [], ctx.pool, host, live=True,
+                                  storage=False)
+        job.run()
 
 
 @method('VDI.pool_migrate', ['vdi', 'sr', 'options'])
@@ -278,7 +319,8 @@ def vdi_pool_migrate(ctx, vdi, sr, options):
         if host == NULL:
             host = ctx.pool.master
     ctx.set_cancellable(True)
-    job = prepare(ctx, vm, {'host': host}, True, vdi_map, {}, {})
-    job.run()
+    with vm_operation(ctx, vm, 'migrate_send'):
+        job = prepare(ctx, vm, {'host': host}, True, vdi_map, {}, {})
+        job.run()
     with db.lock:
         return db.get('VBD', vbd)['VDI']

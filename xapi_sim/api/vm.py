@@ -126,7 +126,7 @@ def vm_start(ctx, vm, start_paused, force):
     with ctx.db.lock:
         rec = ctx.db.get('VM', vm)
         if rec['is_a_template']:
-            raise errors.XapiError('VM_IS_TEMPLATE', vm)
+            raise errors.XapiError('VM_IS_TEMPLATE', vm, 'start')
         require_power(ctx.db, vm, 'Halted')
         host = _host_for(ctx, rec)
     boot(ctx, vm, host, paused=bool(start_paused))
@@ -138,7 +138,7 @@ def vm_start_on(ctx, vm, host, start_paused, force):
         rec = ctx.db.get('VM', vm)
         ctx.db.get('host', host)
         if rec['is_a_template']:
-            raise errors.XapiError('VM_IS_TEMPLATE', vm)
+            raise errors.XapiError('VM_IS_TEMPLATE', vm, 'start')
         require_power(ctx.db, vm, 'Halted')
     boot(ctx, vm, host, paused=bool(start_paused))
 

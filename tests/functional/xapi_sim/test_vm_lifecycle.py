@@ -119,7 +119,7 @@ class TestVMLifecycle(base.SimulatorTestCase):
     def test_start_template_is_refused(self):
         vm, _, _, _ = self._vm()
         self.api.VM.set_is_a_template(vm, True)
-        self.assertXapiError(['VM_IS_TEMPLATE', vm],
+        self.assertXapiError(['VM_IS_TEMPLATE', vm, 'start'],
                              self.api.VM.start, vm, False, False)
 
     def test_control_domain_is_running_and_cannot_be_destroyed(self):

@@ -1,0 +1,261 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""What the Storage XenMotion tests share: two logged-in pools, VMs with
+pre-filled disks and a writing guest, migrations, and the invariants a
+failed migration must leave behind."""
+
+import copy
+import random
+import xmlrpc.client
+
+import testtools
+import XenAPI
+
+from tests.functional.xapi_sim import base
+from xapi_sim import fixture
+from xapi_sim import sim as simmod
+
+MiB = base.MiB
+BLOCK = base.BLOCK
+NULL = base.NULL
+
+
+def decode_result(result):
+    """A task ``result`` (one XML-RPC <value>) as a Python value."""
+    (value,), _ = xmlrpc.client.loads(
+        '<methodResponse><params><param>%s</param></params>'
+        '</methodResponse>' % result)
+    return value
+
+
+def topology_with(extra_srs):
+    """The default two pools plus ``extra_srs`` {pool name: [sr spec]}."""
+    topo = copy.deepcopy(simmod.DEFAULT_TOPOLOGY)
+    for spec in topo['pools']:
+        spec['srs'].extend(extra_srs.get(spec['name'], []))
+    return topo
+
+
+class MigrateTestCase(base.SimulatorTestCase):
+    """pool-a (``api``, ``ctl``) and pool-b (``api_b``, ``ctl_b``).
+
+    A subclass may set ``topology`` to run another simulator layout.
+    """
+
+    topology = None
+
+    def setUp(self):
+        if self.topology is None:
+            super().setUp()
+        else:
+            # base.SimulatorTestCase.setUp always starts the default
+            # topology: do what it does with ours instead.
+            testtools.TestCase.setUp(self)
+            self.simfix = self.useFixture(
+                fixture.SimulatorFixture(self.topology))
+            self.sim = self.simfix.sim
+            self.session = self.login('pool-a')
+            self.api = self.session.xenapi
+        self.session_b = self.login('pool-b')
+        self.api_b = self.session_b.xenapi
+        self.ctl = self.control('pool-a')
+        self.ctl_b = self.control('pool-b', self.session_b)
+        self.host_a = self.api.pool.get_master(self.api.pool.get_all()[0])
+        self.host_b = self.api_b.pool.get_master(
+            self.api_b.pool.get_all()[0])
+        self.net_a = self.network()
+        self.net_b = self.network(self.api_b)
+
+    # -- topology -----------------------------------------------------------
+
+    def sr_named(self, name, api=None):
+        api = api or self.api
+        found = api.SR.get_by_name_label(name)
+        self.assertEqual(1, len(found), 'one SR named %r expected' % name)
+        return found[0]
+
+    def ext(self, api=None):
+        return self.sr_named('Local storage (ext)', api)
+
+    def lvm(self, api=None):
+        return self.sr_named('Local storage (lvm)', api)
+
+    def dest_b(self):
+        """pool-b's host.migrate_receive: a cross-pool destination."""
+        return self.api_b.host.migrate_receive(self.host_b, self.net_b, {})
+
+    def dest_a(self):
+        """pool-a's own host.migrate_receive: an in-pool destination."""
+        return self.api.host.migrate_receive(self.host_a, self.net_a, {})
+
+    # -- VMs and disks -------------------------------------------------------
+
+    def prefill(self, vdi, blocks, seed, pool='pool-a'):
+        """Write random data into every other 64 KiB block (0, 2, 4, ...).
+
+        Holes between the blocks make each block its own copy run, so a
+        migration's copy reports progress (and notices a cancel) per block.
+        """
+        rnd = random.Random(seed)
+        disk = self.disk(vdi, pool)
+        for i in range(blocks):
+            disk.write(2 * i * BLOCK, rnd.randbytes(BLOCK))
+
+    def make_vm(self, disks, vif=True, start=True, name='vm'):
+        """A VM with one disk per (sr, size, prefilled blocks) spec.
+
+        Disks get userdevice 0, 1, ... in order; with ``vif`` the VM has a
+        VIF (device 0) on pool-a's network with a known other_config.
+        Returns (vm, [vdi...], vif or None).
+        """
+        vm = self.create_vm(name=name)
+        vdis = []
+        for i, (sr, size, blocks) in enumerate(disks):
+            vdi = self.create_vdi(sr, size, name='%s-disk%d' % (name, i))
+            if blocks:
+                self.prefill(vdi, blocks, seed='%s-%d' % (name, i))
+            self.create_vbd(vm, vdi, str(i))
+            vdis.append(vdi)
+        vif_ref = None
+        if vif:
+            vif_ref = self.api.VIF.create({
+                'VM': vm, 'network': self.net_a, 'device': '0', 'MAC': '',
+                'MTU': '1500', 'other_config': {'owner': name, 'k': 'v'},
+                'qos_algorithm_type': '', 'qos_algorithm_params': {}})
+        if start:
+            self.api.VM.start(vm, False, False)
+        return vm, vdis, vif_ref
+
+    def write(self, vm, devices, rate=MiB, seed=7, ctl=None):
+        """Uniform random 4 KiB writes on each of ``devices``."""
+        ctl = ctl or self.ctl
+        for i, dev in enumerate(devices):
+            ctl.workload_start(vm, dev, pattern='uniform', rate=rate,
+                               block_size=4096, seed=seed + i)
+
+    def writes(self, vm, ctl=None):
+        ctl = ctl or self.ctl
+        return [d['writes'] for d in ctl.guest_stats(vm)['disks']]
+
+    def wait_writes(self, vm, more=20, ctl=None):
+        """Wait until every disk of ``vm`` has written ``more`` times more."""
+        start = self.writes(vm, ctl)
+        self.poll(lambda: all(now >= then + more for now, then in
+                              zip(self.writes(vm, ctl), start)),
+                  what='more guest writes on %s' % vm)
+
+    def stop_and_check(self, vm, ctl=None, devices=None):
+        """Stop the guest's writers; every disk must hold what was written.
+
+        Returns the guest_check answer.
+        """
+        ctl = ctl or self.ctl
+        ctl.workload_stop(vm)
+        stats = ctl.guest_stats(vm)
+        for disk in stats['disks']:
+            self.assertEqual(0, disk['errors'], disk)
+        report = ctl.guest_check(vm)
+        if devices is not None:
+            self.assertEqual(sorted(devices),
+                             sorted(r['userdevice'] for r in report))
+        for disk in report:
+            self.assertTrue(disk['ok'], disk)
+        return report
+
+    # -- snapshots of state ---------------------------------------------------
+
+    def vdi_set(self, api=None):
+        return set((api or self.api).VDI.get_all())
+
+    def state(self, vm):
+        """What a failed migration must leave as it was."""
+        rec = self.api.VM.get_record(vm)
+        vbds = {}
+        for vbd in rec['VBDs']:
+            vrec = self.api.VBD.get_record(vbd)
+            vbds[vbd] = (vrec['VDI'], vrec['currently_attached'])
+        return {'uuid': rec['uuid'], 'power_state': rec['power_state'],
+                'resident_on': rec['resident_on'], 'vbds': vbds,
+                'vifs': sorted(rec['VIFs']),
+                'vdis_a': self.vdi_set(), 'vdis_b': self.vdi_set(self.api_b)}
+
+    def vm_in(self, uuid, api):
+        """The ref of the VM with ``uuid`` in a pool, or None."""
+        try:
+            return api.VM.get_by_uuid(uuid)
+        except XenAPI.Failure as exc:
+            self.assertEqual(['UUID_INVALID', 'VM', uuid], exc.details)
+            return None
+
+    def assertUnchanged(self, vm, before):
+        """Nothing moved: the VM runs at home on its own disks."""
+        after = self.state(vm)
+        self.assertEqual('Running', after['power_state'])
+        self.assertEqual(self.host_a, after['resident_on'])
+        self.assertEqual(before['vbds'], after['vbds'])
+        self.assertEqual(before['vifs'], after['vifs'])
+        self.assertEqual(before['vdis_a'], after['vdis_a'],
+                         'VDIs were left behind (or lost) in pool-a')
+        self.assertEqual(before['vdis_b'], after['vdis_b'],
+                         'VDIs were left behind in pool-b')
+        self.assertIsNone(self.vm_in(before['uuid'], self.api_b),
+                          'a VM with the migrating uuid is in pool-b')
+
+    def assertRolledBack(self, vm, before, writing=True):
+        """After a failed migration: nothing moved, the guest still writes.
+
+        Then its disks must hold exactly what it wrote.
+        """
+        self.assertUnchanged(vm, before)
+        self.assertEqual([], self.ctl.call('faults'),
+                         'the armed fault did not fire')
+        if writing:
+            self.wait_writes(vm)
+        self.stop_and_check(vm)
+
+    # -- migrations ---------------------------------------------------------
+
+    def migrate_async(self, vm, dest, vdi_map, vif_map=None, api=None):
+        api = api or self.api
+        return api.Async.VM.migrate_send(vm, dest, True, vdi_map,
+                                         vif_map or {}, {})
+
+    def migrate(self, vm, dest, vdi_map, vif_map=None):
+        """A migration that must succeed; returns the destination VM ref."""
+        task = self.migrate_async(vm, dest, vdi_map, vif_map)
+        rec = self.wait_task(task)
+        self.assertEqual('success', rec['status'], rec['error_info'])
+        self.assertEqual(1.0, rec['progress'])
+        return decode_result(rec['result'])
+
+    def migrate_fails(self, vm, dest, vdi_map, vif_map=None,
+                      status='failure'):
+        """A migration that must fail; returns its error_info."""
+        task = self.migrate_async(vm, dest, vdi_map, vif_map)
+        rec = self.wait_task(task)
+        self.assertEqual(status, rec['status'], rec)
+        self.assertEqual('', rec['result'])
+        self.assertEqual([], rec['allowed_operations'])
+        return rec['error_info']
+
+    def wait_progress(self, task, above=0.0, api=None):
+        """Wait until a pending task reports progress above ``above``."""
+        api = api or self.api
+
+        def moved():
+            rec = api.task.get_record(task)
+            if rec['status'] != 'pending':
+                self.fail('task ended (%s %s) before progress passed %s'
+                          % (rec['status'], rec['error_info'], above))
+            return rec['progress'] > above
+        self.poll(moved, interval=0.005, what='progress of %s' % task)
