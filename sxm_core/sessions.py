@@ -26,7 +26,6 @@ server), never after an XAPI failure. Logging in on a pool member follows
 import contextlib
 import http.client
 import queue
-import socket
 import ssl
 import threading
 import time
@@ -328,7 +327,3 @@ def _invoke(session, method, args):
     for part in method.split('.'):
         target = getattr(target, part)
     return target(*args)
-
-
-def socket_timeout_error(err):
-    return isinstance(err, socket.timeout)

@@ -171,7 +171,7 @@ class DiskWorkload(object):
         if seq is not None:
             return _digest(unit_content(self.seed, seq, offset,
                                         self.block_size))
-        return self.baseline.get(offset, _ZERO_DIGESTS(self.block_size))
+        return self.baseline.get(offset, _zero_digest(self.block_size))
 
     def check(self, disk):
         """Compare ``disk`` with the image this workload implies."""
@@ -210,7 +210,7 @@ class DiskWorkload(object):
 _zero_cache = {}
 
 
-def _ZERO_DIGESTS(size):
+def _zero_digest(size):
     digest = _zero_cache.get(size)
     if digest is None:
         digest = _zero_cache[size] = _digest(bytes(size))

@@ -111,10 +111,9 @@ class Mirror(object):
         self.latency = latency
         self.failed = None
         self.bytes = 0
-        self.broken = False
 
     def __call__(self, offset, data):
-        if self.failed is not None or self.broken:
+        if self.failed is not None:
             return
         try:
             self.bucket.take_priority(len(data))
@@ -124,9 +123,6 @@ class Mirror(object):
             self.bytes += len(data)
         except Exception as exc:
             self.failed = exc
-
-    def brk(self):
-        self.broken = True
 
 
 class Job(object):

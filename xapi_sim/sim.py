@@ -195,10 +195,6 @@ class Simulator(object):
         raise errors.XapiError('HANDLE_INVALID', 'VBD',
                                '%s/%s' % (vm_uuid, userdevice))
 
-    def copy_throttle(self, pool):
-        """A callable limiting VDI.copy bandwidth for ``pool``, or None."""
-        return None
-
     # -- migration support -------------------------------------------------
 
     def pool_by_url(self, url):

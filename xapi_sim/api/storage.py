@@ -170,8 +170,7 @@ def vdi_copy(ctx, vdi, sr, base_vdi=NULL, into_vdi=NULL):
         ctx.progress(done / total if total else 1.0)
 
     try:
-        src.copy_to(dest, base=base, progress=progress,
-                    throttle=ctx.pool.sim.copy_throttle(ctx.pool))
+        src.copy_to(dest, base=base, progress=progress)
     except BaseException:
         if created:
             ctx.pool.remove_vdi(dest_ref)
