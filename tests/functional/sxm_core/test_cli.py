@@ -50,7 +50,7 @@ class CliTestCase(base.CoreTestCase):
         self.logger = quiet_environment(self, self.password)
         self.vm, self.disks = self.make_vm(name='web')
         self.uuid = self.api.VM.get_uuid(self.vm)
-        self.before = (self.vdis(), self.vdis(self.api_b))
+        self.before = (self.vdi_set(), self.vdi_set(self.api_b))
 
     def sxm(self, *args, config=None):
         """(exit status, output) of ``sxm <args>``."""
@@ -75,7 +75,8 @@ class CliTestCase(base.CoreTestCase):
     def assertNothingLeftBehind(self):
         self.assertEqual('Running', self.api.VM.get_power_state(self.vm))
         self.assertEqual(self.host_a, self.api.VM.get_resident_on(self.vm))
-        self.assertEqual(self.before, (self.vdis(), self.vdis(self.api_b)))
+        self.assertEqual(self.before,
+                         (self.vdi_set(), self.vdi_set(self.api_b)))
         self.assertIsNone(self.vm_in(self.uuid, self.api_b))
         self.assertNoSessionsLeft()
 
@@ -102,7 +103,8 @@ class TestPlan(CliTestCase):
         self.assertIn('To move: 36.0 MiB', output)
         self.assertNotIn('ERROR', output)
         self.assertEqual('Running', self.api.VM.get_power_state(self.vm))
-        self.assertEqual(self.before, (self.vdis(), self.vdis(self.api_b)))
+        self.assertEqual(self.before,
+                         (self.vdi_set(), self.vdi_set(self.api_b)))
 
     def test_plan_by_uuid_with_choices(self):
         status, output = self.sxm(

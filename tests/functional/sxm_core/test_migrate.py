@@ -104,9 +104,9 @@ class MigrateTestCase(base.CoreTestCase):
         self.assertEqual('Running', self.api.VM.get_power_state(vm))
         self.assertEqual(self.host_a, self.api.VM.get_resident_on(vm))
         self.assertEqual(vdis, self.vbd_vdis(vm))
-        self.assertEqual(before_a, self.vdis(),
+        self.assertEqual(before_a, self.vdi_set(),
                          'VDIs were left behind (or lost) in pool-a')
-        self.assertEqual(before_b, self.vdis(self.api_b),
+        self.assertEqual(before_b, self.vdi_set(self.api_b),
                          'VDIs were left behind in pool-b')
         self.assertIsNone(self.vm_in(uuid, self.api_b),
                           'a VM with the migrating uuid is in pool-b')
@@ -140,7 +140,7 @@ class TestMigrate(MigrateTestCase):
         self.assertEqual(new_vm, result.vm_ref)
         self.assertEqual(uuid, result.vm_uuid)
         self.assertIsNone(self.vm_in(uuid, self.api), 'source VM is left')
-        self.assertEqual(set(), set(vdis.values()) & self.vdis(),
+        self.assertEqual(set(), set(vdis.values()) & self.vdi_set(),
                          'source VDIs are left')
         self.assertEqual('Running', self.api_b.VM.get_power_state(new_vm))
         self.assertEqual(self.host_b, self.api_b.VM.get_resident_on(new_vm))
@@ -171,7 +171,7 @@ class TestMigrate(MigrateTestCase):
                          {ud: sr for ud, _, sr in result.disks})
         now = self.vbd_vdis(vm)
         self.assertEqual(set(), set(now.values()) & set(vdis.values()))
-        self.assertEqual(set(), set(vdis.values()) & self.vdis(),
+        self.assertEqual(set(), set(vdis.values()) & self.vdi_set(),
                          'source VDIs are left')
         self.assertProgress(progress, the_plan)
         self.wait_writes(vm)
@@ -184,7 +184,7 @@ class TestMigrate(MigrateTestCase):
         vm, vdis, uuid = self.writing_vm(disks=disks)
         m = self.migrator()
         the_plan = self.planned(m, uuid, tier='same')
-        before_a, before_b = self.vdis(), self.vdis(self.api_b)
+        before_a, before_b = self.vdi_set(), self.vdi_set(self.api_b)
         cancel = threading.Event()
 
         def cancel_past_a_tenth(progress):
@@ -206,11 +206,11 @@ class TestMigrate(MigrateTestCase):
         m = self.migrator()
         the_plan, problems = m.plan(vm, sr='nosuch')
         self.assertEqual(['sr', 'sr'], [p.code for p in problems])
-        before_b = self.vdis(self.api_b)
+        before_b = self.vdi_set(self.api_b)
         exc = self.assertRaises(errors.PreflightFailed, m.migrate, the_plan)
         self.assertEqual(2, len(exc.problems))
         self.assertIn("No SR 'nosuch'", str(exc))
-        self.assertEqual(before_b, self.vdis(self.api_b))
+        self.assertEqual(before_b, self.vdi_set(self.api_b))
         self.assertEqual('Running', self.api.VM.get_power_state(vm))
 
     def test_leftover_base_mirror_is_removed(self):
@@ -232,7 +232,7 @@ class TestMigrate(MigrateTestCase):
         vm, vdis, uuid = self.writing_vm()
         m = self.migrator(cross_pool=False)
         the_plan = self.planned(m, uuid, sr_map={'0': EXT, '1': LVM})
-        before_a, before_b = self.vdis(), self.vdis(self.api_b)
+        before_a, before_b = self.vdi_set(), self.vdi_set(self.api_b)
         self.ctl.fault_inject('mirror', percent=50)
         exc = self.assertRaises(errors.MigrationFailed, m.migrate, the_plan)
         self.assertEqual('MIRROR_FAILED', exc.cause.code)
@@ -269,7 +269,7 @@ class TestMigrate(MigrateTestCase):
                          [self.api_b.VM.get_name_label(s) for s in snaps])
         self.assertIsNone(self.vm_in(uuid, self.api))
         self.assertNotIn(snap, self.api.VM.get_all())
-        self.assertEqual(set(), self.vdis() & (
+        self.assertEqual(set(), self.vdi_set() & (
             set(vdis.values()) | set(s.disk.vdi
                                      for s in the_plan.snapshot_disks)))
         self.assertIn('copy', progress.phases)
@@ -287,7 +287,7 @@ class TestTimeouts(MigrateTestCase):
         vm, vdis, uuid = self.writing_vm(disks=disks)
         m = self.migrator(minimum_timeout=1, seconds_per_gib=0)
         the_plan = self.planned(m, uuid, tier='same')
-        before_a, before_b = self.vdis(), self.vdis(self.api_b)
+        before_a, before_b = self.vdi_set(), self.vdi_set(self.api_b)
         exc = self.assertRaises(errors.MigrationFailed, m.migrate, the_plan)
         self.assertIsInstance(exc.cause, errors.TaskTimeout)
         self.assertIn('did not finish within 1 s; it was cancelled',
@@ -303,7 +303,7 @@ class TestFaults(MigrateTestCase):
         vm, vdis, uuid = self.writing_vm()
         m = self.migrator()
         the_plan = self.planned(m, uuid, tier='same')
-        before_a, before_b = self.vdis(), self.vdis(self.api_b)
+        before_a, before_b = self.vdi_set(), self.vdi_set(self.api_b)
         args = {} if percent is None else {'percent': percent}
         self.ctl.fault_inject(point, **args)
         exc = self.assertRaises(errors.MigrationFailed, m.migrate, the_plan)
@@ -369,7 +369,7 @@ class TestTooManyStorageMigrates(MigrateTestCase):
         m = self.migrator(too_many_interval=0.01, too_many_retries=2,
                           sleep=sleeps.append)
         the_plan = self.planned(m, uuid, tier='same')
-        before_a, before_b = self.vdis(), self.vdis(self.api_b)
+        before_a, before_b = self.vdi_set(), self.vdi_set(self.api_b)
         self.ctl.fault_inject('prepare', code='TOO_MANY_STORAGE_MIGRATES',
                               params=['3'], times=3)
         exc = self.assertRaises(errors.MigrationFailed, m.migrate, the_plan)
@@ -489,9 +489,9 @@ class TestMoveVdi(MigrateTestCase):
 
         self.assertNotEqual(old_uuid, new_uuid)
         new = self.api.VDI.get_by_uuid(new_uuid)
-        self.assertEqual(self.sr(LVM), self.api.VDI.get_SR(new))
+        self.assertEqual(self.sr_named(LVM), self.api.VDI.get_SR(new))
         self.assertEqual({'0': new}, self.vbd_vdis(vm))
-        self.assertNotIn(vdis['0'], self.vdis())
+        self.assertNotIn(vdis['0'], self.vdi_set())
         self.assertEqual('Running', self.api.VM.get_power_state(vm))
         fractions = progress.fractions
         self.assertEqual(sorted(fractions), fractions)
@@ -500,27 +500,27 @@ class TestMoveVdi(MigrateTestCase):
         self.stop_and_check(vm, devices=('0',))
 
     def test_detached_vdi_is_copied_then_destroyed(self):
-        vdi = self.create_vdi(self.sr(EXT), 16 * MiB, 'volume')
+        vdi = self.create_vdi(self.sr_named(EXT), 16 * MiB, 'volume')
         self.fill(vdi, 4 * MiB, seed='volume')
-        image = self.export(vdi)
-        before = self.vdis()
+        image = self.export_vdi(vdi)
+        before = self.vdi_set()
         m = self.migrator(cross_pool=False)
         new_uuid = m.move_vdi(self.api.VDI.get_uuid(vdi),
                               self.sr_uuid(LVM))
         new = self.api.VDI.get_by_uuid(new_uuid)
-        self.assertEqual(self.sr(LVM), self.api.VDI.get_SR(new))
-        self.assertEqual(before - {vdi} | {new}, self.vdis())
+        self.assertEqual(self.sr_named(LVM), self.api.VDI.get_SR(new))
+        self.assertEqual(before - {vdi} | {new}, self.vdi_set())
         self.assertEqual('volume', self.api.VDI.get_name_label(new))
-        self.assertEqual(image, self.export(new))
+        self.assertEqual(image, self.export_vdi(new))
 
     def test_unknown_sr(self):
-        vdi = self.create_vdi(self.sr(EXT), 16 * MiB, 'volume')
-        before = self.vdis()
+        vdi = self.create_vdi(self.sr_named(EXT), 16 * MiB, 'volume')
+        before = self.vdi_set()
         m = self.migrator(cross_pool=False)
         exc = self.assertRaises(errors.NotFound, m.move_vdi,
                                 self.api.VDI.get_uuid(vdi), 'nosuch')
         self.assertIn("No SR 'nosuch'", str(exc))
-        self.assertEqual(before, self.vdis())
+        self.assertEqual(before, self.vdi_set())
 
 
 class TestThickDestinationSpace(MigrateTestCase):

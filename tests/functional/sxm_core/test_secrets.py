@@ -72,7 +72,7 @@ class TestSecrets(base.CoreTestCase):
         # migrate_receive tokens in pool-b.
         self.assertGreaterEqual(len(created['pool-a']), 1)
         self.assertGreaterEqual(len(created['pool-b']), 3)
-        secrets = ([self.simfix.password, self.session_a.handle,
+        secrets = ([self.simfix.password, self.session.handle,
                     self.session_b.handle]
                    + created['pool-a'] + created['pool-b'])
         for secret in secrets:

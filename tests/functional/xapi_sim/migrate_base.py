@@ -14,20 +14,16 @@
 pre-filled disks and a writing guest, migrations, and the invariants a
 failed migration must leave behind."""
 
-import copy
 import random
 import xmlrpc.client
 
-import testtools
-import XenAPI
-
+from tests.functional import simhelpers
 from tests.functional.xapi_sim import base
-from xapi_sim import fixture
-from xapi_sim import sim as simmod
 
 MiB = base.MiB
 BLOCK = base.BLOCK
 NULL = base.NULL
+topology_with = simhelpers.topology_with
 
 
 def decode_result(result):
@@ -38,51 +34,18 @@ def decode_result(result):
     return value
 
 
-def topology_with(extra_srs):
-    """The default two pools plus ``extra_srs`` {pool name: [sr spec]}."""
-    topo = copy.deepcopy(simmod.DEFAULT_TOPOLOGY)
-    for spec in topo['pools']:
-        spec['srs'].extend(extra_srs.get(spec['name'], []))
-    return topo
-
-
-class MigrateTestCase(base.SimulatorTestCase):
+class MigrateTestCase(simhelpers.TwoPoolsTestCase, base.SimulatorTestCase):
     """pool-a (``api``, ``ctl``) and pool-b (``api_b``, ``ctl_b``).
 
     A subclass may set ``topology`` to run another simulator layout.
     """
 
-    topology = None
-
     def setUp(self):
-        if self.topology is None:
-            super().setUp()
-        else:
-            # base.SimulatorTestCase.setUp always starts the default
-            # topology: do what it does with ours instead.
-            testtools.TestCase.setUp(self)
-            self.simfix = self.useFixture(
-                fixture.SimulatorFixture(self.topology))
-            self.sim = self.simfix.sim
-            self.session = self.login('pool-a')
-            self.api = self.session.xenapi
-        self.session_b = self.login('pool-b')
-        self.api_b = self.session_b.xenapi
-        self.ctl = self.control('pool-a')
-        self.ctl_b = self.control('pool-b', self.session_b)
-        self.host_a = self.api.pool.get_master(self.api.pool.get_all()[0])
-        self.host_b = self.api_b.pool.get_master(
-            self.api_b.pool.get_all()[0])
+        super().setUp()
         self.net_a = self.network()
         self.net_b = self.network(self.api_b)
 
     # -- topology -----------------------------------------------------------
-
-    def sr_named(self, name, api=None):
-        api = api or self.api
-        found = api.SR.get_by_name_label(name)
-        self.assertEqual(1, len(found), 'one SR named %r expected' % name)
-        return found[0]
 
     def ext(self, api=None):
         return self.sr_named('Local storage (ext)', api)
@@ -128,54 +91,13 @@ class MigrateTestCase(base.SimulatorTestCase):
             vdis.append(vdi)
         vif_ref = None
         if vif:
-            vif_ref = self.api.VIF.create({
-                'VM': vm, 'network': self.net_a, 'device': '0', 'MAC': '',
-                'MTU': '1500', 'other_config': {'owner': name, 'k': 'v'},
-                'qos_algorithm_type': '', 'qos_algorithm_params': {}})
+            vif_ref = self.create_vif(
+                vm, self.net_a, other_config={'owner': name, 'k': 'v'})
         if start:
             self.api.VM.start(vm, False, False)
         return vm, vdis, vif_ref
 
-    def write(self, vm, devices, rate=MiB, seed=7, ctl=None):
-        """Uniform random 4 KiB writes on each of ``devices``."""
-        ctl = ctl or self.ctl
-        for i, dev in enumerate(devices):
-            ctl.workload_start(vm, dev, pattern='uniform', rate=rate,
-                               block_size=4096, seed=seed + i)
-
-    def writes(self, vm, ctl=None):
-        ctl = ctl or self.ctl
-        return [d['writes'] for d in ctl.guest_stats(vm)['disks']]
-
-    def wait_writes(self, vm, more=20, ctl=None):
-        """Wait until every disk of ``vm`` has written ``more`` times more."""
-        start = self.writes(vm, ctl)
-        self.poll(lambda: all(now >= then + more for now, then in
-                              zip(self.writes(vm, ctl), start)),
-                  what='more guest writes on %s' % vm)
-
-    def stop_and_check(self, vm, ctl=None, devices=None):
-        """Stop the guest's writers; every disk must hold what was written.
-
-        Returns the guest_check answer.
-        """
-        ctl = ctl or self.ctl
-        ctl.workload_stop(vm)
-        stats = ctl.guest_stats(vm)
-        for disk in stats['disks']:
-            self.assertEqual(0, disk['errors'], disk)
-        report = ctl.guest_check(vm)
-        if devices is not None:
-            self.assertEqual(sorted(devices),
-                             sorted(r['userdevice'] for r in report))
-        for disk in report:
-            self.assertTrue(disk['ok'], disk)
-        return report
-
     # -- snapshots of state ---------------------------------------------------
-
-    def vdi_set(self, api=None):
-        return set((api or self.api).VDI.get_all())
 
     def state(self, vm):
         """What a failed migration must leave as it was."""
@@ -188,14 +110,6 @@ class MigrateTestCase(base.SimulatorTestCase):
                 'resident_on': rec['resident_on'], 'vbds': vbds,
                 'vifs': sorted(rec['VIFs']),
                 'vdis_a': self.vdi_set(), 'vdis_b': self.vdi_set(self.api_b)}
-
-    def vm_in(self, uuid, api):
-        """The ref of the VM with ``uuid`` in a pool, or None."""
-        try:
-            return api.VM.get_by_uuid(uuid)
-        except XenAPI.Failure as exc:
-            self.assertEqual(['UUID_INVALID', 'VM', uuid], exc.details)
-            return None
 
     def assertUnchanged(self, vm, before):
         """Nothing moved: the VM runs at home on its own disks."""

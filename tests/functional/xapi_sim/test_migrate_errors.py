@@ -295,13 +295,17 @@ class TestUnsuitableSRs(CheckTestCase):
         self.assert_refused(['SR_DOES_NOT_SUPPORT_MIGRATION', iso_a], vm,
                             self.dest_a(), {vdi0: iso_a, vdi1: self.ext()})
 
-    def test_thin_destination_too_small(self):
-        # 2 MiB of data do not fit a 1 MiB SR: found out while copying.
-        vm, (vdi,), vif = self.make_vm([(self.ext(), 8 * MiB, 32)])
+    def too_small(self, sr_name, blocks):
+        """A writing VM's disk does not fit pool-b's SR ``sr_name``.
+
+        The disk is 8 MiB with ``blocks`` pre-filled: the migration fails
+        with SR full, rolls back and leaves nothing on that SR.
+        """
+        vm, (vdi,), vif = self.make_vm([(self.ext(), 8 * MiB, blocks)])
         self.write(vm, ['0'])
         self.wait_writes(vm)
         before = self.state(vm)
-        tiny = self.sr_named('Tiny (ext)', self.api_b)
+        tiny = self.sr_named(sr_name, self.api_b)
         error = self.migrate_fails(vm, self.dest_b(), {vdi: tiny},
                                    {vif: self.net_b})
         self.assertEqual(SR_FULL, error)
@@ -309,16 +313,10 @@ class TestUnsuitableSRs(CheckTestCase):
         self.api_b.SR.scan(tiny)
         self.assertEqual('0', self.api_b.SR.get_physical_utilisation(tiny))
 
+    def test_thin_destination_too_small(self):
+        # 2 MiB of data do not fit a 1 MiB SR: found out while copying.
+        self.too_small('Tiny (ext)', 32)
+
     def test_thick_destination_too_small(self):
         # An 8 MiB disk cannot be allocated on a 4 MiB thick SR.
-        vm, (vdi,), vif = self.make_vm([(self.ext(), 8 * MiB, 4)])
-        self.write(vm, ['0'])
-        self.wait_writes(vm)
-        before = self.state(vm)
-        tiny = self.sr_named('Tiny (lvm)', self.api_b)
-        error = self.migrate_fails(vm, self.dest_b(), {vdi: tiny},
-                                   {vif: self.net_b})
-        self.assertEqual(SR_FULL, error)
-        self.assertRolledBack(vm, before)
-        self.api_b.SR.scan(tiny)
-        self.assertEqual('0', self.api_b.SR.get_physical_utilisation(tiny))
+        self.too_small('Tiny (lvm)', 4)

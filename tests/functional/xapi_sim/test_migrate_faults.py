@@ -55,8 +55,70 @@ class FaultTestCase(migrate_base.MigrateTestCase):
         self.assertRolledBack(vm, before)
         self.retry_cross_pool(vm, vdi_map, vif)
 
+    def cancel_while_copying(self, check_task=False):
+        """Cancel a slowed migration to pool-b mid-copy; roll back, retry.
 
-class TestCrossPoolFaults(FaultTestCase):
+        With ``check_task`` the task must also offer ``cancel`` and end
+        before 90% progress.
+        """
+        vm, small, large, vif = self.writing_vm()
+        before = self.state(vm)
+        # 4 MiB to copy at 2 MiB/s: cancel well before the end.
+        self.ctl.configure(bandwidth=2 * MiB)
+        ext_b = self.ext(self.api_b)
+        vdi_map = {small: ext_b, large: ext_b}
+        task = self.migrate_async(vm, self.dest_b(), vdi_map,
+                                  {vif: self.net_b})
+        self.wait_progress(task)
+        if check_task:
+            self.assertIn('cancel',
+                          self.api.task.get_allowed_operations(task))
+        self.api.task.cancel(task)
+        rec = self.wait_task(task)
+        self.assertEqual('cancelled', rec['status'])
+        self.assertEqual(['TASK_CANCELLED', task], rec['error_info'])
+        if check_task:
+            self.assertLess(rec['progress'], 0.9)
+        self.assertRolledBack(vm, before)
+        self.ctl.configure(bandwidth=0)
+        self.retry_cross_pool(vm, vdi_map, vif)
+
+
+class RollbackFaults(object):
+    """Faults rolled back whatever the destination and the algorithm.
+
+    The test class defines ``fault(point, expected, **fault)``: arm the
+    fault, migrate, check the error and the rollback, retry.
+    """
+
+    def test_destination_full_halfway(self):
+        self.fault(
+            'destination_full',
+            lambda vm, small, large: ['SR_BACKEND_FAILURE_44', '',
+                                      'There is insufficient space', ''],
+            percent=50)
+
+    def test_memory_migration(self):
+        # Cross-pool, the VM exists in pool-b by then: it must go again.
+        self.fault(
+            'memory',
+            lambda vm, small, large: ['VM_MIGRATE_FAILED', vm, '', '',
+                                      'Xenops_interface.Internal_error'])
+
+
+class MirrorFaults(RollbackFaults):
+    """And, where disks are mirrored, a mirror that breaks."""
+
+    def test_mirror_breaks_halfway(self):
+        # Disks go in order of size: the small one is mirrored first.
+        self.fault(
+            'mirror', lambda vm, small, large: ['MIRROR_FAILED', small],
+            percent=50)
+
+
+class TestCrossPoolFaults(MirrorFaults, FaultTestCase):
+
+    fault = FaultTestCase.cross_pool_fault
 
     def test_prepare(self):
         self.cross_pool_fault(
@@ -70,24 +132,11 @@ class TestCrossPoolFaults(FaultTestCase):
             lambda vm, small, large: ['SR_BACKEND_FAILURE_82', '',
                                       'Failed to snapshot VDI', ''])
 
-    def test_mirror_breaks_halfway(self):
-        # Disks go in order of size: the small one is mirrored first.
-        self.cross_pool_fault(
-            'mirror', lambda vm, small, large: ['MIRROR_FAILED', small],
-            percent=50)
-
     def test_copy_fails_halfway(self):
         self.cross_pool_fault(
             'copy',
             lambda vm, small, large: ['VDI_COPY_FAILED',
                                       'Storage_error ([S(Internal_error)])'],
-            percent=50)
-
-    def test_destination_full_halfway(self):
-        self.cross_pool_fault(
-            'destination_full',
-            lambda vm, small, large: ['SR_BACKEND_FAILURE_44', '',
-                                      'There is insufficient space', ''],
             percent=50)
 
     def test_metadata_import(self):
@@ -96,13 +145,6 @@ class TestCrossPoolFaults(FaultTestCase):
             'metadata',
             lambda vm, small, large: ['IMPORT_ERROR',
                                       'metadata import failed'])
-
-    def test_memory_migration(self):
-        # The VM exists in pool-b by then: it must go again.
-        self.cross_pool_fault(
-            'memory',
-            lambda vm, small, large: ['VM_MIGRATE_FAILED', vm, '', '',
-                                      'Xenops_interface.Internal_error'])
 
     def test_fault_with_a_chosen_error(self):
         self.cross_pool_fault(
@@ -115,24 +157,7 @@ class TestCrossPoolFaults(FaultTestCase):
 class TestCancel(FaultTestCase):
 
     def test_cancel_while_copying(self):
-        vm, small, large, vif = self.writing_vm()
-        before = self.state(vm)
-        # 4 MiB to copy at 2 MiB/s: cancel well before the end.
-        self.ctl.configure(bandwidth=2 * MiB)
-        ext_b = self.ext(self.api_b)
-        vdi_map = {small: ext_b, large: ext_b}
-        task = self.migrate_async(vm, self.dest_b(), vdi_map,
-                                  {vif: self.net_b})
-        self.wait_progress(task)
-        self.assertIn('cancel', self.api.task.get_allowed_operations(task))
-        self.api.task.cancel(task)
-        rec = self.wait_task(task)
-        self.assertEqual('cancelled', rec['status'])
-        self.assertEqual(['TASK_CANCELLED', task], rec['error_info'])
-        self.assertLess(rec['progress'], 0.9)
-        self.assertRolledBack(vm, before)
-        self.ctl.configure(bandwidth=0)
-        self.retry_cross_pool(vm, vdi_map, vif)
+        self.cancel_while_copying(check_task=True)
 
     def test_cancel_during_memory_precopy(self):
         # Every disk mirrored, the VM imported into pool-b: cancel then.
@@ -168,9 +193,10 @@ class TestCancel(FaultTestCase):
         self.assertRolledBack(vm, before)
 
 
-class TestInPoolFaults(FaultTestCase):
+class TestInPoolFaults(MirrorFaults, FaultTestCase):
 
-    def in_pool_fault(self, point, expected, **fault):
+    def fault(self, point, expected, **fault):
+        """Arm a fault, migrate inside pool-a, check the rollback, retry."""
         vm, small, large, vif = self.writing_vm()
         before = self.state(vm)
         self.ctl.fault_inject(point, **fault)
@@ -183,24 +209,6 @@ class TestInPoolFaults(FaultTestCase):
         self.assertEqual(2, len(self.vdi_set()))
         self.assertEqual(set(), self.vdi_set() & {small, large})
         self.stop_and_check(vm, devices=['0', '1'])
-
-    def test_mirror_breaks_halfway(self):
-        self.in_pool_fault(
-            'mirror', lambda vm, small, large: ['MIRROR_FAILED', small],
-            percent=50)
-
-    def test_destination_full_halfway(self):
-        self.in_pool_fault(
-            'destination_full',
-            lambda vm, small, large: ['SR_BACKEND_FAILURE_44', '',
-                                      'There is insufficient space', ''],
-            percent=50)
-
-    def test_memory_migration(self):
-        self.in_pool_fault(
-            'memory',
-            lambda vm, small, large: ['VM_MIGRATE_FAILED', vm, '', '',
-                                      'Xenops_interface.Internal_error'])
 
     def test_vdi_pool_migrate_mirror_breaks(self):
         vm, small, large, vif = self.writing_vm()
@@ -250,39 +258,14 @@ class TestAfterThePointOfNoReturn(FaultTestCase):
         self.stop_and_check(uuid, ctl=self.ctl_b, devices=['0', '1'])
 
 
-class TestCopyDirtyRollback(FaultTestCase):
+class TestCopyDirtyRollback(RollbackFaults, FaultTestCase):
     """The baseline algorithm undoes a failure as completely."""
+
+    fault = FaultTestCase.cross_pool_fault
 
     def setUp(self):
         super().setUp()
         self.ctl.configure(algorithm='copy-dirty')
 
-    def test_destination_full_halfway(self):
-        self.cross_pool_fault(
-            'destination_full',
-            lambda vm, small, large: ['SR_BACKEND_FAILURE_44', '',
-                                      'There is insufficient space', ''],
-            percent=50)
-
-    def test_memory_migration(self):
-        self.cross_pool_fault(
-            'memory',
-            lambda vm, small, large: ['VM_MIGRATE_FAILED', vm, '', '',
-                                      'Xenops_interface.Internal_error'])
-
     def test_cancel_while_copying(self):
-        vm, small, large, vif = self.writing_vm()
-        before = self.state(vm)
-        self.ctl.configure(bandwidth=2 * MiB)
-        ext_b = self.ext(self.api_b)
-        vdi_map = {small: ext_b, large: ext_b}
-        task = self.migrate_async(vm, self.dest_b(), vdi_map,
-                                  {vif: self.net_b})
-        self.wait_progress(task)
-        self.api.task.cancel(task)
-        rec = self.wait_task(task)
-        self.assertEqual('cancelled', rec['status'])
-        self.assertEqual(['TASK_CANCELLED', task], rec['error_info'])
-        self.assertRolledBack(vm, before)
-        self.ctl.configure(bandwidth=0)
-        self.retry_cross_pool(vm, vdi_map, vif)
+        self.cancel_while_copying()

@@ -77,18 +77,27 @@ class TestHostSlots(testtools.TestCase):
         self.addCleanup(h.join)
         return h
 
-    def test_at_most_limit_holders_per_host(self):
-        h = self.holders(migrate.HostSlots(limit=2, poll=0.005))
-        for _ in range(5):
+    def assertTwoAtATime(self, slots, count, pause):
+        """``count`` holders on one host of ``slots`` (limit 2).
+
+        Two get in and stay the only ones for ``pause`` seconds; once
+        released, the rest get in, never more than two at a time, and
+        nobody fails.
+        """
+        h = self.holders(slots)
+        for _ in range(count):
             h.start('host-1')
         h.wait_entered(2)
-        time.sleep(0.1)
+        time.sleep(pause)
         self.assertEqual(2, h.holding['host-1'])
         h.release.set()
-        h.wait_entered(3)
+        h.wait_entered(count - 2)
         h.join()
         self.assertEqual(2, h.peak['host-1'])
         self.assertEqual([], h.errors)
+
+    def test_at_most_limit_holders_per_host(self):
+        self.assertTwoAtATime(migrate.HostSlots(limit=2, poll=0.005), 5, 0.1)
 
     def test_separate_hosts_do_not_block_each_other(self):
         h = self.holders(migrate.HostSlots(limit=1, poll=0.005))
@@ -149,18 +158,8 @@ class TestHostSlots(testtools.TestCase):
 
     def test_with_a_lock_path(self):
         path = self.useFixture(fixtures.TempDir()).path
-        h = self.holders(migrate.HostSlots(limit=2, lock_path=path,
-                                           poll=0.005))
-        for _ in range(4):
-            h.start('host-1')
-        h.wait_entered(2)
-        time.sleep(0.05)
-        self.assertEqual(2, h.holding['host-1'])
-        h.release.set()
-        h.wait_entered(2)
-        h.join()
-        self.assertEqual(2, h.peak['host-1'])
-        self.assertEqual([], h.errors)
+        self.assertTwoAtATime(
+            migrate.HostSlots(limit=2, lock_path=path, poll=0.005), 4, 0.05)
 
     def test_limit_is_what_xapi_allows(self):
         for bad in (0, 4):
