@@ -25,6 +25,7 @@ import uuid as uuidlib
 
 from xapi_sim.api import generic
 from xapi_sim.api import method
+from xapi_sim.api import vm as vm_api
 from xapi_sim import errors
 from xapi_sim import migration
 
@@ -285,12 +286,7 @@ def vm_pool_migrate(ctx, vm, host, options):
         if rec['power_state'] != 'Running':
             raise errors.XapiError('VM_BAD_POWER_STATE', vm, 'running',
                                    rec['power_state'].lower())
-        for _, vdi in _disk_vbds(db, vm):
-            sr = db.get('VDI', vdi)['SR']
-            if not any(db.get('PBD', p)['host'] == host
-                       and db.get('PBD', p)['currently_attached']
-                       for p in db.get('SR', sr)['PBDs']):
-                raise errors.XapiError('VM_REQUIRES_SR', vm, sr)
+        vm_api.check_disks_reachable(ctx, vm, host)
     with vm_operation(ctx, vm, 'pool_migrate'):
         job = migration.Migration(ctx, vm, [], ctx.pool, host, live=True,
                                   storage=False)

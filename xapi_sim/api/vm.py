@@ -76,7 +76,7 @@ def _host_for(ctx, rec):
     return ctx.pool.master
 
 
-def _check_disks_reachable(ctx, vm, host):
+def check_disks_reachable(ctx, vm, host):
     db = ctx.db
     for vbd in db.get('VM', vm)['VBDs']:
         vrec = db.get('VBD', vbd)
@@ -96,7 +96,7 @@ def boot(ctx, vm, host, paused=False):
     db = ctx.db
     with db.lock:
         rec = db.get('VM', vm)
-        _check_disks_reachable(ctx, vm, host)
+        check_disks_reachable(ctx, vm, host)
         for vbd in rec['VBDs']:
             vrec = db.get('VBD', vbd)
             db.update('VBD', vbd, currently_attached=not vrec['empty'] or
