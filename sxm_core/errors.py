@@ -47,6 +47,7 @@ ERROR_PARAMS = {
     'INTERFACE_HAS_NO_IP': ('pif',),
     'PIF_HAS_NO_NETWORK_CONFIGURATION': ('pif',),
     'CANNOT_CONTACT_HOST': ('host',),
+    'VM_MIGRATE_FAILED': ('vm', 'source', 'destination', 'msg'),
 }
 
 # How to say it, and what to do about it. %(name)s are the parameters,
@@ -88,6 +89,8 @@ _WORDING = {
     'TASK_CANCELLED': 'The operation was cancelled.',
     'OPERATION_NOT_ALLOWED': 'XAPI does not allow this: %(reason)s',
     'CANNOT_CONTACT_HOST': 'Cannot contact host %(host)s.',
+    'VM_MIGRATE_FAILED': 'Migrating the memory of %(vm)s failed: '
+                         '%(msg)s',
 }
 
 
@@ -117,7 +120,9 @@ class XapiFailure(SxmError):
 
     def __init__(self, code, params, call=None, describe=None, task=None):
         self.code = code
-        self.params = [str(p) for p in params]
+        # Masked at once: params may echo a session ref or a token, and the
+        # registry forgets a token when its session is logged out.
+        self.params = [redact.scrub(str(p)) for p in params]
         self.call = call
         self.task = task
         names = ERROR_PARAMS.get(code, ())

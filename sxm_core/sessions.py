@@ -27,7 +27,6 @@ import contextlib
 import http.client
 import queue
 import ssl
-import threading
 import time
 import urllib.parse
 import xmlrpc.client
@@ -89,8 +88,7 @@ def ssl_context(ca_file=None, insecure=False):
 
 
 def _read_only(method):
-    name = method.rsplit('.', 1)[-1]
-    return name.startswith('get_') or name in ('get_all', 'get_record')
+    return method.rsplit('.', 1)[-1].startswith('get_')
 
 
 class SessionPool(object):
@@ -124,7 +122,6 @@ class SessionPool(object):
         self._queue = queue.LifoQueue(maxsize)
         for _ in range(maxsize):
             self._queue.put(None)
-        self._lock = threading.Lock()
         self._closed = False
 
     def __repr__(self):
@@ -160,12 +157,15 @@ class SessionPool(object):
                     continue
                 raise exc
             except xmlrpc.client.Fault as fault:
-                reason = fault.faultString
-                exc = errors.ConnectionFailed(url=self.url, reason=reason)
+                exc = errors.ConnectionFailed(url=self.url,
+                                              reason=fault.faultString,
+                                              during='login')
             except CONNECTION_ERRORS as err:
-                exc = errors.ConnectionFailed(url=self.url, reason=err)
+                exc = errors.ConnectionFailed(url=self.url, reason=err,
+                                              during='login')
             else:
                 redact.register(session.handle)
+                session.sxm_handle = session.handle
                 # vars(): a plain XenAPI.Session answers any attribute
                 # with an XML-RPC stub.
                 transport = vars(session).get('sxm_transport')
@@ -214,6 +214,14 @@ class SessionPool(object):
             raise
 
     def _put(self, session):
+        if session is not None:
+            # XenAPI logs in again by itself after SESSION_INVALID: the new
+            # handle is a secret too.
+            known = vars(session).get('sxm_handle')
+            if session.handle != known:
+                redact.register(session.handle)
+                redact.forget(known)
+                session.sxm_handle = session.handle
         if session is not None and self._closed:
             self._logout(session)
             session = None
@@ -235,17 +243,25 @@ class SessionPool(object):
     def session(self):
         """Borrow a logged-in ``XenAPI.Session`` for a few calls.
 
-        The session goes back to the pool unless the connection broke (or
-        the call was interrupted mid-way); XAPI failures and the core's
-        own errors leave it usable.
+        A ``XenAPI.Failure`` raised inside becomes ``errors.XapiFailure``
+        and a connection error ``errors.ConnectionFailed``. The session
+        goes back to the pool unless the connection broke (or the call was
+        interrupted mid-way); XAPI failures and the core's own errors
+        leave it usable.
         """
         session = self._get()
         clean_exit = False
         try:
             yield session
             clean_exit = True
-        except CONNECTION_ERRORS + (xmlrpc.client.Fault,):
-            raise
+        except XenAPI.Failure as failure:
+            clean_exit = True
+            raise errors.XapiFailure.from_failure(failure) from None
+        except xmlrpc.client.Fault as fault:
+            raise errors.SessionInvalid('SESSION_INVALID', [],
+                                        call=fault.faultString) from None
+        except CONNECTION_ERRORS as err:
+            raise errors.ConnectionFailed(url=self.url, reason=err) from None
         except Exception:
             clean_exit = True
             raise
@@ -254,6 +270,27 @@ class SessionPool(object):
                 self._discard(session)
                 session = None
             self._put(session)
+
+    @contextlib.contextmanager
+    def private_session(self):
+        """A session of its own, outside the pool, logged out afterwards.
+
+        For calls that block for long (event.from), so that a waiter never
+        holds one of the pool's sessions.
+        """
+        session = self._login()
+        try:
+            yield session
+        except XenAPI.Failure as failure:
+            raise errors.XapiFailure.from_failure(failure) from None
+        except xmlrpc.client.Fault as fault:
+            raise errors.SessionInvalid('SESSION_INVALID', [],
+                                        call=fault.faultString) from None
+        except CONNECTION_ERRORS as err:
+            raise errors.ConnectionFailed(url=self.url, reason=err) from None
+        finally:
+            self._logout(session)
+            self._discard(session)
 
     def _discard(self, session):
         try:
@@ -290,17 +327,18 @@ class SessionPool(object):
         while True:
             try:
                 with self.session() as session:
-                    return _invoke(session, method, args)
-            except XenAPI.Failure as failure:
-                raise errors.XapiFailure.from_failure(failure, call=method)
-            except xmlrpc.client.Fault as fault:
-                raise errors.SessionInvalid(
-                    'SESSION_INVALID', [], call=method) from fault
-            except CONNECTION_ERRORS as err:
+                    try:
+                        return _invoke(session, method, args)
+                    except XenAPI.Failure as failure:
+                        raise errors.XapiFailure.from_failure(
+                            failure, call=method) from None
+            except errors.ConnectionFailed as exc:
+                err = exc.kwargs.get('reason')
                 refused = isinstance(err, ConnectionRefusedError)
-                if not (refused or _read_only(method)) or \
-                        attempt >= self.retries:
-                    raise errors.ConnectionFailed(url=self.url, reason=err)
+                if (exc.kwargs.get('during') == 'login'  # retried already
+                        or not (refused or _read_only(method))
+                        or attempt >= self.retries):
+                    raise
                 delay = self.backoff * (2 ** attempt)
                 attempt += 1
                 LOG.warning('%(method)s to %(url)s failed (%(err)s); '
@@ -311,6 +349,8 @@ class SessionPool(object):
 
     def close(self):
         """Log out every idle session; borrowed ones log out when back."""
+        if self._closed:
+            return
         self._closed = True
         while True:
             try:

@@ -20,6 +20,7 @@ overall timeout or when progress stalls, and restarts its watch on
 the task afterwards.
 """
 
+import copy
 import time
 import xmlrpc.client
 
@@ -89,122 +90,187 @@ def _event_from(session, task, token):
                                      EVENT_TIMEOUT)
 
 
+# Consecutive connection failures tolerated while waiting on a task.
+WAIT_RECONNECTS = 5
+
+
+class _Waiter(object):
+    """The state of one wait_task: progress, deadlines, cancel requests."""
+
+    def __init__(self, pool, task, what, watch, call):
+        self.pool = pool
+        self.task = task
+        self.what = what
+        self.watch = watch
+        self.call = call
+        self.started = self.last_move = watch.clock()
+        self.last_progress = None
+        self.cancelled_for = None   # 'request', 'timeout' or 'stall'
+        self.cancel_at = None
+        self.cancel_refused = False
+
+    def seen(self, record):
+        """Handle a task record; returns its value or PENDING."""
+        progress = float(record.get('progress') or 0.0)
+        if progress != self.last_progress:
+            self.last_progress, self.last_move = progress, \
+                self.watch.clock()
+            if self.watch.progress is not None:
+                try:
+                    self.watch.progress(progress)
+                except Exception:  # the caller's bug must not orphan a task
+                    LOG.exception('Progress callback of %s failed',
+                                  self.what)
+        try:
+            return task_result(record, task=self.task, call=self.call,
+                               describe=self.watch.describe)
+        except errors.TaskCancelled:
+            if self.cancelled_for == 'timeout':
+                raise errors.TaskTimeout(what=self.what,
+                                         seconds=self.watch.timeout)
+            if self.cancelled_for == 'stall':
+                raise errors.TaskStalled(what=self.what,
+                                         seconds=self.watch.stall_timeout)
+            raise
+
+    def police(self, session):
+        """Cancel on request, timeout or stall; raise once cancel is moot."""
+        watch, now = self.watch, self.watch.clock()
+        reason = None
+        if watch.cancel is not None and watch.cancel.is_set():
+            reason = 'request'
+        elif watch.timeout and now - self.started > watch.timeout:
+            reason = 'timeout'
+        elif watch.stall_timeout and now - self.last_move > \
+                watch.stall_timeout:
+            reason = 'stall'
+        if reason and self.cancelled_for is None:
+            self.cancelled_for, self.cancel_at = reason, now
+            self.cancel_refused = not _cancel(session, self.task, self.what,
+                                              reason)
+        if (self.cancelled_for in ('timeout', 'stall')
+                and not self.cancel_refused
+                and now - self.cancel_at > CANCEL_GRACE):
+            # The task accepted the cancel but never ended: give up on it.
+            if self.cancelled_for == 'timeout':
+                raise errors.TaskTimeout(what=self.what,
+                                         seconds=watch.timeout)
+            raise errors.TaskStalled(what=self.what,
+                                     seconds=watch.stall_timeout)
+
+
 def wait_task(pool, task, what, watch=None, call=None):
     """Wait for ``task`` to finish; returns its value or raises.
 
     ``what`` names the operation in messages ("migration of VM 'web'").
+    The wait uses a session of its own (event.from blocks), follows the
+    task through connection blips, and keeps waiting when a cancel comes
+    too late (past the point of no return): the task's outcome is what
+    counts.
     """
-    watch = watch or Watch()
-    clock = watch.clock
-    started = last_move = clock()
-    last_progress = None
-    cancelled_for = None
-    cancel_at = None
+    waiter = _Waiter(pool, task, what, watch or Watch(), call)
+    failures = 0
+    while True:
+        try:
+            return _wait(pool, waiter)
+        except errors.ConnectionFailed as exc:
+            failures += 1
+            if failures > WAIT_RECONNECTS:
+                raise errors.SxmError(
+                    'Lost contact with XAPI while waiting for %s (task %s '
+                    'may still be running): %s' % (what, task, exc))
+            LOG.warning('Connection lost while waiting for %s; watching '
+                        'again (%d)', what, failures)
+            time.sleep(min(5.0, 0.5 * 2 ** failures))
+
+
+def _wait(pool, waiter):
     token = ''
-    with pool.session() as session:
+    with pool.private_session() as session:
         while True:
             try:
-                answer = _event_from(session, task, token)
+                answer = _event_from(session, waiter.task, token)
             except XenAPI.Failure as failure:
                 exc = errors.XapiFailure.from_failure(failure,
                                                       call='event.from')
                 if isinstance(exc, errors.EventsLost):
                     LOG.info('Events lost while waiting for %s; '
-                             're-reading the task', what)
+                             're-reading the task', waiter.what)
                     token = ''
                     continue
-                raise exc
+                raise exc from None
             first = token == ''
             token = answer['token']
             record = None
             for event in answer['events']:
-                if event['ref'] != task:
+                if event['ref'] != waiter.task:
                     continue
                 if event['operation'] == 'del':
                     raise errors.SxmError(
                         'The task of %s was destroyed before it finished.'
-                        % what)
+                        % waiter.what)
                 record = event.get('snapshot') or record
             if first and record is None:
-                record = _get_record(session, task)
+                record = _get_record(session, waiter.task)
             if record is not None:
-                progress = float(record.get('progress') or 0.0)
-                if progress != last_progress:
-                    last_progress, last_move = progress, clock()
-                    if watch.progress is not None:
-                        watch.progress(progress)
-                try:
-                    value = task_result(record, task=task, call=call,
-                                        describe=watch.describe)
-                except errors.TaskCancelled:
-                    if cancelled_for == 'timeout':
-                        raise errors.TaskTimeout(what=what,
-                                                 seconds=watch.timeout)
-                    if cancelled_for == 'stall':
-                        raise errors.TaskStalled(
-                            what=what, seconds=watch.stall_timeout)
-                    raise
+                value = waiter.seen(record)
                 if value is not PENDING:
-                    if cancelled_for is not None and cancelled_for != \
-                            'request':
-                        # Past the point of no return: it finished anyway.
-                        LOG.warning('%s finished after it was cancelled '
-                                    '(%s)', what, cancelled_for)
                     return value
-            now = clock()
-            reason = None
-            if watch.cancel is not None and watch.cancel.is_set():
-                reason = 'request'
-            elif watch.timeout and now - started > watch.timeout:
-                reason = 'timeout'
-            elif watch.stall_timeout and now - last_move > \
-                    watch.stall_timeout:
-                reason = 'stall'
-            if reason and cancelled_for is None:
-                cancelled_for, cancel_at = reason, now
-                _cancel(session, task, what, reason)
-            if cancelled_for in ('timeout', 'stall') and \
-                    now - cancel_at > CANCEL_GRACE:
-                break
-    if cancelled_for == 'timeout':
-        raise errors.TaskTimeout(what=what, seconds=watch.timeout)
-    raise errors.TaskStalled(what=what, seconds=watch.stall_timeout)
+            waiter.police(session)
 
 
 def _get_record(session, task):
     try:
         return session.xenapi.task.get_record(task)
     except XenAPI.Failure as failure:
-        raise errors.XapiFailure.from_failure(failure,
-                                              call='task.get_record')
+        raise errors.XapiFailure.from_failure(
+            failure, call='task.get_record') from None
 
 
 def _cancel(session, task, what, reason):
+    """Ask XAPI to cancel; False when it refuses (not cancellable)."""
     LOG.info('Cancelling %s (%s)', what, reason)
     try:
         session.xenapi.task.cancel(task)
+        return True
     except XenAPI.Failure as failure:
         # Past the point of no return a task is no longer cancellable:
         # keep waiting for its outcome.
         LOG.warning('Could not cancel %s: %s', what,
                     errors.XapiFailure.from_failure(failure))
+        return False
 
 
 def call_async(pool, method, args, what, watch=None, describe=None):
-    """``Async.<method>(*args)``, waited for; the task is destroyed after."""
+    """``Async.<method>(*args)``, waited for; the task is destroyed after.
+
+    A task still running when the wait gave up (lost contact) is left for
+    XAPI to finish rather than destroyed under its feet.
+    """
     try:
         task = pool.call('Async.' + method, *args)
     except errors.XapiFailure as exc:
         if describe is not None:
             raise errors.XapiFailure.from_details(
-                [exc.code] + exc.params, call=method, describe=describe)
+                [exc.code] + exc.params, call=method,
+                describe=describe) from None
         raise
+    watch = copy.copy(watch) if watch is not None else Watch()
+    if watch.describe is None:
+        watch.describe = describe
     try:
-        if watch is not None and watch.describe is None:
-            watch.describe = describe
         return wait_task(pool, task, what, watch=watch, call=method)
     finally:
-        try:
-            pool.call('task.destroy', task)
-        except errors.SxmError as exc:
-            LOG.warning('Could not destroy the task of %s: %s', what, exc)
+        _destroy_if_done(pool, task, what)
+
+
+def _destroy_if_done(pool, task, what):
+    try:
+        if pool.call('task.get_status', task) in (
+                constants.TASK_PENDING, constants.TASK_CANCELLING):
+            LOG.warning('Leaving the task of %s (%s): it is still running',
+                        what, task)
+            return
+        pool.call('task.destroy', task)
+    except errors.SxmError as exc:
+        LOG.warning('Could not destroy the task of %s: %s', what, exc)

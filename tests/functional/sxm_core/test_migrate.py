@@ -454,8 +454,9 @@ class TestNoSessionLeft(MigrateTestCase):
         self.assertNoSessionsLeft()
 
     def test_a_failed_migration_reuses_its_session(self):
-        # One thread, one call at a time: one source session is enough,
-        # also when the task fails (its session is not broken).
+        # One thread, one call at a time: one pooled source session is
+        # enough, also when the task fails (its session is not broken);
+        # the wait on the task has a private one, logged out after.
         vm, vdis = self.make_vm()
         m = self.migrator()
         logins = self.spy_sessions('pool-a')
@@ -463,7 +464,9 @@ class TestNoSessionLeft(MigrateTestCase):
         self.ctl.fault_inject('metadata')
         self.assertRaises(errors.MigrationFailed, m.migrate, the_plan)
         m.source.call('VM.get_power_state', vm)
-        self.assertEqual(1, len(logins))
+        self.assertEqual(2, len(logins))
+        self.close(m)
+        self.assertNoSessionsLeft()
 
     def test_after_a_failed_migration(self):
         vm, vdis = self.make_vm()

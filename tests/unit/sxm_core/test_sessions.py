@@ -111,7 +111,7 @@ class TestBorrowing(SessionsTestCase):
             with pool.session() as s:
                 self.assertIs(s1, s)
                 raise ConnectionResetError('reset by peer')
-        self.assertRaises(ConnectionResetError, broken)
+        self.assertRaises(errors.ConnectionFailed, broken)
         with pool.session() as s2:
             self.assertIsNot(s1, s2)
         self.assertEqual(2, len(self.net.logins))
