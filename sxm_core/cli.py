@@ -102,7 +102,7 @@ def _parser():
     return parser
 
 
-def _load_conf(path):
+def load_conf(path=None):
     conf_ = cfg.ConfigOpts()
     conf_.register_opts(conf.XAPI_OPTS + conf.MIGRATION_OPTS, group='sxm')
     conf_(args=[], project='sxm', default_config_files=[path] if path
@@ -152,7 +152,8 @@ def migrator_for(source, dest, opts):
         source, dest, seconds_per_gib=opts.seconds_per_gib,
         minimum_timeout=opts.minimum_timeout,
         stall_timeout=opts.stall_timeout,
-        slots=migrate.HostSlots(opts.max_concurrent_storage_migrations),
+        slots=migrate.HostSlots(opts.max_concurrent_storage_migrations,
+                                lock_path=opts.lock_path),
         too_many_retries=opts.too_many_migrates_retries,
         too_many_interval=opts.too_many_migrates_interval)
 
@@ -174,7 +175,7 @@ def run_migration(migrator, the_plan, out):
         try:
             outcome['result'] = migrator.migrate(the_plan, bar.update,
                                                  cancel)
-        except errors.SxmError as exc:
+        except Exception as exc:  # reported below, whatever it is
             outcome['error'] = exc
 
     worker = threading.Thread(target=work, name='sxm-migrate', daemon=True)
@@ -193,7 +194,7 @@ def run_migration(migrator, the_plan, out):
         return EXIT_CANCELLED if cancel.is_set() else EXIT_FAILED
     result = outcome['result']
     print(progressmod.summary(the_plan, result), file=out)
-    return 0
+    return EXIT_FAILED if result.warnings else 0
 
 
 def main(argv=None, out=None):
@@ -206,7 +207,7 @@ def main(argv=None, out=None):
         return demo.run(out)
     source = dest = None
     try:
-        opts = _load_conf(args.config_file)
+        opts = load_conf(args.config_file)
         source, dest = _pools(args, opts)
         migrator = migrator_for(source, dest, opts)
         the_plan, problems = migrator.plan(args.vm, **_choices(args))

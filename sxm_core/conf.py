@@ -66,7 +66,15 @@ MIGRATION_OPTS = [
                help='Storage migrations started at once from one XenServer '
                     'host by this node (xapi refuses a fourth). Enforced '
                     'across processes with oslo.concurrency file locks '
-                    'when [oslo_concurrency] lock_path is set.'),
+                    'when lock_path is set.\n\nRelated options:\n\n'
+                    '* lock_path'),
+    cfg.StrOpt('lock_path',
+               help='Directory for the file locks that limit storage '
+                    'migrations per host across processes on this node '
+                    '(nova-compute and cinder-volume may share a host). '
+                    'Unset: the limit holds within one process only.\n\n'
+                    'Related options:\n\n'
+                    '* max_concurrent_storage_migrations'),
     cfg.IntOpt('too_many_migrates_retries', default=5, min=0,
                help='How often to retry a migration that xapi refused with '
                     'TOO_MANY_STORAGE_MIGRATES.\n\nRelated options:\n\n'

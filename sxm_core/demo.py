@@ -26,7 +26,6 @@ import time
 import urllib.request
 
 from sxm_core import cli
-from sxm_core import conf
 from sxm_core import plan as planmod
 from sxm_core import sessions
 
@@ -122,7 +121,7 @@ def run(out):
               'random 4 KiB blocks to each disk.\n'
               % planmod.human_bytes(GUEST_RATE), file=out)
 
-        opts = _defaults()
+        opts = cli.load_conf()
         migrator = cli.migrator_for(source, dest, opts)
         the_plan, problems = migrator.plan(uuid, tier='thin')
         problems = problems if planmod.blocking(problems) else \
@@ -157,14 +156,6 @@ def run(out):
         for pool in pools:
             pool.close()
         sim.stop()
-
-
-def _defaults():
-    from oslo_config import cfg
-    conf_ = cfg.ConfigOpts()
-    conf_.register_opts(conf.XAPI_OPTS + conf.MIGRATION_OPTS, group='sxm')
-    conf_(args=[], project='sxm', default_config_files=[])
-    return conf_.sxm
 
 
 def _report(out, the_plan, log, stats, checks, before, after, left,

@@ -120,6 +120,7 @@ class VM:
     cd_drives: tuple            # userdevices of CD VBDs
     snapshots: tuple            # snapshot VM names
     snapshot_disks: tuple       # Disk of every snapshot VDI (copied)
+    memory: int = 0             # memory_static_max: what XenMotion moves
 
     def label(self):
         return "VM '%s' (%s)" % (self.name, self.uuid)
@@ -285,7 +286,8 @@ def read_vm(pool, vm):
               power_state=rec['power_state'], resident_on=rec['resident_on'],
               disks=tuple(sorted(disks, key=lambda d: d.userdevice)),
               vifs=tuple(vifs), cd_drives=tuple(cds),
-              snapshots=tuple(snap_names), snapshot_disks=tuple(snap_disks))
+              snapshots=tuple(snap_names), snapshot_disks=tuple(snap_disks),
+              memory=int(rec['memory_static_max']))
 
 
 def scan_srs(pool, vm):

@@ -25,7 +25,6 @@ import threading
 import time
 
 from oslo_concurrency import lockutils
-import XenAPI
 
 from sxm_core import constants
 from sxm_core import errors
@@ -58,6 +57,7 @@ class Result:
     bytes_planned: int      # the plan's upper bound of bytes to move
     disks: list             # [(userdevice, vdi uuid, SR uuid)] afterwards
     leftovers_removed: list
+    warnings: list          # what went wrong after the VM had moved
 
 
 @dataclasses.dataclass
@@ -67,15 +67,16 @@ class StateReport:
     source_vm: str          # power state of the source VM, or 'gone'
     source_host: str
     dest_vm: str            # 'none' or the destination VM's power state
-    new_vdis: list          # VDIs on the target SRs that appeared meanwhile
+    new_vdis: list          # VDIs like the moved disks that appeared
 
     def describe(self):
         lines = ['State after the failure: source VM %s%s; destination '
                  'VM %s.' % (self.source_vm, ' on %s' % self.source_host
                              if self.source_host else '', self.dest_vm)]
         if self.new_vdis:
-            lines.append('VDIs that appeared on the target SRs and were '
-                         'not removed: %s' % ', '.join(self.new_vdis))
+            lines.append('VDIs like the moved disks appeared on the target '
+                         'SRs and were not removed (check them): %s'
+                         % ', '.join(self.new_vdis))
         else:
             lines.append('No VDI was left behind on the target SRs.')
         return '\n'.join(lines)
@@ -128,12 +129,17 @@ class _Held(object):
 
 
 class Migrator(object):
-    """Storage migrations from ``source`` (a SessionPool) to ``dest``."""
+    """Storage migrations from ``source`` (a SessionPool) to ``dest``.
+
+    ``slots`` (a HostSlots) should be one long-lived object per process so
+    that its limit holds across migrations; ``sleep`` replaces the
+    cancellable wait between TOO_MANY_STORAGE_MIGRATES retries (tests).
+    """
 
     def __init__(self, source, dest=None, seconds_per_gib=800,
                  minimum_timeout=300, stall_timeout=600, slots=None,
                  too_many_retries=5, too_many_interval=30,
-                 sleep=time.sleep, clock=time.monotonic):
+                 sleep=None, clock=time.monotonic):
         self.source = source
         self.dest = dest or source
         self.seconds_per_gib = seconds_per_gib
@@ -203,7 +209,12 @@ class Migrator(object):
     # -- execution -------------------------------------------------------
 
     def migrate(self, the_plan, progress=None, cancel=None):
-        """Run a checked plan; returns a Result or raises MigrationFailed."""
+        """Run a checked plan; returns a Result or raises MigrationFailed.
+
+        Once XAPI reports the migration done, nothing turns it into a
+        failure: leftover removal and verification report problems in
+        ``Result.warnings``.
+        """
         problems = planmod.blocking(planmod.preflight(the_plan))
         if problems:
             raise errors.PreflightFailed(problems)
@@ -219,16 +230,22 @@ class Migrator(object):
         try:
             with self.slots.acquire(host_uuid, cancel):
                 new_vm = self._send(the_plan, what, progress, cancel)
-        except (errors.SxmError, XenAPI.Failure) as exc:
-            if isinstance(exc, errors.XapiFailure):
-                exc = self._described(exc, the_plan)
+        except errors.SxmError as exc:
             state = self.report_state(the_plan, before)
             LOG.error('%s failed: %s', what, exc)
-            raise errors.MigrationFailed(exc, state)
-        removed = self._remove_leftovers(new_vm)
-        result = self.verify(the_plan, new_vm)
+            raise errors.MigrationFailed(exc, state) from None
+        result = Result(vm_ref=new_vm, vm_uuid=vm.uuid, seconds=0.0,
+                        bytes_planned=the_plan.bytes_to_move, disks=[],
+                        leftovers_removed=[], warnings=[])
+        for step in (self._remove_leftovers, self.verify):
+            try:
+                step(the_plan, result)
+            except errors.SxmError as exc:
+                result.warnings.append('%s: %s' % (step.__doc__.split(
+                    '\n')[0].rstrip('.'), exc))
         result.seconds = self._clock() - started
-        result.leftovers_removed = removed
+        for warning in result.warnings:
+            LOG.warning('%s: %s', what, warning)
         if progress is not None:
             progress(Progress(1.0, 'done', None, the_plan.bytes_to_move,
                               the_plan.bytes_to_move))
@@ -246,10 +263,12 @@ class Migrator(object):
                               int(min(1.0, fraction / planmod.STORAGE_SHARE)
                                   * total), total))
 
+        describe = describer(the_plan)
         watch = tasks.Watch(progress=on_progress, cancel=cancel,
-                            timeout=self.timeout_for(total),
+                            timeout=self.timeout_for(total
+                                                     + the_plan.vm.memory),
                             stall_timeout=self.stall_timeout,
-                            describe=describer(the_plan))
+                            describe=describe, clock=self._clock)
         attempt = 0
         while True:
             dest = self._receive(the_plan)
@@ -258,7 +277,7 @@ class Migrator(object):
                     self.source, 'VM.migrate_send',
                     (the_plan.vm.ref, dest, the_plan.live,
                      the_plan.vdi_map, the_plan.vif_map, {}), what,
-                    watch=watch)
+                    watch=watch, describe=describe)
             except errors.TooManyStorageMigrates:
                 if attempt >= self.too_many_retries or cancel.is_set():
                     raise
@@ -266,7 +285,13 @@ class Migrator(object):
                 LOG.warning('Host busy with other storage migrations; '
                             'retry %d of %d in %d s', attempt,
                             self.too_many_retries, self.too_many_interval)
-                self._sleep(self.too_many_interval)
+                if self._sleep is not None:
+                    self._sleep(self.too_many_interval)
+                else:
+                    cancel.wait(self.too_many_interval)
+                if cancel.is_set():
+                    raise errors.SxmError('Cancelled while waiting to '
+                                          'retry %s.' % what)
             finally:
                 self.dest.logout_token(dest.get('session_id'))
 
@@ -279,12 +304,11 @@ class Migrator(object):
 
     # -- afterwards --------------------------------------------------------
 
-    def verify(self, the_plan, new_vm):
+    def verify(self, the_plan, result):
         """Check that the VM runs where planned with every disk moved."""
-        pool = self.dest
-        with pool.session() as s:
+        with self.dest.session() as s:
             x = s.xenapi
-            rec = x.VM.get_record(new_vm)
+            rec = x.VM.get_record(result.vm_ref)
             problems = []
             if the_plan.live and rec['power_state'] != constants.RUNNING:
                 problems.append('the VM is %s' % rec['power_state'])
@@ -293,41 +317,34 @@ class Migrator(object):
                 problems.append('the VM is not on host %s'
                                 % the_plan.dest_host.name)
             planned = {s.disk.userdevice: s for s in the_plan.disks}
-            disks = []
             for vbd in rec['VBDs']:
                 vbd_rec = x.VBD.get_record(vbd)
                 if vbd_rec['VDI'] == NULL or vbd_rec['type'] == 'CD':
                     continue
                 vdi_rec = x.VDI.get_record(vbd_rec['VDI'])
                 sr_uuid = x.SR.get_uuid(vdi_rec['SR'])
-                disks.append((vbd_rec['userdevice'], vdi_rec['uuid'],
-                              sr_uuid))
+                result.disks.append((vbd_rec['userdevice'], vdi_rec['uuid'],
+                                     sr_uuid))
                 step = planned.get(vbd_rec['userdevice'])
                 if step is not None and step.dest_sr is not None and \
                         sr_uuid != step.dest_sr.uuid:
                     problems.append('disk %s is on SR %s, not %s' % (
                         vbd_rec['userdevice'], sr_uuid, step.dest_sr.uuid))
         if problems:
-            raise errors.SxmError('Migration of %s finished, but %s.'
-                                  % (the_plan.vm.label(),
-                                     '; '.join(problems)))
-        return Result(vm_ref=new_vm, vm_uuid=rec['uuid'], seconds=0.0,
-                      bytes_planned=the_plan.bytes_to_move, disks=disks,
-                      leftovers_removed=[])
+            raise errors.SxmError('; '.join(problems))
 
-    def _remove_leftovers(self, new_vm):
+    def _remove_leftovers(self, the_plan, result):
         """Strip sm_config base_mirror that older xapi left on new VDIs."""
-        removed = []
         with self.dest.session() as s:
             x = s.xenapi
-            for vbd in x.VM.get_VBDs(new_vm):
+            for vbd in x.VM.get_VBDs(result.vm_ref):
                 vdi = x.VBD.get_VDI(vbd)
                 if vdi == NULL:
                     continue
                 if 'base_mirror' in x.VDI.get_sm_config(vdi):
                     x.VDI.remove_from_sm_config(vdi, 'base_mirror')
-                    removed.append('%s:base_mirror' % x.VDI.get_uuid(vdi))
-        return removed
+                    result.leftovers_removed.append(
+                        '%s:base_mirror' % x.VDI.get_uuid(vdi))
 
     def _target_vdis(self, the_plan):
         srs = {s.dest_sr.ref for s in the_plan.disks + the_plan.snapshot_disks
@@ -339,28 +356,42 @@ class Migrator(object):
         return out
 
     def report_state(self, the_plan, before):
-        """What a failed migration left: the VMs and any new VDIs."""
+        """What a failed migration left: the VMs and any new VDIs.
+
+        Only VDIs that look like the moved disks (same name and size) and
+        appeared on the target SRs meanwhile are listed: other tenants use
+        those SRs too. Nothing here deletes anything.
+        """
         vm = the_plan.vm
-        source_vm, source_host = 'gone', ''
+        source_vm, source_host = 'unknown', ''
         try:
             rec = self.source.call('VM.get_record', vm.ref)
             source_vm = rec['power_state']
             host = the_plan.source.host(rec['resident_on'])
             source_host = host.name if host else ''
-        except errors.SxmError:
-            pass
+        except errors.HandleInvalid:
+            source_vm = 'gone'
+        except errors.SxmError as exc:
+            source_vm = 'unknown (%s)' % exc
         dest_vm = 'none'
         if the_plan.cross_pool:
             try:
                 ref = self.dest.call('VM.get_by_uuid', vm.uuid)
                 dest_vm = self.dest.call('VM.get_power_state', ref)
-            except errors.SxmError:
+            except errors.XapiFailure:
                 pass
+            except errors.SxmError as exc:
+                dest_vm = 'unknown (%s)' % exc
+        moved = {(s.disk.name, s.disk.virtual_size)
+                 for s in the_plan.disks + the_plan.snapshot_disks
+                 if s.transfer}
         new = []
         try:
-            after = self._target_vdis(the_plan)
-            for vdi in sorted(after - before):
-                new.append(self.dest.call('VDI.get_uuid', vdi))
+            with self.dest.session() as s:
+                for vdi in sorted(self._target_vdis(the_plan) - before):
+                    rec = s.xenapi.VDI.get_record(vdi)
+                    if (rec['name_label'], int(rec['virtual_size'])) in moved:
+                        new.append(rec['uuid'])
         except errors.SxmError as exc:
             new.append('(could not list: %s)' % exc)
         return StateReport(source_vm, source_host, dest_vm, new)
@@ -370,15 +401,19 @@ class Migrator(object):
     def move_vdi(self, vdi_uuid, sr, progress=None, cancel=None):
         """Move one VDI to SR ``sr`` (ref, uuid or name) in this pool.
 
-        Attached to a VM: ``VDI.pool_migrate`` (live; the VDI gets a new
-        uuid). Detached: ``VDI.copy`` then ``VDI.destroy`` of the original.
-        Returns the new VDI's uuid.
+        With a VBD: ``VDI.pool_migrate`` (live when its VM runs, a copy by
+        xapi when it is halted; the VBD follows, the VDI gets a new uuid).
+        Without: ``VDI.copy`` then ``VDI.destroy`` of the original.
+        Returns the VDI's uuid afterwards (unchanged when it is already on
+        ``sr``).
         """
         pool = self.source
         pool_facts = facts.read_pool(pool)
         target = pool_facts.find('SR', sr)
         vdi = pool.call('VDI.get_by_uuid', vdi_uuid)
         rec = pool.call('VDI.get_record', vdi)
+        if rec['SR'] == target.ref:
+            return vdi_uuid  # already there: nothing to move
         size = int(rec['virtual_size'])
         what = "move of VDI '%s' (%s) to %s" % (rec['name_label'], vdi_uuid,
                                                 target.label())

@@ -206,6 +206,12 @@ def build_plan(vm, source, dest, dest_host=None, sr_map=None, sr=None,
 
     def step(disk, snapshot):
         src_sr = source.sr(disk.sr)
+        shared = [s for s in dest.srs
+                  if cross_pool and src_sr and s.uuid == src_sr.uuid]
+        if shared:
+            # The same SR introduced in both pools (a Cinder volume's SR):
+            # the disk is already there, nothing travels.
+            return DiskStep(disk, shared[0], False, 'stay', 0, 0)
         try:
             if snapshot:
                 dest_sr = _snapshot_sr(disk, steps_by_vdi, dest)
@@ -262,6 +268,10 @@ def preflight(plan):
     """Every reason ``plan`` cannot run (and warnings), at once."""
     problems = list(plan.problems)
     vm = plan.vm
+    if plan.dest_host is not None and not plan.dest_host.enabled:
+        problems.append(Problem(
+            'host_disabled', 'Host %s is disabled: enable it or choose '
+            'another host.' % plan.dest_host.name))
     if vm.power_state not in constants.MIGRATABLE_STATES:
         problems.append(Problem(
             'power_state', '%s is %s; it must be running, halted or '

@@ -54,6 +54,8 @@ def summary(the_plan, result):
     if result.leftovers_removed:
         lines.append('  removed leftovers: %s'
                      % ', '.join(result.leftovers_removed))
+    for warning in result.warnings:
+        lines.append('  WARNING: %s' % warning)
     return '\n'.join(lines)
 
 

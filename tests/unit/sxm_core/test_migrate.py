@@ -195,4 +195,4 @@ class TestHelpers(testtools.TestCase):
                          'left behind on the target SRs.', clean.describe())
         left = migrate.StateReport('gone', '', 'Halted', ['uuid-1'])
         self.assertIn('source VM gone;', left.describe())
-        self.assertIn('not removed: uuid-1', left.describe())
+        self.assertIn('not removed (check them): uuid-1', left.describe())
