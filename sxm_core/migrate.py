@@ -401,9 +401,10 @@ class Migrator(object):
     def move_vdi(self, vdi_uuid, sr, progress=None, cancel=None):
         """Move one VDI to SR ``sr`` (ref, uuid or name) in this pool.
 
-        With a VBD: ``VDI.pool_migrate`` (live when its VM runs, a copy by
-        xapi when it is halted; the VBD follows, the VDI gets a new uuid).
-        Without: ``VDI.copy`` then ``VDI.destroy`` of the original.
+        Plugged into a running VM: ``VDI.pool_migrate`` (live; the VBD
+        follows, the VDI gets a new uuid). Otherwise ``VDI.copy``, the VBDs
+        of a halted VM recreated on the copy, then ``VDI.destroy`` of the
+        original.
         Returns the VDI's uuid afterwards (unchanged when it is already on
         ``sr``).
         """
@@ -423,11 +424,11 @@ class Migrator(object):
             if progress else None,
             cancel=cancel, timeout=self.timeout_for(size),
             stall_timeout=self.stall_timeout)
-        if rec['VBDs']:
-            vm = pool.call('VBD.get_VM', rec['VBDs'][0])
-            host = pool.call('VM.get_resident_on', vm)
-            host_uuid = (pool.call('host.get_uuid', host) if host != NULL
-                         else pool_facts.host(pool_facts.master).uuid)
+        live = self._running_vbd(rec['VBDs'])
+        if live is not None:
+            vm = pool.call('VBD.get_VM', live)
+            host_uuid = pool.call('host.get_uuid',
+                                  pool.call('VM.get_resident_on', vm))
             with self.slots.acquire(host_uuid, cancel):
                 new = tasks.call_async(pool, 'VDI.pool_migrate',
                                        (vdi, target.ref, {}), what,
@@ -436,11 +437,37 @@ class Migrator(object):
         new = tasks.call_async(pool, 'VDI.copy', (vdi, target.ref), what,
                                watch=watch)
         try:
+            # A halted VM keeps its disk: its VBDs move to the copy.
+            for vbd in rec['VBDs']:
+                self._repoint_vbd(vbd, new)
             pool.call('VDI.destroy', vdi)
         except errors.SxmError:
             pool.call('VDI.destroy', new)
             raise
         return pool.call('VDI.get_uuid', new)
+
+    def _running_vbd(self, vbds):
+        """A VBD of ``vbds`` plugged into a running VM, or None."""
+        for vbd in vbds:
+            rec = self.source.call('VBD.get_record', vbd)
+            if rec['currently_attached'] and self.source.call(
+                    'VM.get_power_state', rec['VM']) == constants.RUNNING:
+                return vbd
+        return None
+
+    def _repoint_vbd(self, vbd, vdi):
+        """VBD.VDI cannot be set: recreate the VBD on ``vdi``."""
+        rec = self.source.call('VBD.get_record', vbd)
+        fields = {k: rec[k] for k in (
+            'VM', 'userdevice', 'bootable', 'mode', 'type', 'unpluggable',
+            'other_config', 'qos_algorithm_type', 'qos_algorithm_params')}
+        fields['empty'] = False
+        self.source.call('VBD.destroy', vbd)  # frees the userdevice
+        try:
+            self.source.call('VBD.create', dict(fields, VDI=vdi))
+        except errors.SxmError:
+            self.source.call('VBD.create', dict(fields, VDI=rec['VDI']))
+            raise
 
 
 def describer(the_plan):

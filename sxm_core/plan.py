@@ -165,7 +165,9 @@ def build_plan(vm, source, dest, dest_host=None, sr_map=None, sr=None,
     SR choice, first match wins: ``sr_map`` (keyed by disk uuid,
     userdevice or name; values an SR name or uuid), ``sr`` for every disk,
     ``tier`` ('thin', 'thick' or 'same': the SR of that kind with the most
-    free space), then the destination pool's default SR. Networks:
+    free space), then the destination pool's default SR. Across pools a
+    disk on an SR present in both pools (same uuid) stays on it unless
+    ``sr_map`` names that disk. Networks:
     ``network_map`` (keyed by VIF ref, MAC, neutron port id, or the source
     network's uuid, name or bridge), then a destination network of the same
     name, then of the same bridge. Problems found on the way are kept in
@@ -206,8 +208,10 @@ def build_plan(vm, source, dest, dest_host=None, sr_map=None, sr=None,
 
     def step(disk, snapshot):
         src_sr = source.sr(disk.sr)
-        shared = [s for s in dest.srs
-                  if cross_pool and src_sr and s.uuid == src_sr.uuid]
+        explicit = any(k in sr_map for k in (disk.uuid, disk.userdevice,
+                                             disk.name))
+        shared = [s for s in dest.srs if cross_pool and src_sr and not
+                  explicit and s.uuid == src_sr.uuid]
         if shared:
             # The same SR introduced in both pools (a Cinder volume's SR):
             # the disk is already there, nothing travels.

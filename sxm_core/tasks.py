@@ -108,6 +108,7 @@ class _Waiter(object):
         self.cancelled_for = None   # 'request', 'timeout' or 'stall'
         self.cancel_at = None
         self.cancel_refused = False
+        self.answered = False   # event.from answered since the last blip
 
     def seen(self, record):
         """Handle a task record; returns its value or PENDING."""
@@ -174,6 +175,9 @@ def wait_task(pool, task, what, watch=None, call=None):
         try:
             return _wait(pool, waiter)
         except errors.ConnectionFailed as exc:
+            if waiter.answered:
+                failures = 0  # only blips in a row count
+            waiter.answered = False
             failures += 1
             if failures > WAIT_RECONNECTS:
                 raise errors.SxmError(
@@ -181,7 +185,11 @@ def wait_task(pool, task, what, watch=None, call=None):
                     'may still be running): %s' % (what, task, exc))
             LOG.warning('Connection lost while waiting for %s; watching '
                         'again (%d)', what, failures)
-            time.sleep(min(5.0, 0.5 * 2 ** failures))
+            delay = min(5.0, 0.5 * 2 ** failures)
+            if waiter.watch.cancel is not None:
+                waiter.watch.cancel.wait(delay)
+            else:
+                time.sleep(delay)
 
 
 def _wait(pool, waiter):
@@ -199,6 +207,7 @@ def _wait(pool, waiter):
                     token = ''
                     continue
                 raise exc from None
+            waiter.answered = True
             first = token == ''
             token = answer['token']
             record = None

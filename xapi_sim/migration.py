@@ -60,18 +60,18 @@ DEFAULT_SETTINGS = {
 
 
 class TokenBucket(object):
-    """A bandwidth cap shared by the background copy and the mirror.
+    """A bandwidth cap: ``take(n)`` blocks until n bytes may pass.
 
-    ``take(n)`` (the copy) waits its turn. ``take_priority(n)`` (a mirrored
-    guest write) does not queue behind the copy: it is only held to the
-    cap by earlier mirrored writes, and it pushes the copy back by its own
-    transfer time, so the copy gets what the guest leaves: b - r.
+    One first-come-first-served queue for the background copy (which asks
+    block by block) and the mirrored guest writes: when both want more
+    than the link gives, they share it, so the synchronous mirror slows
+    the guest down and the copy still finishes, as SXM does.
     """
 
     def __init__(self, rate):
         self.rate = float(rate or 0)
         self._lock = threading.Lock()
-        self._next = self._next_priority = time.monotonic()
+        self._next = time.monotonic()
 
     def take(self, nbytes):
         if not self.rate:
@@ -81,19 +81,6 @@ class TokenBucket(object):
             start = max(now, self._next)
             self._next = start + nbytes / self.rate
             delay = self._next - now
-        if delay > 0:
-            time.sleep(delay)
-
-    def take_priority(self, nbytes):
-        if not self.rate:
-            return
-        cost = nbytes / self.rate
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next_priority)
-            self._next_priority = start + cost
-            self._next = max(self._next, now) + cost
-            delay = self._next_priority - now
         if delay > 0:
             time.sleep(delay)
 
@@ -116,7 +103,7 @@ class Mirror(object):
         if self.failed is not None:
             return
         try:
-            self.bucket.take_priority(len(data))
+            self.bucket.take(len(data))
             if self.latency:
                 time.sleep(self.latency)
             self.dest.write_blocks(offset, data)
@@ -176,7 +163,8 @@ class Migration(object):
         self.vif_map = vif_map or {}
         self.cross_pool = cross_pool
         self.settings = dict(self.sim.settings)
-        self.bucket = TokenBucket(self.settings['bandwidth'])
+        # The link between the pools: one cap for every migration at once.
+        self.bucket = self.sim.link()
         self.faults = self.sim.faults
         self.created_vdis = []       # destination VDIs to destroy on failure
         self.dest_vm = None
@@ -213,6 +201,7 @@ class Migration(object):
         record['sm_config'] = dict(sm_config or {}, vdi_type='vhd')
         ref = self.dst.add_vdi(record, disk)
         self.created_vdis.append(ref)
+        self._busy(self.dst, ref, job.kind)
         return ref
 
     def _sr_uuid(self, pool, sr):
@@ -241,9 +230,20 @@ class Migration(object):
                 slot.release()
             self.stats['seconds'] = time.monotonic() - started
             self.sim.migration_log.append(self._summary())
-        self._check('finalize')
+        try:
+            self._check('finalize')
+        finally:
+            self._release_marks()
         self._cleanup_source()
         return self.dest_vm
+
+    def _release_marks(self):
+        for vdi in self.created_vdis:
+            self._busy(self.dst, vdi, None)
+        for job in self.jobs:
+            self._busy(self.src, job.vdi, None)
+            if job.snap_vdi is not None:
+                self._busy(self.src, job.snap_vdi, None)
 
     def _summary(self):
         out = dict(self.stats)
@@ -258,9 +258,28 @@ class Migration(object):
                         for j in self.jobs]
         return out
 
+    def _busy(self, pool, vdi, operation):
+        """Mark (or with None clear) a VDI this migration works on.
+
+        Its current_operations keep API callers from destroying, resizing
+        or copying into it meanwhile.
+        """
+        key = self.ctx.task or self.vm
+        with pool.db.lock:
+            if not pool.db.exists('VDI', vdi):
+                return
+            ops = dict(pool.db.get('VDI', vdi)['current_operations'])
+            if operation is None:
+                ops.pop(key, None)
+            else:
+                ops[key] = operation
+            pool.db.update('VDI', vdi, current_operations=ops)
+
     def _move_disks(self):
         done = 0
         copy_dirty = self.settings['algorithm'] == 'copy-dirty'
+        for job in self.jobs:
+            self._busy(self.src, job.vdi, job.kind)
         for job in self.jobs:
             self.ctx.check_cancel()
             t0 = time.monotonic()
@@ -349,6 +368,7 @@ class Migration(object):
             raise
         job.snap_vdi = self.src.add_vdi(self._snapshot_record(job, mirror_id),
                                         snap_disk)
+        self._busy(self.src, job.snap_vdi, 'mirror')
         try:
             self.stats['bytes_copied'] += self._copy(job, snap_disk, base,
                                                      done_before)
@@ -598,6 +618,7 @@ class Migration(object):
             self.dest_vm = None
         for vdi in reversed(self.created_vdis):
             _destroy_vdi(self.dst, vdi)
+        self._release_marks()
 
 
 def _repoint_snapshot_vbds(db, old, new):

@@ -93,6 +93,7 @@ class Simulator(object):
         self.settings.update(self.topology.get('settings', {}))
         self.faults = faults.Faults()
         self.migration_log = []
+        self._link = None
         self._migrates = collections.Counter()
         for spec in self.topology.get('pools', []):
             self._build_pool(spec)
@@ -213,6 +214,14 @@ class Simulator(object):
                     if p.db.get('SR', sr)['uuid'] == sr_uuid:
                         return store
         return None
+
+    def link(self):
+        """The bandwidth cap migrations share, made anew when it changes."""
+        with self._lock:
+            rate = self.settings['bandwidth']
+            if self._link is None or self._link.rate != float(rate or 0):
+                self._link = migration.TokenBucket(rate)
+            return self._link
 
     def storage_migrate_slot(self, host):
         """Count a storage migration on ``host``; xapi allows three."""

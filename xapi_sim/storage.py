@@ -211,6 +211,9 @@ class Disk(object):
 
     def chain(self):
         layer = self.leaf
+        if layer is None:
+            # Destroyed: reading it must fail, not look like zeros.
+            raise errors.XapiError('HANDLE_INVALID', 'VDI', self.ref)
         while layer is not None:
             yield layer
             layer = layer.parent
@@ -301,8 +304,14 @@ class Disk(object):
             last = (offset + len(data) - 1) // BLOCK
             for watch in self.watchers:
                 watch(first, last)
-            if mirror:
-                # Sent before the write completes: a synchronous mirror.
+            if mirror and self.mirrors:
+                # Sent before the write completes: a synchronous mirror. In
+                # whole sectors, so the destination leaf never reads a base
+                # that may not be copied yet.
+                lo = offset // SECTOR * SECTOR
+                hi = -(-(offset + len(data)) // SECTOR) * SECTOR
+                if (lo, hi) != (offset, offset + len(data)):
+                    data, offset = self.read(lo, hi - lo), lo
                 for target in self.mirrors:
                     target(offset, data)
 

@@ -299,14 +299,20 @@ def vdi_pool_migrate(ctx, vdi, sr, options):
     with db.lock:
         rec = db.get('VDI', vdi)
         db.get('SR', sr)
-        if not rec['VBDs']:
+        # Live only: a VBD plugged into a running VM (DESIGN.md 3; clients
+        # copy the VDI instead when they get this error).
+        live = [v for v in rec['VBDs']
+                if db.get('VBD', v)['currently_attached']
+                and db.get('VM', db.get('VBD', v)['VM'])['power_state']
+                == 'Running']
+        if not live:
             raise errors.XapiError('VDI_NEEDS_VM_FOR_MIGRATE', vdi)
         if rec['type'] == 'cbt_metadata':
             raise errors.XapiError('VDI_INCOMPATIBLE_TYPE', vdi,
                                    'cbt_metadata')
         if rec['cbt_enabled']:
             raise errors.XapiError('VDI_CBT_ENABLED', vdi)
-        vbd = rec['VBDs'][0]
+        vbd = live[0]
         vm = db.get('VBD', vbd)['VM']
         vdi_map = {other: db.get('VDI', other)['SR']
                    for _, other in _disk_vbds(db, vm)}

@@ -16,6 +16,7 @@ import time
 
 from xapi_sim.api import method
 from xapi_sim.api import storage as storage_api
+from xapi_sim.api import vm as vm_api
 from xapi_sim import errors
 from xapi_sim import migration
 
@@ -26,6 +27,7 @@ NULL = 'OpaqueRef:NULL'
 def vm_snapshot(ctx, vm, new_name, ignore_vdis=()):
     db = ctx.db
     with db.lock:
+        vm_api.assert_idle(db, vm)
         rec = db.snapshot('VM', vm)
         if rec['is_control_domain'] or rec['is_a_snapshot']:
             raise errors.XapiError('OPERATION_NOT_ALLOWED',

@@ -24,6 +24,16 @@ from xapi_sim import wire
 NULL = generic.NULL
 
 
+def assert_vdi_idle(db, vdi):
+    """Refuse to touch a VDI a migration is moving (or its VM's)."""
+    if db.get('VDI', vdi)['current_operations']:
+        raise errors.XapiError('OTHER_OPERATION_IN_PROGRESS', 'VDI', vdi)
+    for vbd in db.get('VDI', vdi)['VBDs']:
+        vm = db.get('VBD', vbd)['VM']
+        if db.get('VM', vm)['current_operations']:
+            raise errors.XapiError('OTHER_OPERATION_IN_PROGRESS', 'VM', vm)
+
+
 def attached_vbds(db, vdi):
     return [v for v in db.get('VDI', vdi)['VBDs']
             if db.get('VBD', v)['currently_attached']]
@@ -92,6 +102,7 @@ def vdi_destroy(ctx, vdi):
     db = ctx.db
     with db.lock:
         rec = db.get('VDI', vdi)
+        assert_vdi_idle(db, vdi)
         if attached_vbds(db, vdi):
             raise errors.XapiError('VDI_IN_USE', vdi, 'destroy')
         for vbd in list(rec['VBDs']):
@@ -145,6 +156,11 @@ def vdi_copy(ctx, vdi, sr, base_vdi=NULL, into_vdi=NULL):
             db.get('VDI', base_vdi)
         if into_vdi != NULL:
             into = db.get('VDI', into_vdi)
+            assert_vdi_idle(db, into_vdi)
+            if attached_vbds(db, into_vdi):
+                # A running guest owns it (and a mirror would miss the
+                # copy's writes).
+                raise errors.XapiError('VDI_IN_USE', into_vdi, 'copy')
             # xapi checks the destination before copying a byte; a
             # snapshot's disk is read-only too.
             if into['read_only'] or ctx.pool.disk(into_vdi).read_only:
@@ -182,7 +198,7 @@ def vdi_copy(ctx, vdi, sr, base_vdi=NULL, into_vdi=NULL):
 @method('VDI.resize', ['vdi', 'size'])
 def vdi_resize(ctx, vdi, size):
     with ctx.db.lock:
-        ctx.db.get('VDI', vdi)
+        assert_vdi_idle(ctx.db, vdi)
         # xapi's VDI operation check: only resize_online may touch a VDI
         # with an attached VBD.
         if attached_vbds(ctx.db, vdi):

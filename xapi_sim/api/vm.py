@@ -32,8 +32,18 @@ def bad_power_state(vm, expected, actual):
                             actual.lower())
 
 
+def assert_idle(db, vm):
+    """OTHER_OPERATION_IN_PROGRESS while the VM migrates.
+
+    xapi's with_vm_operation refuses conflicting operations the same way.
+    """
+    if db.get('VM', vm)['current_operations']:
+        raise errors.XapiError('OTHER_OPERATION_IN_PROGRESS', 'VM', vm)
+
+
 def require_power(db, vm, *allowed):
     """``allowed`` in the order of xapi_vm_lifecycle.allowed_power_states."""
+    assert_idle(db, vm)
     rec = db.get('VM', vm)
     if rec['power_state'] not in allowed:
         raise bad_power_state(vm, allowed, rec['power_state'])
@@ -243,6 +253,7 @@ def _assert_free_device(db, vm, cls, field, record):
 def vbd_destroy(ctx, vbd):
     with ctx.db.lock:
         rec = ctx.db.get('VBD', vbd)
+        assert_idle(ctx.db, rec['VM'])
         if rec['currently_attached']:
             # xapi_vbd_helpers.destroy: "force the user to unplug first".
             vm_uuid = ctx.db.get('VM', rec['VM'])['uuid']
@@ -257,6 +268,7 @@ def _plug(ctx, cls, ref, plug):
     db = ctx.db
     with db.lock:
         rec = db.get(cls, ref)
+        assert_idle(db, rec['VM'])
         if not plug and cls == 'VBD' and not rec['unpluggable']:
             raise errors.XapiError('VBD_NOT_UNPLUGGABLE', ref)
         vm = db.get('VM', rec['VM'])
@@ -306,6 +318,7 @@ def vif_destroy(ctx, vif):
     with ctx.db.lock:
         rec = ctx.db.get('VIF', vif)
         vm = ctx.db.get('VM', rec['VM'])
+        assert_idle(ctx.db, rec['VM'])
         if rec['currently_attached'] and vm['power_state'] in ('Running',
                                                                'Paused'):
             # xapi_vif_helpers.destroy

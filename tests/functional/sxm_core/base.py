@@ -22,6 +22,7 @@ settings) and raw ``PUT /import_raw_vdi``.
 import random
 
 import fixtures
+import XenAPI
 
 from sxm_core import migrate
 from sxm_core import sessions
@@ -37,6 +38,35 @@ DEADLINE = simhelpers.DEADLINE
 DISKS = (('0', 'system', LVM, 32 * MiB, 8 * MiB),
          ('1', 'data', EXT, 16 * MiB, 4 * MiB))
 topology_with = simhelpers.topology_with
+
+
+class FlakySession(XenAPI.Session):
+    """A XenAPI.Session whose calls fail as scripted, before they are sent.
+
+    ``faults`` ({method: [exception, ...]}, shared by every session of a
+    factory) stands for XAPI or the network failing a given call, one
+    exception per call, while the rest of the pool keeps working.
+    """
+
+    faults = {}
+
+    def xenapi_request(self, methodname, params):
+        pending = self.faults.get(methodname)
+        if pending:
+            raise pending.pop(0)
+        return super().xenapi_request(methodname, params)
+
+
+def flaky_factory(faults, timeout=30.0):
+    """A SessionPool ``session_factory`` making FlakySessions (http)."""
+    def factory(url):
+        transport = sessions.HTTPTransport()
+        transport.set_timeout(timeout)
+        session = FlakySession(url, transport=transport)
+        session.faults = faults
+        session.sxm_transport = transport
+        return session
+    return factory
 
 
 class CoreTestCase(simhelpers.TwoPoolsTestCase):

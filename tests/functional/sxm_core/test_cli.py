@@ -21,8 +21,10 @@ import os
 
 import fixtures
 import testtools
+import XenAPI
 
 from sxm_core import cli
+from sxm_core import sessions
 from tests.functional.sxm_core import base
 
 MiB = base.MiB
@@ -209,6 +211,41 @@ class TestMigrate(CliTestCase):
         self.assertIsNone(self.vm_in(self.uuid, self.api))
         self.assertEqual('Running', self.api_b.VM.get_power_state(new_vm))
         self.stop_and_check(new_vm, ctl=self.ctl_b)
+
+
+class TestMigrateWithWarnings(CliTestCase):
+
+    def test_a_failed_step_after_the_switch_exits_1_with_a_warning(self):
+        # The destination pool fails one call after the VM moved: the
+        # sm_config read of the leftover check (a fault of XAPI).
+        faults = {'VDI.get_sm_config': [XenAPI.Failure(
+            ['INTERNAL_ERROR', 'sm_config unreadable'])]}
+        dest_url = self.url('pool-b')
+        flaky = base.flaky_factory(faults)
+        make_session = sessions.SessionPool._make_session
+
+        def make(pool, url):
+            if url == dest_url:
+                return flaky(url)
+            return make_session(pool, url)
+        self.useFixture(fixtures.MockPatchObject(
+            sessions.SessionPool, '_make_session', make))
+        status, output = self.sxm('migrate', 'web', *self.urls(),
+                                  '--tier', 'same')
+        self.assertEqual([], faults['VDI.get_sm_config'],
+                         'the fault did not fire')
+        self.assertEqual(cli.EXIT_FAILED, status, output)
+        self.assertIn("Migrated VM 'web' (%s) to pool pool-b in"
+                      % self.uuid, output)
+        self.assertIn('  WARNING: Strip sm_config base_mirror that older '
+                      'xapi left on new VDIs: ', output)
+        self.assertIn('sm_config unreadable', output)
+        self.assertNotIn('Traceback', output)
+        # The VM did move.
+        new_vm = self.vm_in(self.uuid, self.api_b)
+        self.assertEqual('Running', self.api_b.VM.get_power_state(new_vm))
+        self.assertIsNone(self.vm_in(self.uuid, self.api))
+        self.assertNoSessionsLeft()
 
 
 class TestDemo(testtools.TestCase):

@@ -62,6 +62,12 @@ class TestFacts(base.CoreTestCase):
         self.assertEqual(1, len(got.vifs))
         self.assertEqual((), got.snapshots)
 
+    def test_read_vm_memory_is_memory_static_max(self):
+        vm, _ = self.make_vm(disks=(), start=False, vif=False)
+        self.assertEqual(256 * MiB, facts.read_vm(self.source, vm).memory)
+        self.api.VM.set_memory_static_max(vm, str(512 * MiB))
+        self.assertEqual(512 * MiB, facts.read_vm(self.source, vm).memory)
+
     def test_find_vm_by_name_and_uuid(self):
         vm, _ = self.make_vm(disks=(), start=False, vif=False)
         uuid = self.api.VM.get_uuid(vm)

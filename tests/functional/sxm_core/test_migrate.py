@@ -22,6 +22,10 @@ guest's disks must hold exactly what it wrote, wherever it runs.
 import itertools
 import threading
 
+import fixtures
+from testtools import matchers
+import XenAPI
+
 from sxm_core import errors
 from sxm_core import migrate
 from sxm_core import plan as planmod
@@ -125,6 +129,9 @@ class MigrateTestCase(base.CoreTestCase):
 class TestMigrate(MigrateTestCase):
 
     def test_cross_pool_live_migration_under_writes(self):
+        # Capped, so that the waiter (which logs in a session of its own
+        # first) sees the first disk move even on a loaded machine.
+        self.ctl.configure(bandwidth=32 * MiB)
         vm, vdis, uuid = self.writing_vm()
         m = self.migrator()
         the_plan = self.planned(m, uuid, tier='same')
@@ -153,6 +160,9 @@ class TestMigrate(MigrateTestCase):
         self.stop_and_check(new_vm, ctl=self.ctl_b)
 
     def test_in_pool_live_migration_under_writes(self):
+        # Capped, so that the waiter (which logs in a session of its own
+        # first) sees the first disk move even on a loaded machine.
+        self.ctl.configure(bandwidth=32 * MiB)
         vm, vdis, uuid = self.writing_vm()
         m = self.migrator(cross_pool=False)
         # Swap the SRs: the thick disk goes thin, the thin one thick.
@@ -516,6 +526,32 @@ class TestMoveVdi(MigrateTestCase):
         self.assertEqual('volume', self.api.VDI.get_name_label(new))
         self.assertEqual(image, self.export_vdi(new))
 
+    def test_to_the_sr_it_is_on_moves_nothing(self):
+        vdi = self.create_vdi(self.sr_named(EXT), 16 * MiB, 'volume')
+        self.fill(vdi, 4 * MiB, seed='volume')
+        image = self.export_vdi(vdi)
+        vdi_uuid = self.api.VDI.get_uuid(vdi)
+        before = self.vdi_set()
+        m = self.migrator(cross_pool=False)
+        for sr in (EXT, self.sr_uuid(EXT), self.sr_named(EXT)):
+            self.assertEqual(vdi_uuid, m.move_vdi(vdi_uuid, sr))
+        self.assertEqual(before, self.vdi_set())
+        self.assertEqual(self.sr_named(EXT), self.api.VDI.get_SR(vdi))
+        self.assertEqual(image, self.export_vdi(vdi))
+
+    def test_an_attached_vdi_to_the_sr_it_is_on_moves_nothing(self):
+        disks = (('0', 'volume', EXT, 16 * MiB, 4 * MiB),)
+        vm, vdis = self.make_vm(disks=disks, vif=False)
+        vdi_uuid = self.api.VDI.get_uuid(vdis['0'])
+        before = self.vdi_set()
+        m = self.migrator(cross_pool=False)
+        self.assertEqual(vdi_uuid, m.move_vdi(vdi_uuid, EXT))
+        self.assertEqual(before, self.vdi_set())
+        self.assertEqual({'0': vdis['0']}, self.vbd_vdis(vm))
+        # Not even a storage migration onto the same SR was run.
+        self.assertEqual([], self.ctl.migrations())
+        self.assertEqual('Running', self.api.VM.get_power_state(vm))
+
     def test_unknown_sr(self):
         vdi = self.create_vdi(self.sr_named(EXT), 16 * MiB, 'volume')
         before = self.vdi_set()
@@ -544,3 +580,114 @@ class TestThickDestinationSpace(MigrateTestCase):
         result = m.migrate(the_plan)
         self.assertEqual(self.sr_uuid('small lvm', self.api_b),
                          result.disks[0][2])
+
+
+class TestAfterTheSwitch(MigrateTestCase):
+    """Once xapi has moved the VM, what fails after is a warning."""
+
+    def flaky_migrator(self):
+        """A Migrator whose destination pool fails the calls in ``faults``.
+
+        The fault is in XAPI (or the network to it), below the core.
+        """
+        self.faults = {}
+        source = self.pool('pool-a')
+        dest = self.pool('pool-b',
+                         session_factory=base.flaky_factory(self.faults))
+        return migrate.Migrator(source, dest,
+                                slots=migrate.HostSlots(poll=0.01))
+
+    def migrated_despite(self, method, exc):
+        log = self.useFixture(fixtures.FakeLogger())
+        vm, vdis = self.make_vm(vif=False)
+        uuid = self.api.VM.get_uuid(vm)
+        m = self.flaky_migrator()
+        the_plan = self.planned(m, uuid, tier='same')
+        self.faults[method] = [exc]
+        progress = Progress()
+        result = m.migrate(the_plan, progress=progress)
+        self.assertEqual([], self.faults[method], 'the fault did not fire')
+        new_vm = self.vm_in(uuid, self.api_b)
+        self.assertEqual(new_vm, result.vm_ref)
+        self.assertIsNone(self.vm_in(uuid, self.api))
+        self.assertEqual('Running', self.api_b.VM.get_power_state(new_vm))
+        self.assertEqual(1, len(result.warnings), result.warnings)
+        self.assertIn(result.warnings[0], log.output)
+        self.assertEqual('done', progress.phases[-1])
+        return result
+
+    def test_leftover_removal_failing_is_a_warning(self):
+        result = self.migrated_despite('VDI.get_sm_config', XenAPI.Failure(
+            ['INTERNAL_ERROR', 'sm_config unreadable']))
+        self.assertThat(result.warnings[0], matchers.StartsWith(
+            'Strip sm_config base_mirror that older xapi left on new VDIs: '))
+        self.assertIn('sm_config unreadable', result.warnings[0])
+        # Verification still ran.
+        self.assertEqual(['0', '1'], sorted(ud for ud, _, _ in result.disks))
+
+    def test_verification_failing_is_a_warning(self):
+        result = self.migrated_despite(
+            'VM.get_record', ConnectionResetError('reset by peer'))
+        self.assertThat(result.warnings[0], matchers.StartsWith(
+            'Check that the VM runs where planned with every disk moved: '))
+        self.assertIn('reset by peer', result.warnings[0])
+
+
+class TestStateReportOfOthersVdis(MigrateTestCase):
+
+    def test_only_vdis_like_the_moved_disks_are_reported(self):
+        vm, vdis = self.make_vm(vif=False)
+        uuid = self.api.VM.get_uuid(vm)
+        m = self.migrator()
+        the_plan = self.planned(m, uuid, tier='same')
+        ext_b = self.sr_named(EXT, self.api_b)
+        made = {}
+
+        def others_use_the_sr(progress):
+            # While the migration runs, on one of its target SRs: another
+            # tenant's volume, and one like disk 1 (16 MiB 'web-data').
+            if not made:
+                made['tenant'] = self.create_vdi(ext_b, 16 * MiB,
+                                                 'tenant-volume', self.api_b)
+                made['like'] = self.create_vdi(ext_b, 16 * MiB, 'web-data',
+                                               self.api_b)
+        self.ctl.fault_inject('metadata')
+        exc = self.assertRaises(errors.MigrationFailed, m.migrate, the_plan,
+                                Progress(then=others_use_the_sr))
+        self.assertEqual('IMPORT_ERROR', exc.cause.code)
+        self.assertEqual({'tenant', 'like'}, set(made))
+        tenant = self.api_b.VDI.get_uuid(made['tenant'])
+        like = self.api_b.VDI.get_uuid(made['like'])
+        self.assertEqual([like], exc.state.new_vdis)
+        self.assertNotIn(tenant, str(exc))
+        self.assertIn(like, str(exc))
+        # Reported, never removed.
+        self.assertTrue({made['tenant'], made['like']}
+                        <= self.vdi_set(self.api_b))
+
+
+class TestOneSessionPool(MigrateTestCase):
+
+    def test_calls_are_served_while_a_migration_is_waited_for(self):
+        # The wait on the task has a session of its own: a pool of one,
+        # that never waits for a free session, still serves other calls.
+        vm, vdis = self.make_vm(vif=False)
+        uuid = self.api.VM.get_uuid(vm)
+        source = self.pool('pool-a', maxsize=1, block=False)
+        m = migrate.Migrator(source, self.pool('pool-b'),
+                             slots=migrate.HostSlots(poll=0.01))
+        the_plan = self.planned(m, uuid, tier='same')
+        pool_ref = self.api.pool.get_all()
+        answers = []
+
+        def meanwhile(progress):
+            if progress.phase == 'done':
+                return
+            try:
+                answers.append(source.call('pool.get_all'))
+            except errors.SxmError as exc:
+                answers.append(exc)
+        m.migrate(the_plan, progress=Progress(then=meanwhile))
+        self.assertNotEqual([], answers)
+        self.assertEqual([pool_ref] * len(answers), answers)
+        self.assertIsNotNone(self.vm_in(uuid, self.api_b))

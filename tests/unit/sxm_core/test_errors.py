@@ -12,6 +12,8 @@
 
 """errors: typed XAPI failures, their wording, and the ErrorCollector."""
 
+import uuid
+
 import testtools
 import XenAPI
 
@@ -193,6 +195,46 @@ class TestSxmErrors(testtools.TestCase):
         self.assertIn("disk 1 'data'", str(exc))
         self.assertIn('source VM Running', str(exc))
         self.assertEqual(str(cause), str(errors.MigrationFailed(cause)))
+
+
+class TestMaskedParams(testtools.TestCase):
+    """Params are masked when the failure is made, not when it is shown."""
+
+    def token(self):
+        token = 'OpaqueRef:receive-%s' % uuid.uuid4()
+        redact.register(token)
+        self.addCleanup(redact.forget, token)
+        return token
+
+    def assertHidden(self, secret, exc):
+        for text in ([str(exc), repr(exc), str(exc.args), str(exc.params)]
+                     + exc.params):
+            self.assertNotIn(secret, text)
+
+    def test_a_secret_in_params_stays_masked_after_forget(self):
+        token = self.token()
+        url = 'http://10.0.0.2/services/SM?session_id=%s' % token
+        exc = errors.XapiFailure.from_details(
+            ['VM_MIGRATE_FAILED', VM, 'source', url,
+             'session %s refused' % token], call='VM.migrate_send')
+        other = errors.XapiFailure.from_details(['SOME_NEW_ERROR', token])
+        self.assertEqual('session *** refused', exc.param('msg'))
+        self.assertEqual(['***'], other.params)
+        # The migrate_receive session is logged out: its token forgotten.
+        redact.forget(token)
+        self.assertEqual(token, redact.scrub(token))
+        for failure in (exc, other):
+            self.assertHidden(token, failure)
+        # Made again from the params (as a described copy is), and wrapped.
+        again = errors.XapiFailure.from_details(
+            [exc.code] + exc.params, describe=describe)
+        self.assertHidden(token, again)
+        self.assertNotIn(token, str(errors.MigrationFailed(again)))
+
+    def test_params_without_secrets_are_kept(self):
+        self.token()
+        exc = errors.XapiFailure.from_details(['VDI_IN_USE', VDI, 'destroy'])
+        self.assertEqual([VDI, 'destroy'], exc.params)
 
 
 class TestErrorCollector(testtools.TestCase):

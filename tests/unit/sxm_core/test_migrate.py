@@ -12,6 +12,7 @@
 
 """migrate: HostSlots with threads, and the pure helpers of the Migrator."""
 
+import dataclasses
 import threading
 import time
 
@@ -21,7 +22,9 @@ import testtools
 from sxm_core import errors
 from sxm_core import migrate
 from sxm_core import plan as planmod
+from sxm_core import sessions
 from tests.unit.sxm_core import factories as f
+from tests.unit.sxm_core import fakes
 
 # Generous: these waits normally take milliseconds.
 DEADLINE = 10.0
@@ -196,3 +199,66 @@ class TestHelpers(testtools.TestCase):
         left = migrate.StateReport('gone', '', 'Halted', ['uuid-1'])
         self.assertIn('source VM gone;', left.describe())
         self.assertIn('not removed (check them): uuid-1', left.describe())
+
+
+class TestTimeoutCountsMemory(testtools.TestCase):
+    """XenMotion moves the VM's memory too: the timeout must allow it."""
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.FakeLogger())
+        self.w = f.World()
+        self.net = fakes.FakeXapi()
+        self.pool = sessions.SessionPool(
+            'https://pool-a.example.org/', 'root', 'pw-for-tests',
+            session_factory=self.net.factory, sleep=lambda s: None)
+        self.addCleanup(self.pool.close)
+        self.watches = []
+
+        def call_async(pool, method, args, what, watch=None, describe=None):
+            self.watches.append((method, watch))
+            return self.w.vm.ref
+        self.useFixture(fixtures.MockPatchObject(migrate.tasks,
+                                                 'call_async', call_async))
+
+    def test_a_plan_whose_disks_stay_gets_time_for_the_memory(self):
+        vm = dataclasses.replace(self.w.vm, memory=3 * f.GiB)
+        # In-pool, each disk mapped to the SR it is on: nothing to copy.
+        the_plan = planmod.build_plan(vm, self.w.a, self.w.a, sr_map={
+            '0': self.w.lvm_a.uuid, '1': self.w.ext_a.uuid})
+        self.assertEqual(0, the_plan.bytes_to_move)
+        self.assertEqual([], planmod.preflight(the_plan))
+        m = migrate.Migrator(self.pool, seconds_per_gib=100,
+                             minimum_timeout=60,
+                             slots=migrate.HostSlots(poll=0.005))
+        self.assertEqual(60 + 100 * 3, m.timeout_for(3 * f.GiB))
+        # What the destination answers afterwards: nothing left over, the
+        # VM where planned.
+        self.net.script['host.migrate_receive'] = [{}]
+        self.net.script['SR.get_VDIs'] = [[], []]
+        self.net.script['VM.get_VBDs'] = [[]]
+        self.net.script['VM.get_record'] = [{
+            'power_state': 'Running', 'resident_on': self.w.host_a.ref,
+            'VBDs': []}]
+        result = m.migrate(the_plan)
+        self.assertEqual([], result.warnings)
+        (method, watch), = self.watches
+        self.assertEqual('VM.migrate_send', method)
+        self.assertEqual(60 + 100 * 3, watch.timeout)
+
+    def test_memory_adds_to_the_bytes_of_the_disks(self):
+        vm = dataclasses.replace(self.w.vm, memory=f.GiB)
+        the_plan = planmod.build_plan(vm, self.w.a, self.w.b)
+        m = migrate.Migrator(self.pool, seconds_per_gib=1024,
+                             minimum_timeout=10,
+                             slots=migrate.HostSlots(poll=0.005))
+        self.net.script['host.migrate_receive'] = [{}]
+        self.net.script['SR.get_VDIs'] = [[]]
+        self.net.script['VM.get_VBDs'] = [[]]
+        self.net.script['VM.get_record'] = [{
+            'power_state': 'Running', 'resident_on': self.w.host_b.ref,
+            'VBDs': []}]
+        m.migrate(the_plan)
+        (_, watch), = self.watches
+        # 1 GiB of memory and 36 MiB of disks, at 1 s per MiB.
+        self.assertEqual(10 + 1024 + 36, watch.timeout)

@@ -305,6 +305,71 @@ class TestPools(PlanTestCase):
         self.assertEqual(['network'], codes(the_plan.problems))
 
 
+class TestSameSRInBothPools(PlanTestCase):
+    """An SR introduced in both pools (same uuid): its disks stay put."""
+
+    def setUp(self):
+        super().setUp()
+        # Full, shared, and without the features of a storage migration:
+        # any transfer to or from it would be a problem.
+        self.vol_a = f.sr('vola', 'volume SR', 'lvmoiscsi', size=GiB,
+                          used=GiB, shared=True, features=())
+        self.vol_b = dataclasses.replace(self.vol_a, ref='OpaqueRef:sr-volb',
+                                         name='volume SR in b')
+        self.volume = f.disk('vol', '2', self.vol_a, 8 * GiB, 8 * GiB,
+                             name='volume')
+        self.vm = dataclasses.replace(self.w.vm, disks=(
+            self.w.system, self.w.data, self.volume))
+        self.source = self.w.with_srs(self.w.a, self.vol_a)
+        self.dest = self.w.with_srs(self.w.b, self.vol_b)
+
+    def test_the_disk_stays_and_is_mapped_to_that_sr(self):
+        the_plan = self.plan(vm=self.vm, source=self.source, dest=self.dest)
+        self.assertTrue(the_plan.cross_pool)
+        step = by_device(the_plan)['2']
+        self.assertEqual((self.vol_b, False, 'stay', 0, 0),
+                         (step.dest_sr, step.transfer, step.kind,
+                          step.bytes_needed, step.bytes_to_copy))
+        self.assertEqual(self.vol_b.ref, the_plan.vdi_map[self.volume.vdi])
+        # Only the other two disks travel, to the default SR.
+        self.assertEqual(self.w.ext_b.ref, the_plan.vdi_map[self.w.data.vdi])
+        self.assertEqual(32 * MiB + 4 * MiB, the_plan.bytes_to_move)
+        # No capability, space or attachment problem for the one that stays.
+        self.assertEqual([], codes(the_plan.problems))
+        self.assertEqual([], codes(self.problems(the_plan)))
+
+    def test_an_sr_of_the_same_name_but_another_uuid_is_no_match(self):
+        other = dataclasses.replace(self.vol_b, uuid='another-uuid',
+                                    name='volume SR')
+        the_plan = self.plan(vm=self.vm, source=self.source,
+                             dest=self.w.with_srs(self.w.b, other))
+        step = by_device(the_plan)['2']
+        self.assertEqual((self.w.ext_b, True), (step.dest_sr, step.transfer))
+
+
+class TestDisabledHost(PlanTestCase):
+
+    def test_a_disabled_destination_host_blocks(self):
+        off = dataclasses.replace(self.w.host_b, enabled=False)
+        dest = dataclasses.replace(self.w.b, hosts=(off,))
+        problems = self.problems(self.plan(dest=dest))
+        self.assertEqual(['host_disabled'], codes(problems))
+        self.assertEqual(problems, planmod.blocking(problems))
+        self.assertIn('pool-b-host1', problems[0].message)
+        self.assertIn('disabled', problems[0].message)
+
+    def test_a_disabled_host_named_in_pool(self):
+        off = dataclasses.replace(f.host('c', 'pool-a-host2'), enabled=False)
+        dest = dataclasses.replace(self.w.a, hosts=(self.w.host_a, off))
+        the_plan = self.plan(dest=dest, dest_host='pool-a-host2',
+                             sr='Local storage (ext)')
+        self.assertIn('host_disabled', codes(self.problems(the_plan)))
+        # Its enabled neighbour is fine.
+        the_plan = self.plan(dest=dest, sr='Local storage (ext)')
+        self.assertEqual(self.w.host_a, the_plan.dest_host)
+        self.assertNotIn('host_disabled', codes(self.problems(the_plan)))
+
+
 class TestPreflight(PlanTestCase):
 
     def test_a_good_plan_has_no_problem(self):

@@ -18,6 +18,7 @@ under test.
 
 import threading
 import time
+import uuid
 import xmlrpc.client
 
 import fixtures
@@ -401,3 +402,135 @@ class TestValidation(SessionsTestCase):
                                 'ftp://h/?session_id=OpaqueRef:tok', 'root',
                                 'pw', session_factory=self.net.factory)
         self.assertNotIn('OpaqueRef:tok', str(exc))
+
+
+class TestErrorsAtTheBoundary(SessionsTestCase):
+    """What XenAPI raises inside ``with pool.session()`` comes out typed."""
+
+    def borrow_and_call(self, pool):
+        with pool.session() as s:
+            return s.xenapi.VM.get_record('OpaqueRef:x')
+
+    def test_a_xenapi_failure_becomes_a_typed_xapi_failure(self):
+        pool = self.pool(maxsize=1)
+        self.net.script['VM.get_record'] = [
+            XenAPI.Failure(['HANDLE_INVALID', 'VM', 'OpaqueRef:x']),
+            XenAPI.Failure(['MIRROR_FAILED', 'OpaqueRef:v'])]
+        exc = self.assertRaises(errors.HandleInvalid, self.borrow_and_call,
+                                pool)
+        self.assertEqual(['VM', 'OpaqueRef:x'], exc.params)
+        exc = self.assertRaises(errors.XapiFailure, self.borrow_and_call,
+                                pool)
+        self.assertIs(errors.XapiFailure, type(exc))
+        self.assertEqual(('MIRROR_FAILED', ['OpaqueRef:v']),
+                         (exc.code, exc.params))
+        # An XAPI failure leaves the session usable: it went back.
+        self.assertEqual('value of VM.get_record',
+                         self.borrow_and_call(pool))
+        self.assertEqual(1, len(self.net.logins))
+
+    def test_a_connection_error_becomes_connection_failed(self):
+        pool = self.pool(maxsize=1)
+        self.net.script['VM.get_record'] = [
+            ConnectionResetError('reset by peer')]
+        exc = self.assertRaises(errors.ConnectionFailed,
+                                self.borrow_and_call, pool)
+        self.assertIn('reset by peer', str(exc))
+        self.assertIn(URL, str(exc))
+        (broken,) = self.net.sessions
+        self.assertTrue(broken.closed)
+        self.assertEqual('value of VM.get_record',
+                         self.borrow_and_call(pool))
+        self.assertEqual(2, len(self.net.logins))
+
+
+class TestPrivateSession(SessionsTestCase):
+
+    def test_logged_in_apart_from_the_pool_and_logged_out_after(self):
+        pool = self.pool(maxsize=1, block=False)
+        with pool.private_session() as private:
+            handle = private.handle
+            self.assertIn(handle, self.net.live)
+            self.assertEqual('***', redact.scrub(handle))
+            # The pool's only session is still free for others.
+            self.assertEqual('value of host.get_all',
+                             pool.call('host.get_all'))
+        (pooled,) = {h for h, m, a in self.net.calls
+                     if m == 'host.get_all'}
+        self.assertNotEqual(handle, pooled)
+        self.assertTrue(private.logged_out)
+        self.assertTrue(private.closed)
+        self.assertNotIn(handle, self.net.live)
+        self.assertEqual(handle, redact.scrub(handle))
+        # It never joined the pool.
+        with pool.session() as again:
+            self.assertIsNot(private, again)
+            self.assertEqual(pooled, again.handle)
+        self.assertEqual(2, len(self.net.logins))
+
+    def test_errors_inside_are_typed_and_the_session_logged_out(self):
+        pool = self.pool()
+        self.net.script['event_from'] = [
+            XenAPI.Failure(['SESSION_INVALID', 'OpaqueRef:s']),
+            ConnectionResetError('reset by peer')]
+        for expected in (errors.SessionInvalid, errors.ConnectionFailed):
+            def wait():
+                with pool.private_session() as s:
+                    s.xenapi.event_from(['task'], '', 5.0)
+            self.assertRaises(expected, wait)
+        self.assertEqual(2, self.net.count('session.logout'))
+        self.assertEqual(set(), self.net.live)
+
+
+class TestSecretsOfThePool(SessionsTestCase):
+
+    def test_closing_twice_keeps_a_shared_password_secret(self):
+        one = self.pool(url='https://a.example.org/',
+                        password='twice-closed-pw')
+        self.pool(url='https://b.example.org/', password='twice-closed-pw')
+        one.close()
+        one.close()
+        self.assertEqual('pw ***', redact.scrub('pw twice-closed-pw'))
+
+    def test_a_handle_from_a_silent_relogin_is_secret(self):
+        """XenAPI logs in again by itself when XAPI says SESSION_INVALID."""
+        tag = uuid.uuid4()
+        handles = ['OpaqueRef:first-%s' % tag, 'OpaqueRef:second-%s' % tag]
+
+        class Transport(object):
+            """The network under a real XenAPI.Session."""
+
+            def __init__(self):
+                self.logins = list(handles)
+
+            def request(self, host, handler, body, verbose=False):
+                params, method = xmlrpc.client.loads(body)
+                if method == 'session.login_with_password':
+                    return ({'Status': 'Success',
+                             'Value': self.logins.pop(0)},)
+                if method == 'VM.get_record' and params[0] == handles[0]:
+                    # The session expired on the server.
+                    return ({'Status': 'Failure',
+                             'ErrorDescription': ['SESSION_INVALID',
+                                                  params[0]]},)
+                return ({'Status': 'Success', 'Value': 'ok'},)
+
+            def close(self):
+                pass
+
+            def set_timeout(self, timeout):
+                pass
+
+        def factory(url):
+            transport = Transport()
+            session = XenAPI.Session(url, transport=transport)
+            session.sxm_transport = transport
+            return session
+        pool = self.pool(session_factory=factory)
+        self.assertEqual('ok', pool.call('VM.get_record', 'OpaqueRef:vm'))
+        with pool.session() as s:
+            self.assertEqual(handles[1], s.handle)
+        self.assertEqual('ref ***', redact.scrub('ref %s' % handles[1]))
+        pool.close()
+        # Logged out: no longer a secret.
+        self.assertEqual(handles[1], redact.scrub(handles[1]))

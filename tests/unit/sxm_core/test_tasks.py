@@ -14,6 +14,8 @@
 wait_task / call_async over a SessionPool whose network is faked."""
 
 import threading
+import time
+import types
 import xmlrpc.client
 
 import fixtures
@@ -278,3 +280,133 @@ class TestCallAsync(WaitTestCase):
         self.assertIn("VDI 'vol' (uuid-v) is not attached to a VM",
                       str(exc))
         self.assertEqual(0, self.net.count('task.destroy'))
+
+
+class TestWaitSurvives(WaitTestCase):
+    """What must not end a wait early: the task's outcome is what counts."""
+
+    def setUp(self):
+        super().setUp()
+        # The backoff between watches is real time: not in unit tests.
+        self.sleeps = []
+        self.useFixture(fixtures.MockPatchObject(
+            tasks, 'time', types.SimpleNamespace(
+                sleep=self.sleeps.append, monotonic=time.monotonic)))
+        self.logger = self.useFixture(fixtures.FakeLogger())
+
+    def test_a_progress_callback_that_raises(self):
+        self.net.script['Async.VDI.copy'] = [TASK]
+        self.net.script['task.get_status'] = ['success']
+        seen = []
+
+        def broken(fraction):
+            seen.append(fraction)
+            raise RuntimeError('bug in the caller')
+        self.script([('mod', record('pending', progress=0.4))],
+                    [('mod', record('success', '<value>%s</value>' % VDI,
+                                    progress=1.0))])
+        value = tasks.call_async(
+            self.pool, 'VDI.copy', ('OpaqueRef:v', 'OpaqueRef:sr'), 'copy',
+            watch=tasks.Watch(progress=broken, clock=self.clock))
+        self.assertEqual(VDI, value)
+        self.assertEqual([0.4, 1.0], seen)
+        self.assertEqual([(TASK,)], [a for _, m, a in self.net.calls
+                                     if m == 'task.destroy'])
+        self.assertIn('Progress callback of copy failed',
+                      self.logger.output)
+
+    def refused_cancel(self, **watch):
+        """The cancel comes past the point of no return; then success."""
+        self.net.script['task.cancel'] = [XenAPI.Failure(
+            ['OPERATION_NOT_ALLOWED', 'task is not cancellable'])]
+        # 6 s per answer: the limit passes at the 3rd; then far more than
+        # CANCEL_GRACE goes by before the task succeeds.
+        pending = [[('mod', record('pending', progress=0.1 * n))]
+                   for n in range(1, 4)]
+        late = int(tasks.CANCEL_GRACE / 6) + 10
+        self.script(*(pending + [[]] * late
+                      + [[('mod', record('success', '<value>vm</value>',
+                                         progress=1.0))]]))
+        value = self.wait(**watch)
+        self.assertEqual('vm', value)
+        self.assertEqual(1, self.net.count('task.cancel'))
+        self.assertEqual([], self.answers, 'the wait ended early')
+        self.assertNotIn('it was cancelled', self.logger.output)
+
+    def test_a_refused_cancel_for_timeout_keeps_waiting(self):
+        self.refused_cancel(timeout=15)
+
+    def test_a_refused_cancel_for_stall_keeps_waiting(self):
+        self.refused_cancel(stall_timeout=20)
+
+    def test_a_connection_error_watches_again_on_a_fresh_session(self):
+        self.script([('mod', record('pending', progress=0.3))],
+                    ConnectionResetError('reset by peer'),
+                    [('mod', record('success', '<value>%s</value>' % VDI,
+                                    progress=1.0))])
+        self.assertEqual(VDI, self.wait())
+        handles = [h for h, m, a in self.net.calls if m == 'event_from']
+        self.assertEqual(3, len(handles))
+        self.assertEqual(handles[0], handles[1])
+        self.assertNotEqual(handles[1], handles[2])
+        # The new watch starts from the task's current state.
+        self.assertEqual(['', 'token-1', ''], self.tokens)
+        self.assertEqual(1, len(self.sleeps))
+        # Both watch sessions are gone.
+        self.assertEqual(set(), self.net.live & set(handles))
+
+    def test_too_many_connection_errors_give_up_and_keep_the_task(self):
+        failures = tasks.WAIT_RECONNECTS + 1
+        self.net.script['Async.VM.migrate_send'] = [TASK]
+        self.net.script['task.get_status'] = ['pending']
+        self.script(*[ConnectionResetError('reset by peer')] * failures)
+        exc = self.assertRaises(
+            errors.SxmError, tasks.call_async, self.pool, 'VM.migrate_send',
+            ('OpaqueRef:vm', {}, True, {}, {}, {}), 'migration of web',
+            watch=tasks.Watch(clock=self.clock))
+        self.assertNotIsInstance(exc, errors.ConnectionFailed)
+        self.assertIn(TASK, str(exc))
+        self.assertIn('migration of web', str(exc))
+        self.assertEqual(failures, self.net.count('event_from'))
+        self.assertEqual(tasks.WAIT_RECONNECTS, len(self.sleeps))
+        # Still running: left for XAPI to finish, not destroyed.
+        self.assertEqual(1, self.net.count('task.get_status'))
+        self.assertEqual(0, self.net.count('task.destroy'))
+
+    def test_a_few_connection_errors_in_a_row_are_survived(self):
+        self.script(*([ConnectionResetError('reset by peer')]
+                      * tasks.WAIT_RECONNECTS
+                      + [[('mod', record('success', '<value>ok</value>'))]]))
+        self.assertEqual('ok', self.wait())
+
+
+class TestWaitSession(WaitTestCase):
+
+    def test_the_wait_does_not_hold_a_pooled_session(self):
+        # One pooled session, no waiting for it: the wait must not take it.
+        pool = sessions.SessionPool(
+            'https://xs1.example.org/', 'root', 'pw-for-tests', maxsize=1,
+            block=False, session_factory=self.net.factory,
+            sleep=lambda s: None)
+        self.addCleanup(pool.close)
+        during = []
+
+        def answer_then_call():
+            answer = self.event_from()
+            during.append(pool.call('VM.get_power_state', 'OpaqueRef:vm'))
+            return answer
+        self.answers = [[('mod', record('pending', progress=0.5))],
+                        [('mod', record('success', '<value>vm</value>'))]]
+        self.net.script['event_from'] = [answer_then_call, self.event_from]
+        self.assertEqual('vm', tasks.wait_task(
+            pool, TASK, 'migration of web', tasks.Watch(clock=self.clock)))
+        self.assertEqual(['value of VM.get_power_state'], during)
+        (waiter,) = {h for h, m, a in self.net.calls if m == 'event_from'}
+        (pooled,) = {h for h, m, a in self.net.calls
+                     if m == 'VM.get_power_state'}
+        self.assertNotEqual(pooled, waiter)
+        # The wait's session is logged out; the pooled one is kept.
+        self.assertNotIn(waiter, self.net.live)
+        self.assertIn(pooled, self.net.live)
+        pool.call('VM.get_power_state', 'OpaqueRef:vm')
+        self.assertEqual(2, len(self.net.logins))
