@@ -26,6 +26,9 @@ the VM (journals are kept for ``guest_check``). ``guest_stats`` ``{vm}``:
 heartbeat gaps, writes, write latency p50/p99. ``guest_check`` ``{vm}``:
 compare each written disk with the image the writes imply.
 ``heartbeat_reset`` ``{vm}``: forget the largest gaps seen so far.
+``vm_digests`` ``{vm}``: sha256 of every disk of the VM and of its
+snapshots (keys: userdevice, or snapshot name/userdevice), for disks no
+guest writes to.
 ``vm`` is a VM ref or uuid of this pool.
 
 Simulator-wide ops: ``fault_inject`` ``{point, percent, times, code,
@@ -41,6 +44,7 @@ leave_base_mirror}`` changes how storage migrations run (see
 downtime, bytes copied and mirrored, passes, converged).
 """
 
+import hashlib
 import json
 import urllib.error
 import urllib.request
@@ -102,6 +106,12 @@ def handle(pool, op, request):
     if value is not None:
         return value
     uuid = _vm_uuid(pool, request)
+    if op == 'vm_digests':
+        try:
+            return _vm_digests(pool, uuid)
+        except errors.XapiError as exc:
+            raise ControlError('cannot read the disks of VM %s: %s'
+                               % (uuid, exc))
     dom = sim.domains.get(uuid)
     if op == 'workload_start':
         if dom is None or not dom.running:
@@ -133,6 +143,33 @@ def handle(pool, op, request):
         dom.reset_heartbeat()
         return dom.stats()
     raise ControlError('unknown control op %r' % op)
+
+
+def _vm_digests(pool, uuid):
+    """sha256 of every disk of a VM and of its snapshots, by userdevice.
+
+    For the disks no guest writes to (a halted VM, snapshots): record
+    before a migration, compare after.
+    """
+    with pool.db.lock:
+        vm = pool.db.by_uuid_ref('VM', uuid)
+        owners = [('', vm)] + [(pool.db.get('VM', s)['name_label'], s)
+                               for s in pool.db.get('VM', vm)['snapshots']]
+        wanted = []
+        for name, owner in owners:
+            for vbd in pool.db.get('VM', owner)['VBDs']:
+                rec = pool.db.get('VBD', vbd)
+                if rec['VDI'] != 'OpaqueRef:NULL' and rec['type'] != 'CD':
+                    wanted.append((name, rec['userdevice'], rec['VDI']))
+    out = {}
+    for name, userdevice, vdi in wanted:
+        disk = pool.disk(vdi)
+        digest = hashlib.sha256()
+        for offset in range(0, disk.size, 1 << 20):
+            digest.update(disk.read(offset, 1 << 20))
+        key = userdevice if not name else '%s/%s' % (name, userdevice)
+        out[key] = digest.hexdigest()
+    return out
 
 
 class Control(object):
@@ -173,6 +210,9 @@ class Control(object):
 
     def heartbeat_reset(self, vm):
         return self.call('heartbeat_reset', vm=vm)
+
+    def vm_digests(self, vm):
+        return self.call('vm_digests', vm=vm)
 
     def fault_inject(self, point, **args):
         return self.call('fault_inject', point=point, **args)

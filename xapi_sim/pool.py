@@ -67,6 +67,7 @@ class Pool(object):
         self.db = dbmod.Database()
         self.stores = {}
         self.disks = {}
+        self.running_tasks = {}  # task ref -> the thread running it
         self.next_domid = 0
         self.url = None
         self.address = None
@@ -157,7 +158,18 @@ class Pool(object):
         if disk is not None:
             disk.store.vdis.pop(uuid, None)
             disk.destroy()
+            self._collect_garbage(disk.store)
         self.refresh_sr(sr)
+
+    def _collect_garbage(self, store):
+        """Coalesce chains a removed snapshot no longer pins (SM's GC)."""
+        with self.db.lock:
+            disks = [d for d in self.disks.values() if d.store is store]
+        for disk in disks:
+            try:
+                disk.coalesce()
+            except errors.XapiError:
+                pass  # the SR is full: leave the chain as it is
 
     def refresh_vdi(self, vdi):
         with self.db.lock:
@@ -332,6 +344,19 @@ class Pool(object):
                     self.disks.pop(ref)
                     self.db.remove('VDI', ref)
         self.refresh_sr(sr)
+
+    def cancel_tasks(self, timeout=30.0):
+        """Cancel what still runs and wait for it, before shutting down."""
+        running = dict(self.running_tasks)
+        with self.db.lock:
+            for task in running:
+                if (self.db.exists('task', task) and 'cancel'
+                        in self.db.get('task', task)['allowed_operations']):
+                    self.db.update('task', task, status='cancelling',
+                                   allowed_operations=[])
+        deadline = time.monotonic() + timeout
+        for thread in running.values():
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def close(self):
         for vdi in list(self.disks):

@@ -141,6 +141,9 @@ class Simulator(object):
         return self
 
     def stop(self):
+        # Migrations first: they need the guests and the files.
+        for p in self.pools.values():
+            p.cancel_tasks()
         for dom in list(self.domains.values()):
             dom.halt()
         for srv in list(self.servers.values()) + self.member_servers:

@@ -60,7 +60,8 @@ class SRStore(object):
         self.used = 0
         # uuid -> (Disk, record fields): what SR.scan finds on the SR.
         self.vdis = {}
-        self.lock = threading.Lock()
+        # Guards accounting and the layers' reference counts.
+        self.lock = threading.RLock()
         os.makedirs(root, exist_ok=True)
 
     def utilisation(self):
@@ -101,12 +102,18 @@ class Layer(object):
         self.path = os.path.join(store.root, '%s.img' % uuidlib.uuid4())
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL,
                           0o600)
-        if store.thick and self.size:
-            os.posix_fallocate(self.fd, 0, self.size)
-        else:
-            os.ftruncate(self.fd, self.size)
+        try:
+            if store.thick and self.size:
+                os.posix_fallocate(self.fd, 0, self.size)
+            else:
+                os.ftruncate(self.fd, self.size)
+        except OSError:
+            os.close(self.fd)
+            os.unlink(self.path)
+            raise
         if parent is not None:
-            parent.refs += 1
+            with store.lock:
+                parent.refs += 1
 
     def physical(self):
         if self.store.thick and not self.frozen:
@@ -117,10 +124,14 @@ class Layer(object):
         """Mark read-only; on a thick SR that deflates it to its blocks."""
         with self.store.lock:
             before = self.physical()
-            self.frozen = frozen
+            was, self.frozen = self.frozen, frozen
             delta = self.physical() - before
             if delta > 0:
-                self.store._charge(delta)
+                try:
+                    self.store._charge(delta)
+                except errors.XapiError:
+                    self.frozen = was
+                    raise
             else:
                 self.store.used += delta
 
@@ -128,7 +139,11 @@ class Layer(object):
         with self.store.lock:
             if self.store.thick and not self.frozen:
                 self.store._charge(size - self.size)
-                os.posix_fallocate(self.fd, 0, size)
+                try:
+                    os.posix_fallocate(self.fd, 0, size)
+                except OSError:
+                    self.store.used -= size - self.size
+                    raise
             else:
                 os.ftruncate(self.fd, size)
             self.size = size
@@ -164,14 +179,15 @@ class Layer(object):
         return self.sectors.get(block, 0)
 
     def release(self):
-        self.refs -= 1
-        layer = self
-        while layer is not None and layer.refs <= 0:
-            parent = layer.parent
-            layer._delete()
-            if parent is not None:
-                parent.refs -= 1
-            layer = parent
+        with self.store.lock:
+            self.refs -= 1
+            layer = self
+            while layer is not None and layer.refs <= 0:
+                parent = layer.parent
+                layer._delete()
+                if parent is not None:
+                    parent.refs -= 1
+                layer = parent
 
     def _delete(self):
         with self.store.lock:
@@ -201,7 +217,8 @@ class Disk(object):
         # The SXM mirror and copy-dirty's dirty tracking hang here.
         self.mirrors = []
         self.watchers = []
-        leaf.refs += 1
+        with store.lock:
+            leaf.refs += 1
 
     @classmethod
     def create(cls, store, size):
@@ -338,8 +355,9 @@ class Disk(object):
                 if mirror is not None:
                     self.mirrors.remove(mirror)
                 raise
-            self.leaf.refs += 1
-            old.refs -= 1
+            with self.store.lock:
+                self.leaf.refs += 1
+                old.refs -= 1
             if writable:
                 other = Disk(self.store,
                              self.store.new_layer(self.size, parent=old),
@@ -372,6 +390,38 @@ class Disk(object):
         with self.lock:
             self.leaf.freeze()
         self.destroy()
+
+    def coalesce(self):
+        """Merge the leaf's parent into the leaf once nothing else uses it.
+
+        What SM's garbage collector does after a snapshot is deleted (or a
+        storage migration rolled back): the chain gets one layer shorter
+        and the SR gets the space of the duplicated blocks back. Returns
+        whether a layer was merged.
+        """
+        with self.lock:
+            leaf = self.leaf
+            parent = leaf.parent if leaf is not None else None
+            if (parent is None or parent.refs != 1 or not parent.frozen
+                    or self.mirrors or self.watchers):
+                return False
+            for block in range(min(len(parent.bitmap), len(leaf.bitmap))):
+                missing = parent.mask(block) & ~leaf.mask(block)
+                if not missing:
+                    continue
+                data = os.pread(parent.fd, BLOCK, block * BLOCK)
+                # Bytes first, then the bitmap: a reader meanwhile sees the
+                # parent's copy or the leaf's, never a hole.
+                for first, last in _bit_runs(missing):
+                    os.pwrite(leaf.fd, data[first * SECTOR:last * SECTOR],
+                              block * BLOCK + first * SECTOR)
+                leaf.mark(block, missing)
+            with self.store.lock:
+                leaf.parent = parent.parent
+                if parent.parent is not None:
+                    parent.parent.refs += 1
+                parent.release()
+            return True
 
     def resize(self, size):
         size = int(size)

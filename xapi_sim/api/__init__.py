@@ -149,9 +149,13 @@ def start_task(pool, session, found, args):
                 'INTERNAL_ERROR', '%s: %s' % (type(exc).__name__, exc)))
         else:
             finish_task(db, task, value=value)
+        finally:
+            pool.running_tasks.pop(task, None)
 
-    threading.Thread(target=run, daemon=True,
-                     name='task-%s' % found.name).start()
+    thread = threading.Thread(target=run, daemon=True,
+                              name='task-%s' % found.name)
+    pool.running_tasks[task] = thread
+    thread.start()
     return task
 
 
