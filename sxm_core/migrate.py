@@ -436,15 +436,32 @@ class Migrator(object):
             return pool.call('VDI.get_uuid', new)
         new = tasks.call_async(pool, 'VDI.copy', (vdi, target.ref), what,
                                watch=watch)
+        # A halted VM keeps its disk: its VBDs move to the copy. Until they
+        # all have, the original is the volume; after, the copy is.
+        moved = []
         try:
-            # A halted VM keeps its disk: its VBDs move to the copy.
             for vbd in rec['VBDs']:
-                self._repoint_vbd(vbd, new)
-            pool.call('VDI.destroy', vdi)
+                moved.append(self._repoint_vbd(vbd, new))
         except errors.SxmError:
-            pool.call('VDI.destroy', new)
+            undo = errors.ErrorCollector()
+            for vbd in moved:
+                with undo.context('putting VBD %s back', vbd):
+                    self._repoint_vbd(vbd, vdi)
+            if not undo:
+                with undo.context('removing the copy'):
+                    pool.call('VDI.destroy', new)
+            if undo:
+                LOG.error('Undoing %s left: %s', what, undo.errors)
             raise
-        return pool.call('VDI.get_uuid', new)
+        new_uuid = pool.call('VDI.get_uuid', new)
+        try:
+            pool.call('VDI.destroy', vdi)
+        except errors.SxmError as exc:
+            # The copy is in use now: never remove it; the original is a
+            # leftover for the operator.
+            LOG.warning('%s done, but the original VDI %s could not be '
+                        'removed: %s', what, vdi_uuid, exc)
+        return new_uuid
 
     def _running_vbd(self, vbds):
         """A VBD of ``vbds`` plugged into a running VM, or None."""
@@ -464,7 +481,7 @@ class Migrator(object):
         fields['empty'] = False
         self.source.call('VBD.destroy', vbd)  # frees the userdevice
         try:
-            self.source.call('VBD.create', dict(fields, VDI=vdi))
+            return self.source.call('VBD.create', dict(fields, VDI=vdi))
         except errors.SxmError:
             self.source.call('VBD.create', dict(fields, VDI=rec['VDI']))
             raise

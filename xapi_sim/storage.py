@@ -28,6 +28,7 @@ import os
 import threading
 import time
 import uuid as uuidlib
+import weakref
 
 from xapi_sim import errors
 
@@ -194,11 +195,14 @@ class Layer(object):
             if self in self.store.layers:
                 self.store.layers.discard(self)
                 self.store.used -= self.physical()
-        os.close(self.fd)
         try:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+        # Readers take no lock: one that reached this layer before a
+        # coalesce unlinked it still reads it through the open descriptor,
+        # which closes once the last reference to the layer is gone.
+        weakref.finalize(self, os.close, self.fd)
 
 
 class Disk(object):
@@ -226,11 +230,16 @@ class Disk(object):
 
     # -- reading ---------------------------------------------------------
 
-    def chain(self):
-        layer = self.leaf
-        if layer is None:
-            # Destroyed: reading it must fail, not look like zeros.
+    def _live_leaf(self):
+        leaf = self.leaf
+        if leaf is None:
+            # Destroyed: using it must fail, reading must not look like
+            # zeros.
             raise errors.XapiError('HANDLE_INVALID', 'VDI', self.ref)
+        return leaf
+
+    def chain(self):
+        layer = self._live_leaf()
         while layer is not None:
             yield layer
             layer = layer.parent
@@ -297,7 +306,7 @@ class Disk(object):
             raise errors.XapiError('INTERNAL_ERROR',
                                    'write beyond the end of the disk')
         with self.lock:
-            leaf = self.leaf
+            leaf = self._live_leaf()
             view = memoryview(data)
             pos = 0
             while pos < len(data):
@@ -342,9 +351,9 @@ class Disk(object):
         the snapshot is mirrored (SXM's snapshot-and-mirror).
         """
         with self.lock:
+            old = self._live_leaf()
             if mirror is not None:
                 self.mirrors.append(mirror)
-            old = self.leaf
             # On a thick SR this deflates the frozen layer before the new
             # leaf is inflated: the net cost is what the old leaf held.
             old.freeze()
@@ -430,7 +439,7 @@ class Disk(object):
                 raise errors.XapiError(
                     'SR_BACKEND_FAILURE_79', '',
                     'VDI Invalid size [opterr=shrinking not allowed]', '')
-            self.leaf.grow(size)
+            self._live_leaf().grow(size)
             self.size = size
 
     def destroy(self):
@@ -442,7 +451,7 @@ class Disk(object):
             leaf.release()
 
     def physical(self):
-        return self.leaf.physical()
+        return self._live_leaf().physical()
 
     def copy_to(self, dest, base=None, progress=None, throttle=None):
         """Write this disk's content into ``dest``, block by block.
