@@ -20,8 +20,11 @@ same bytes, and start.
 
 import hashlib
 
+import fixtures
 import XenAPI
 
+from sxm_core import errors
+from sxm_core import migrate
 from tests.functional.sxm_core import base
 
 MiB = base.MiB
@@ -85,3 +88,80 @@ class TestMoveVdiOfAHaltedVm(base.CoreTestCase):
 
     def sha256(self, vdi):
         return hashlib.sha256(self.export_vdi(vdi)).hexdigest()
+
+
+class TestMoveVdiFailures(base.CoreTestCase):
+    """Whatever fails, the halted VM keeps exactly one intact volume."""
+
+    def setUp(self):
+        super().setUp()
+        self.vm, _ = self.make_vm(
+            disks=(('0', 'system', EXT, 8 * MiB, MiB),), start=False,
+            vif=False)
+        self.volume = self.create_vdi(self.sr_named(EXT), 16 * MiB,
+                                      'volume')
+        self.fill(self.volume, 2 * MiB, seed='volume')
+        self.digest = hashlib.sha256(self.export_vdi(self.volume)).digest()
+        self.create_vbd(self.vm, self.volume, '1',
+                        other_config={'osvol': 'true'})
+        self.faults = {}
+        pool = self.pool('pool-a',
+                         session_factory=base.flaky_factory(self.faults))
+        self.migrator = migrate.Migrator(
+            pool, None, slots=migrate.HostSlots(poll=0.01))
+
+    def volume_of_vm(self):
+        vbds = [v for v in self.api.VM.get_VBDs(self.vm)
+                if self.api.VBD.get_userdevice(v) == '1']
+        self.assertEqual(1, len(vbds))
+        self.assertEqual({'osvol': 'true'},
+                         self.api.VBD.get_other_config(vbds[0]))
+        vdi = self.api.VBD.get_VDI(vbds[0])
+        self.assertEqual(self.digest,
+                         hashlib.sha256(self.export_vdi(vdi)).digest())
+        return vdi
+
+    def move(self):
+        return self.migrator.move_vdi(self.api.VDI.get_uuid(self.volume),
+                                      LVM)
+
+    def test_the_original_cannot_be_removed(self):
+        self.faults['VDI.destroy'] = [
+            XenAPI.Failure(['INTERNAL_ERROR', 'backend busy'])]
+        new_uuid = self.move()
+        vdi = self.volume_of_vm()
+        self.assertEqual(new_uuid, self.api.VDI.get_uuid(vdi))
+        self.assertEqual(self.sr_named(LVM), self.api.VDI.get_SR(vdi))
+        # The original is left for the operator, unattached.
+        self.assertIn(self.volume, self.api.VDI.get_all())
+        self.assertEqual([], self.api.VDI.get_VBDs(self.volume))
+
+    def test_the_reply_to_the_removal_is_lost(self):
+        # XAPI did destroy the original; only the answer never came back.
+        self.faults['VDI.destroy'] = []
+
+        real = base.FlakySession.xenapi_request
+
+        def request(session, method, params):
+            value = real(session, method, params)
+            if method == 'VDI.destroy' and not self.faults.get('lost'):
+                self.faults['lost'] = True
+                raise ConnectionResetError('reply lost')
+            return value
+        self.useFixture(fixtures.MockPatchObject(
+            base.FlakySession, 'xenapi_request', request))
+        self.move()
+        vdi = self.volume_of_vm()
+        self.assertEqual(self.sr_named(LVM), self.api.VDI.get_SR(vdi))
+        self.assertNotIn(self.volume, self.api.VDI.get_all())
+
+    def test_the_vbd_cannot_be_recreated(self):
+        self.faults['VBD.create'] = [
+            XenAPI.Failure(['INTERNAL_ERROR', 'database busy'])]
+        self.assertRaises(errors.XapiFailure, self.move)
+        vdi = self.volume_of_vm()
+        self.assertEqual(self.volume, vdi)
+        # The copy is gone again: one volume, where it was.
+        names = [self.api.VDI.get_name_label(v)
+                 for v in self.api.VDI.get_all()]
+        self.assertEqual(1, names.count('volume'))
