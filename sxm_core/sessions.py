@@ -254,17 +254,13 @@ class SessionPool(object):
         try:
             yield session
             clean_exit = True
-        except XenAPI.Failure as failure:
-            clean_exit = True
-            raise errors.XapiFailure.from_failure(failure) from None
-        except xmlrpc.client.Fault as fault:
-            raise errors.SessionInvalid('SESSION_INVALID', [],
-                                        call=fault.faultString) from None
-        except CONNECTION_ERRORS as err:
-            raise errors.ConnectionFailed(url=self.url, reason=err) from None
-        except Exception:
-            clean_exit = True
-            raise
+        except Exception as exc:
+            typed = self._typed(exc)
+            # Only a broken connection makes the session unusable.
+            clean_exit = typed is None or isinstance(exc, XenAPI.Failure)
+            if typed is None:
+                raise
+            raise typed from None
         finally:
             if not clean_exit and session is not None:
                 self._discard(session)
@@ -281,16 +277,25 @@ class SessionPool(object):
         session = self._login()
         try:
             yield session
-        except XenAPI.Failure as failure:
-            raise errors.XapiFailure.from_failure(failure) from None
-        except xmlrpc.client.Fault as fault:
-            raise errors.SessionInvalid('SESSION_INVALID', [],
-                                        call=fault.faultString) from None
-        except CONNECTION_ERRORS as err:
-            raise errors.ConnectionFailed(url=self.url, reason=err) from None
+        except Exception as exc:
+            typed = self._typed(exc)
+            if typed is None:
+                raise
+            raise typed from None
         finally:
             self._logout(session)
             self._discard(session)
+
+    def _typed(self, exc):
+        """The core's error for a XenAPI or transport one, else None."""
+        if isinstance(exc, XenAPI.Failure):
+            return errors.XapiFailure.from_failure(exc)
+        if isinstance(exc, xmlrpc.client.Fault):
+            return errors.SessionInvalid('SESSION_INVALID', [],
+                                         call=exc.faultString)
+        if isinstance(exc, CONNECTION_ERRORS):
+            return errors.ConnectionFailed(url=self.url, reason=exc)
+        return None
 
     def _discard(self, session):
         try:
