@@ -169,10 +169,8 @@ def prepare(ctx, vm, dest, live, vdi_map, vif_map, options):
             # xapi_vm_lifecycle: default templates cannot move.
             raise errors.XapiError('VM_IS_TEMPLATE', vm, 'migrate_send')
         if rec['power_state'] not in MIGRATE_SEND_STATES:
-            raise errors.XapiError(
-                'VM_BAD_POWER_STATE', vm,
-                ', '.join(s.lower() for s in MIGRATE_SEND_STATES),
-                rec['power_state'].lower())
+            raise vm_api.bad_power_state(vm, MIGRATE_SEND_STATES,
+                                         rec['power_state'])
     target = _Dest(ctx, dest)
     dst = target.pool
     with db.lock:
@@ -281,11 +279,9 @@ def vm_migrate_send(ctx, vm, dest, live, vdi_map, vif_map, options,
 def vm_pool_migrate(ctx, vm, host, options):
     db = ctx.db
     with db.lock:
-        rec = db.get('VM', vm)
+        db.get('VM', vm)
         db.get('host', host)
-        if rec['power_state'] != 'Running':
-            raise errors.XapiError('VM_BAD_POWER_STATE', vm, 'running',
-                                   rec['power_state'].lower())
+        vm_api.require_power(db, vm, 'Running')
         vm_api.check_disks_reachable(ctx, vm, host)
     with vm_operation(ctx, vm, 'pool_migrate'):
         job = migration.Migration(ctx, vm, [], ctx.pool, host, live=True,
