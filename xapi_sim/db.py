@@ -43,6 +43,8 @@ RELATIONS = {
     ('PIF', 'network'): ('network', 'PIFs'),
     ('PIF', 'host'): ('host', 'PIFs'),
     ('task', 'subtask_of'): ('task', 'subtasks'),
+    ('console', 'VM'): ('VM', 'consoles'),
+    ('host_cpu', 'host'): ('host', 'host_CPUs'),
 }
 
 # Objects of these classes never appear in the event stream.
@@ -79,6 +81,23 @@ class Database(object):
         self.by_uuid = {cls: {} for cls in schema.CLASSES}
         self.events = collections.deque(maxlen=EVENT_LOG_SIZE)
         self.last_event_id = 0
+        # func(db, operation, cls, ref, record, old): called under ``lock``
+        # after each change, to keep derived records (metrics, consoles) in
+        # step as xapi's own side effects do. ``old`` maps each changed
+        # field to its previous value ('mod' only).
+        self.watchers = []
+        # func(db, cls, record): completes a record before it is inserted
+        # (and before its 'add' event), as xapi's create messages do.
+        self.preparers = []
+
+    def watch(self, func, prepare=None):
+        self.watchers.append(func)
+        if prepare is not None:
+            self.preparers.append(prepare)
+
+    def _notify(self, operation, cls, ref, rec, old=None):
+        for func in self.watchers:
+            func(self, operation, cls, ref, rec, old or {})
 
     # -- records ---------------------------------------------------------
 
@@ -96,6 +115,8 @@ class Database(object):
         with self.lock:
             rec = self._defaults(cls)
             rec.update(record)
+            for prepare in self.preparers:
+                prepare(self, cls, rec)
             if not rec.get('uuid'):
                 rec['uuid'] = str(uuidlib.uuid4())
             ref = ref or new_ref()
@@ -105,6 +126,7 @@ class Database(object):
                 if child == cls and parent and rec.get(field, NULL) != NULL:
                     self._link(parent, rec[field], ref, add=True)
             self._event(cls, 'add', ref, rec)
+            self._notify('add', cls, ref, rec)
             return ref
 
     def exists(self, cls, ref):
@@ -139,17 +161,21 @@ class Database(object):
     def update(self, cls, ref, **changes):
         with self.lock:
             rec = self.get(cls, ref)
+            old = {f: rec.get(f) for f, v in changes.items()
+                   if rec.get(f) != v}
             for field, value in changes.items():
                 rel = RELATIONS.get((cls, field))
                 if rel:
-                    old = rec.get(field, NULL)
-                    if old != value:
-                        if old != NULL:
-                            self._link(rel, old, ref, add=False)
+                    before = rec.get(field, NULL)
+                    if before != value:
+                        if before != NULL:
+                            self._link(rel, before, ref, add=False)
                         if value != NULL:
                             self._link(rel, value, ref, add=True)
                 rec[field] = value
             self._event(cls, 'mod', ref, rec)
+            if old:
+                self._notify('mod', cls, ref, rec, old)
 
     def remove(self, cls, ref):
         with self.lock:
@@ -160,6 +186,7 @@ class Database(object):
             del self.tables[cls][ref]
             self.by_uuid[cls].pop(rec['uuid'], None)
             self._event(cls, 'del', ref, rec)
+            self._notify('del', cls, ref, rec)
 
     def _link(self, parent, parent_ref, child_ref, add):
         pcls, pfield = parent

@@ -70,6 +70,26 @@ ERROR_PARAMS = {
     'VDI_INCOMPATIBLE_TYPE': ('vdi', 'type'),
     'VM_MIGRATE_FAILED': ('vm', 'source', 'destination', 'msg'),
     'VM_REQUIRES_SR': ('vm', 'sr'),
+    'HOST_NOT_ENOUGH_FREE_MEMORY': ('needed', 'available'),
+    'OPERATION_BLOCKED': ('ref', 'code'),
+    # Declared with a "constraint" parameter, raised with none
+    # (xapi_vm_helpers.validate_memory).
+    'MEMORY_CONSTRAINT_VIOLATION': (),
+    'MEMORY_CONSTRAINT_VIOLATION_ORDER': (),
+    'VM_IS_SNAPSHOT': ('vm', 'operation'),
+    'VM_NO_SUSPEND_SR': ('vm',),
+    'VM_HAS_NO_SUSPEND_VDI': ('vm',),
+    'SR_SUSPEND_SPACE_INSUFFICIENT': ('sr',),
+    'NO_HOSTS_AVAILABLE': (),
+    'INVALID_DEVICE': ('device',),
+    'VBD_CDS_MUST_BE_READONLY': (),
+    'VBD_NOT_REMOVABLE_MEDIA': ('vbd',),
+    'MAC_INVALID': ('MAC',),
+    'VDI_IO_ERROR': ('reason',),
+    'SR_BACKEND_FAILURE_47': ('status', 'stdout', 'stderr'),
+    'SR_UUID_EXISTS': ('uuid',),
+    'SR_HAS_PBD': ('sr',),
+    'VDI_LOCATION_MISSING': ('sr', 'location'),
 }
 
 

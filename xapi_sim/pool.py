@@ -20,6 +20,7 @@ import time
 from xapi_sim import api
 from xapi_sim import db as dbmod
 from xapi_sim import errors
+from xapi_sim import runtime
 from xapi_sim import storage
 
 NULL = dbmod.NULL
@@ -51,6 +52,45 @@ SM_NAMES = {
 }
 
 
+GiB = 1 << 30
+DEFAULT_HOST_MEMORY = 64 * GiB
+DEFAULT_HOST_CPUS = 8
+DOM0_MEMORY = 4 * GiB
+# What xapi keeps aside for Xen and the host itself (host.memory_overhead).
+HOST_MEMORY_OVERHEAD = 1 << 29
+# As xapi's Create_misc reports them (create_host_cpu, software_version).
+CPU_INFO = {
+    'vendor': 'GenuineIntel', 'speed': '2400.000',
+    'modelname': 'Intel(R) Xeon(R) Silver 4214R CPU @ 2.40GHz',
+    'family': '6', 'model': '85', 'stepping': '7',
+    'flags': ('fpu de tsc msr pae mce cx8 apic sep mca cmov pat clflush '
+              'acpi mmx fxsr sse sse2 ht syscall nx lm constant_tsc '
+              'rep_good nopl nonstop_tsc cpuid pni pclmulqdq monitor '
+              'ssse3 fma cx16 sse4_1 sse4_2 movbe popcnt aes xsave avx '
+              'f16c rdrand hypervisor lahf_lm abm 3dnowprefetch avx2 bmi1 '
+              'bmi2 erms avx512f avx512dq avx512cd avx512bw avx512vl'),
+    'features': ('1fcbfbff-f7fa3223-2d93fbff-00000423-0000000f-d19ffffb-'
+                 '00000008-00000000-00001000-9c000400-00000000-00000000'),
+    'features_pv': ('1fc9cbf5-f6f83203-2991cbf5-00000003-0000000f-'
+                    'd19ffffb-00000008-00000000-00001000-8c000400'),
+    'features_hvm': ('1fcbfbff-f7fa3223-2d93fbff-00000403-0000000f-'
+                     'd19ffffb-00000008-00000000-00001000-9c000400'),
+    'features_pv_host': ('1fc9cbf5-f6f83203-2991cbf5-00000003-0000000f-'
+                         'd19ffffb-00000008-00000000-00001000-8c000400'),
+    'features_hvm_host': ('1fcbfbff-f7fa3223-2d93fbff-00000403-0000000f-'
+                          'd19ffffb-00000008-00000000-00001000-9c000400'),
+    'threads_per_core': '1', 'nr_nodes': '1',
+}
+SOFTWARE_VERSION = {
+    'product_version': '8.3.0', 'product_version_text': '8.3',
+    'product_version_text_short': '8.3', 'platform_name': 'XCP',
+    'platform_version': '3.4.0', 'product_brand': 'XCP-ng',
+    'build_number': 'cloud', 'git_id': '0', 'date': '2024-10-02',
+    'xapi': '25.6', 'xapi_build': '25.6.0', 'xen': '4.17.5-3',
+    'linux': '4.19.0+1', 'xencenter_min': '2.21', 'xencenter_max': '2.21',
+    'network_backend': 'openvswitch', 'db_schema': '5.786',
+}
+
 _SCAN_FIELDS = ('name_label', 'name_description', 'virtual_size', 'type',
                 'sharable', 'read_only', 'other_config', 'sm_config')
 
@@ -65,6 +105,7 @@ class Pool(object):
         self.username = username
         self._password = password
         self.db = dbmod.Database()
+        self.db.watch(runtime.watcher, prepare=runtime.prepare)
         self.stores = {}
         self.disks = {}
         self.running_tasks = {}  # task ref -> the thread running it
@@ -196,17 +237,38 @@ class Pool(object):
 
     # -- topology --------------------------------------------------------
 
-    def add_host(self, name, address):
+    def add_host(self, name, address, memory=DEFAULT_HOST_MEMORY,
+                 cpus=DEFAULT_HOST_CPUS):
+        """A host with its metrics, CPUs and control domain (dom0)."""
+        memory, cpus = int(memory), int(cpus)
         with self.db.lock:
+            metrics = self.db.add('host_metrics', {
+                'memory_total': memory, 'memory_free': memory,
+                'live': True, 'last_updated': time.time()})
+            iqn = 'iqn.2026-01.org.xapi-sim:%s' % name
             host = self.db.add('host', {
                 'name_label': name, 'hostname': name, 'address': address,
-                'software_version': {'product_brand': 'XCP-ng',
-                                     'product_version': '8.3.0',
-                                     'xapi': '25.0', 'xen': '4.17.5',
-                                     'platform_name': 'XCP'},
-                'cpu_info': {'cpu_count': '2', 'vendor': 'GenuineIntel'},
-                'capabilities': ['xen-3.0-x86_64', 'hvm-3.0-x86_64'],
+                'metrics': metrics, 'iscsi_iqn': iqn,
+                'other_config': {'iscsi_iqn': iqn},
+                'memory_overhead': HOST_MEMORY_OVERHEAD,
+                'software_version': dict(SOFTWARE_VERSION, hostname=name),
+                'cpu_info': dict(CPU_INFO, cpu_count=str(cpus),
+                                 socket_count='1'),
+                'capabilities': ['xen-3.0-x86_64', 'hvm-3.0-x86_32',
+                                 'hvm-3.0-x86_32p', 'hvm-3.0-x86_64'],
+                'license_params': {'sku_type': 'free'},
             })
+            for number in range(cpus):
+                self.db.add('host_cpu', {
+                    'host': host, 'number': number,
+                    'vendor': CPU_INFO['vendor'],
+                    'speed': int(float(CPU_INFO['speed'])),
+                    'modelname': CPU_INFO['modelname'],
+                    'family': int(CPU_INFO['family']),
+                    'model': int(CPU_INFO['model']),
+                    'stepping': CPU_INFO['stepping'],
+                    'flags': CPU_INFO['flags'],
+                    'features': CPU_INFO['features']})
             if self.master is None:
                 self.master = host
                 self.db.update('pool', self.pool_ref, master=host)
@@ -215,11 +277,13 @@ class Pool(object):
             self.db.add('VM', {
                 'name_label': 'Control domain on host: %s' % name,
                 'is_control_domain': True, 'power_state': 'Running',
-                'resident_on': host, 'domid': 0,
-                'memory_static_max': 4 << 30,
-                'memory_dynamic_max': 4 << 30,
-                'memory_dynamic_min': 4 << 30,
-                'memory_static_min': 4 << 30,
+                'resident_on': host, 'affinity': host, 'domid': 0,
+                'domain_type': 'pv', 'HVM_boot_policy': '',
+                'memory_static_max': DOM0_MEMORY,
+                'memory_dynamic_max': DOM0_MEMORY,
+                'memory_dynamic_min': DOM0_MEMORY,
+                'memory_static_min': DOM0_MEMORY,
+                'VCPUs_max': cpus, 'VCPUs_at_startup': cpus,
             })
             for sr, store in self.stores.items():
                 if self.db.get('SR', sr)['shared']:
@@ -321,8 +385,16 @@ class Pool(object):
                 'auth_user_name': caller['auth_user_name'],
                 'is_local_superuser': caller['is_local_superuser']})
 
-    def introduce_from_store(self, sr):
-        """SR.scan of a shared SR: know the VDIs another pool created."""
+    def register_sm(self, sr_type):
+        """The SM record of an SR type (created on first use)."""
+        with self.db.lock:
+            return self._sm(sr_type)
+
+    def introduce_from_store(self, sr, only=None):
+        """SR.scan of a shared SR: know the VDIs another pool created.
+
+        With ``only`` (a VDI uuid), VDI.introduce of that one VDI.
+        """
         store = self.stores.get(sr)
         if store is None:
             return
@@ -332,6 +404,8 @@ class Pool(object):
             for uuid, (disk, meta) in list(store.vdis.items()):
                 if uuid in known or disk.leaf is None:
                     continue
+                if only is not None and uuid != only:
+                    continue
                 ref = dbmod.new_ref()
                 self.disks[ref] = disk
                 self.db.add('VDI', dict(meta, uuid=uuid, SR=sr,
@@ -339,6 +413,8 @@ class Pool(object):
                                         physical_utilisation=disk.physical()),
                             ref=ref)
             for uuid, ref in known.items():
+                if only is not None:
+                    break
                 if uuid not in store.vdis and ref in self.disks:
                     # Destroyed through another pool.
                     self.disks.pop(ref)

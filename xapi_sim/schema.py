@@ -132,8 +132,39 @@ _cls('host', {
     'memory_overhead': _f(INT, 'RO', 0),
     'edition': _f(STRING, 'RO', 'xcp-ng'),
     'tags': _f(SSET, 'RW', []),
+    'metrics': _f(ref('host_metrics'), 'RO', 'OpaqueRef:NULL'),
+    'host_CPUs': _f(refs('host_cpu'), 'RO', []),
+    'iscsi_iqn': _f(STRING, 'RO', ''),
+    'sched_policy': _f(STRING, 'RO', 'credit'),
+    'license_params': _f(SSMAP, 'RO', {}),
+    'logging': _f(SSMAP, 'RW', {}),
+    'power_on_mode': _f(STRING, 'RO', ''),
+    'external_auth_type': _f(STRING, 'RO', ''),
     **_ops(),
 })
+
+_cls('host_metrics', {
+    'memory_total': _f(INT, 'RO', 0),
+    'memory_free': _f(INT, 'RO', 0),
+    'live': _f(BOOL, 'RO', True),
+    'last_updated': _f(DATETIME, 'RO', None),
+    'other_config': _f(SSMAP, 'RW', {}),
+}, has_name=False)
+
+_cls('host_cpu', {
+    'host': _f(ref('host')),
+    'number': _f(INT, 'RO', 0),
+    'vendor': _f(STRING, 'RO', ''),
+    'speed': _f(INT, 'RO', 0),
+    'modelname': _f(STRING, 'RO', ''),
+    'family': _f(INT, 'RO', 0),
+    'model': _f(INT, 'RO', 0),
+    'stepping': _f(STRING, 'RO', ''),
+    'flags': _f(STRING, 'RO', ''),
+    'features': _f(STRING, 'RO', ''),
+    'utilisation': _f(FLOAT, 'RO', 0.0),
+    'other_config': _f(SSMAP, 'RW', {}),
+}, has_name=False)
 
 _cls('network', {
     'bridge': _f(STRING, 'C', REQUIRED),
@@ -340,8 +371,61 @@ _cls('VM', {
     'start_delay': _f(INT, 'RO', 0),
     'shutdown_delay': _f(INT, 'RO', 0),
     'order': _f(INT, 'RO', 0),
+    'metrics': _f(ref('VM_metrics'), 'RO', 'OpaqueRef:NULL'),
+    'guest_metrics': _f(ref('VM_guest_metrics'), 'RO', 'OpaqueRef:NULL'),
+    'consoles': _f(refs('console'), 'RO', []),
+    'suspend_SR': _f(ref('SR'), 'RW', 'OpaqueRef:NULL'),
+    'HVM_shadow_multiplier': _f(FLOAT, 'RW', 1.0),
+    'requires_reboot': _f(BOOL, 'RO', False),
     **_ops(),
 })
+
+DOMAIN_TYPES = ('hvm', 'pv', 'pv_in_pvh', 'pvh', 'unspecified')
+
+_cls('VM_metrics', {
+    'memory_actual': _f(INT, 'RO', 0),
+    'VCPUs_number': _f(INT, 'RO', 0),
+    'VCPUs_utilisation': _f(('map', INT, FLOAT), 'RO', {}),
+    'VCPUs_CPU': _f(('map', INT, INT), 'RO', {}),
+    'VCPUs_params': _f(SSMAP, 'RO', {}),
+    'VCPUs_flags': _f(('map', INT, SSET), 'RO', {}),
+    'state': _f(SSET, 'RO', []),
+    'start_time': _f(DATETIME, 'RO', None),
+    'install_time': _f(DATETIME, 'RO', None),
+    'last_updated': _f(DATETIME, 'RO', None),
+    'other_config': _f(SSMAP, 'RW', {}),
+    'hvm': _f(BOOL, 'RO', False),
+    'nested_virt': _f(BOOL, 'RO', False),
+    'nomigrate': _f(BOOL, 'RO', False),
+    'current_domain_type': _f(enum(*DOMAIN_TYPES), 'RO', 'unspecified'),
+}, has_name=False)
+
+HOTPLUG = ('yes', 'no', 'unspecified')
+
+_cls('VM_guest_metrics', {
+    'os_version': _f(SSMAP, 'RO', {}),
+    'netbios_name': _f(SSMAP, 'RO', {}),
+    'PV_drivers_version': _f(SSMAP, 'RO', {}),
+    'PV_drivers_up_to_date': _f(BOOL, 'RO', False),
+    'memory': _f(SSMAP, 'RO', {}),
+    'disks': _f(SSMAP, 'RO', {}),
+    'networks': _f(SSMAP, 'RO', {}),
+    'other': _f(SSMAP, 'RO', {}),
+    'last_updated': _f(DATETIME, 'RO', None),
+    'other_config': _f(SSMAP, 'RW', {}),
+    'live': _f(BOOL, 'RO', False),
+    'can_use_hotplug_vbd': _f(enum(*HOTPLUG), 'RO', 'unspecified'),
+    'can_use_hotplug_vif': _f(enum(*HOTPLUG), 'RO', 'unspecified'),
+    'PV_drivers_detected': _f(BOOL, 'RO', False),
+}, has_name=False)
+
+_cls('console', {
+    'protocol': _f(enum('vt100', 'rfb', 'rdp'), 'RO', 'rfb'),
+    'location': _f(STRING, 'RO', ''),
+    'VM': _f(ref('VM')),
+    'other_config': _f(SSMAP, 'RW', {}),
+    'port': _f(INT, 'RO', -1),
+}, has_name=False)
 
 _cls('task', {
     'created': _f(DATETIME),

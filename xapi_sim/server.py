@@ -13,8 +13,11 @@
 """HTTP front end of one pool master.
 
 * ``POST /``: XML-RPC, the XenAPI.
-* ``PUT /import_raw_vdi`` and ``GET /export_raw_vdi``: raw disk images,
-  authorised by ``session_id`` (or HTTP basic auth) like xapi's handlers.
+* ``PUT /import_raw_vdi`` and ``GET /export_raw_vdi``: disk images,
+  ``format=raw`` (default) or ``vhd``, authorised by ``session_id`` (or
+  HTTP basic auth) like xapi's handlers; a ``task_id`` given in the query
+  is completed (success, or failure with the error) when the transfer
+  ends, and named in the ``task-id`` response header.
 * ``POST /sim/<op>``: the simulator's control interface (JSON), visibly
   outside the XenAPI namespace; see ``xapi_sim.control``.
 """
@@ -27,11 +30,14 @@ import urllib.parse
 import xml.parsers.expat
 import xmlrpc.client
 
+from xapi_sim import api
 from xapi_sim import errors
 from xapi_sim import storage
+from xapi_sim import vhd
 from xapi_sim import wire
 
 CHUNK = 1 << 20
+FORMATS = ('raw', 'vhd')
 _LOGINS = ('session.login_with_password', 'session_login_with_password')
 # How often serve_forever looks for a shutdown request: stop() waits for it.
 POLL_INTERVAL = 0.05
@@ -114,45 +120,100 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return session
 
     def _vdi_request(self):
+        """(vdi, disk, query); Nones once an error answer went out."""
         parts = urllib.parse.urlsplit(self.path)
         query = urllib.parse.parse_qs(parts.query)
         if self._authorise(query) is None:
             self._send(401, 'Unauthorised', 'text/plain')
-            return None, None
+            return None, None, query
+        fmt = query.get('format', ['raw'])[0]
+        if fmt not in FORMATS:
+            # import_raw_vdi/export_raw_vdi: an unknown format fails the
+            # task and answers 404.
+            self._finish(query, errors.XapiError(
+                'INTERNAL_ERROR', 'Unknown format %s' % fmt))
+            self._send(404, 'Unknown format %s' % fmt, 'text/plain')
+            return None, None, query
         vdi = query.get('vdi', [''])[0]
         try:
             if not vdi.startswith('OpaqueRef:'):
                 with self.pool.db.lock:
                     vdi = self.pool.db.by_uuid_ref('VDI', vdi)
-            return vdi, self.pool.disk(vdi)
+            return vdi, self.pool.disk(vdi), query
         except errors.XapiError as exc:
+            self._finish(query, exc)
             self._send(404, ' '.join(exc.description), 'text/plain')
-            return None, None
+            return None, None, query
+
+    def _task(self, query):
+        task = query.get('task_id', [None])[0]
+        with self.pool.db.lock:
+            if task and self.pool.db.exists('task', task):
+                return task
+        return None
+
+    def _finish(self, query, exc=None):
+        """Complete the caller's task (``task_id``) as xapi's handlers do."""
+        task = self._task(query)
+        if task is not None:
+            api.finish_task(self.pool.db, task, exc=exc)
+
+    def _task_header(self, query):
+        task = self._task(query)
+        if task is not None:
+            self.send_header('task-id', task)
 
     def do_GET(self):
         path = urllib.parse.urlsplit(self.path).path
         if path != '/export_raw_vdi':
             return self._send(404, 'not found', 'text/plain')
-        vdi, disk = self._vdi_request()
+        vdi, disk, query = self._vdi_request()
         if disk is None:
             return
+        vhd_format = query.get('format', ['raw'])[0] == 'vhd'
+        try:
+            length = vhd.export_length(disk) if vhd_format else disk.size
+        except errors.XapiError as exc:
+            self._finish(query, exc)
+            return self._send(500, ' '.join(exc.description), 'text/plain')
         self.send_response(200)
         self.send_header('Content-Type', 'application/octet-stream')
-        self.send_header('Content-Length', str(disk.size))
+        self.send_header('Content-Length', str(length))
+        self._task_header(query)
         self.end_headers()
-        for offset in range(0, disk.size, CHUNK):
-            self.wfile.write(disk.read(offset, CHUNK))
+        try:
+            if vhd_format:
+                for chunk in vhd.export_chunks(disk):
+                    self.wfile.write(chunk)
+            else:
+                for offset in range(0, disk.size, CHUNK):
+                    self.wfile.write(disk.read(offset, CHUNK))
+        except errors.XapiError as exc:
+            self._finish(query, exc)
+            self.close_connection = True
+            return
+        self._finish(query)
 
     def do_PUT(self):
         path = urllib.parse.urlsplit(self.path).path
         if path != '/import_raw_vdi':
             return self._send(404, 'not found', 'text/plain')
-        vdi, disk = self._vdi_request()
+        vdi, disk, query = self._vdi_request()
         if disk is None:
             return
+        if 'chunked' in self.headers.get('Transfer-Encoding', ''):
+            exc = errors.XapiError('INTERNAL_ERROR',
+                                   'Cannot handle chunked encoding')
+            self._finish(query, exc)
+            self.close_connection = True
+            return self._send(404, ' '.join(exc.description), 'text/plain')
         length = int(self.headers.get('Content-Length') or 0)
+        if query.get('format', ['raw'])[0] == 'vhd':
+            return self._put_vhd(vdi, disk, query, length)
         if length > disk.size:
             self.rfile.read(length)
+            self._finish(query, errors.XapiError(
+                'INTERNAL_ERROR', 'image larger than the VDI'))
             return self._send(400, 'image larger than the VDI', 'text/plain')
         offset = 0
         failed = None
@@ -166,11 +227,32 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     _write_sparse(disk, start, data)
                 except errors.XapiError as exc:
                     failed = exc  # keep reading: the client is sending
+        self._put_done(vdi, query, failed)
+
+    def _put_vhd(self, vdi, disk, query, length):
+        failed = None
+        try:
+            vhd.import_stream(self.rfile.read, length,
+                              lambda off, data: _write_sparse(disk, off,
+                                                              data),
+                              disk.size)
+        except vhd.VhdError as exc:
+            failed = errors.XapiError('VDI_IO_ERROR', str(exc))
+        except errors.XapiError as exc:
+            failed = exc
+        self._put_done(vdi, query, failed)
+
+    def _put_done(self, vdi, query, failed):
+        self.pool.refresh_vdi(vdi)
+        self._finish(query, failed)
         if failed is not None:
             return self._send(500, ' '.join(failed.description),
                               'text/plain')
-        self.pool.refresh_vdi(vdi)
-        self._send(200, '', 'text/plain')
+        self.send_response(200)
+        self.send_header('Content-Type', 'text/plain')
+        self.send_header('Content-Length', '0')
+        self._task_header(query)
+        self.end_headers()
 
     # -- control interface ---------------------------------------------------
 

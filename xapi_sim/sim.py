@@ -13,9 +13,11 @@
 """The simulator: several pools in one process, each at its own URL.
 
 Topology comes from a JSON document (see ``DEFAULT_TOPOLOGY``); sizes may
-be integers or strings such as ``"8GiB"``. Guests (``guest.Domain``) belong
-to the simulator, not to a pool, so that a VM keeps running, with the same
-writer threads, when it moves to another pool.
+be integers or strings such as ``"8GiB"``. A host may give its
+``memory`` (default 64GiB, dom0 takes 4GiB) and ``cpus`` (default 8).
+Guests (``guest.Domain``) belong to the simulator, not to a pool, so that
+a VM keeps running, with the same writer threads, when it moves to another
+pool.
 """
 
 import collections
@@ -113,7 +115,12 @@ class Simulator(object):
         for i, host in enumerate(hosts):
             address = host.get('address') or (
                 srv.host if i == 0 else _member_address(srv.host, i))
-            p.add_host(host['name'], address)
+            extra = {}
+            if 'memory' in host:
+                extra['memory'] = parse_size(host['memory'])
+            if 'cpus' in host:
+                extra['cpus'] = int(host['cpus'])
+            p.add_host(host['name'], address, **extra)
             if i and address != srv.host:
                 # A pool member answers logins with HOST_IS_SLAVE, at its
                 # own address on the master's port, as xapi does.

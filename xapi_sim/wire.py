@@ -154,9 +154,15 @@ def from_wire(type_, value, field):
             return {from_wire(type_[1], k, field):
                     from_wire(type_[2], v, field) for k, v in value.items()}
         if kind == 'enum':
-            if value not in type_[1]:
+            # xapi's unmarshallers lower-case the input before matching, so
+            # 'disk' and 'User' are accepted; stored (and returned) values
+            # keep the datamodel's spelling.
+            if not isinstance(value, str):
                 raise ValueError(value)
-            return value
+            for known in type_[1]:
+                if known.lower() == value.lower():
+                    return known
+            raise ValueError(value)
         if not isinstance(value, str):
             raise ValueError(value)
         return value

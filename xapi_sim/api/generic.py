@@ -13,6 +13,7 @@
 """Messages xapi generates for every class: getters, setters, map edits."""
 
 from xapi_sim.api import method
+from xapi_sim import dbfilter
 from xapi_sim import errors
 from xapi_sim import schema
 from xapi_sim import wire
@@ -69,6 +70,15 @@ def _register_class(cls, fields):
         with ctx.db.lock:
             return ctx.db.by_uuid_ref(cls, uuid)
 
+    def get_all_records_where(ctx, expr):
+        tree = dbfilter.parse(expr)
+        with ctx.db.lock:
+            return {ref: wire.record_to_wire(cls, rec)
+                    for ref, rec in ctx.db.tables[cls].items()
+                    if dbfilter.match(tree, cls, rec, fields)}
+
+    method('%s.get_all_records_where' % cls, ['expr'],
+           has_async=False)(get_all_records_where)
     method('%s.get_record' % cls, ['self'], has_async=False)(get_record)
     method('%s.get_all' % cls, [], has_async=False)(get_all)
     method('%s.get_all_records' % cls, [], has_async=False)(get_all_records)

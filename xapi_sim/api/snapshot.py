@@ -10,14 +10,13 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""VM.snapshot: a halted copy of a VM's metadata on snapshots of its disks."""
+"""VM.snapshot: a halted template of a VM on snapshots of its disks."""
 
 import time
 
 from xapi_sim.api import method
 from xapi_sim.api import storage as storage_api
 from xapi_sim.api import vm as vm_api
-from xapi_sim import errors
 from xapi_sim import migration
 
 NULL = 'OpaqueRef:NULL'
@@ -27,11 +26,10 @@ NULL = 'OpaqueRef:NULL'
 def vm_snapshot(ctx, vm, new_name, ignore_vdis=()):
     db = ctx.db
     with db.lock:
-        vm_api.assert_idle(db, vm)
+        # VM_IS_SNAPSHOT for a snapshot, VM_IS_TEMPLATE for a template,
+        # OPERATION_NOT_ALLOWED for a control domain.
+        vm_api.check_operation(db, vm, 'snapshot')
         rec = db.snapshot('VM', vm)
-        if rec['is_control_domain'] or rec['is_a_snapshot']:
-            raise errors.XapiError('OPERATION_NOT_ALLOWED',
-                                   'cannot snapshot this VM')
         vbds = [db.snapshot('VBD', v) for v in rec['VBDs']]
         vifs = [db.snapshot('VIF', v) for v in rec['VIFs']]
     snap_vdis = {}
@@ -44,6 +42,8 @@ def vm_snapshot(ctx, vm, new_name, ignore_vdis=()):
     now = time.time()
     fields = migration.vm_fields(rec, {
         'name_label': new_name, 'is_a_snapshot': True, 'snapshot_of': vm,
+        # xapi makes every snapshot a template: it cannot start.
+        'is_a_template': True,
         'snapshot_time': now, 'power_state': 'Halted'})
     fields.pop('uuid')
     with db.lock:

@@ -238,11 +238,131 @@ def sr_update(ctx, sr):
     sr_scan(ctx, sr)
 
 
+def _sr_unavailable(sr_uuid):
+    # What SMAPIv1 backends say when the storage is not there.
+    return errors.XapiError('SR_BACKEND_FAILURE_47', '',
+                            'The SR is not available [opterr=no such SR '
+                            '%s]' % sr_uuid, '')
+
+
 @method('PBD.plug', ['self'])
 def pbd_plug(ctx, pbd):
+    with ctx.db.lock:
+        sr = ctx.db.get('PBD', pbd)['SR']
+        rec = ctx.db.get('SR', sr)
+        bound = sr in ctx.pool.stores
+    if not bound and rec['type'] not in ('iso', 'udev'):
+        # An introduced SR: attach the storage that carries its uuid.
+        store = ctx.pool.sim.find_store(rec['uuid'])
+        if store is None:
+            raise _sr_unavailable(rec['uuid'])
+        ctx.pool.stores[sr] = store
     ctx.db.update('PBD', pbd, currently_attached=True)
+    if not bound:
+        ctx.pool.refresh_sr(sr)
 
 
 @method('PBD.unplug', ['self'])
 def pbd_unplug(ctx, pbd):
     ctx.db.update('PBD', pbd, currently_attached=False)
+
+
+@method('PBD.create', ['args'])
+def pbd_create(ctx, record):
+    return generic.create_record(ctx, 'PBD', record,
+                                 extra={'currently_attached': False})
+
+
+@method('PBD.destroy', ['self'])
+def pbd_destroy(ctx, pbd):
+    with ctx.db.lock:
+        if ctx.db.get('PBD', pbd)['currently_attached']:
+            raise errors.XapiError('OPERATION_NOT_ALLOWED',
+                                   'PBD is currently attached')
+        ctx.db.remove('PBD', pbd)
+
+
+@method('SR.introduce', ['uuid', 'name_label', 'name_description', 'type',
+                         'content_type', 'shared', 'sm_config'])
+def sr_introduce(ctx, uuid, name_label, name_description, sr_type,
+                 content_type, shared, sm_config):
+    """Xapi_sr.introduce: a record only; PBD.plug attaches the storage."""
+    shared = wire.from_wire(schema.BOOL, shared, 'shared')
+    sm_config = wire.from_wire(schema.SSMAP, sm_config, 'sm_config')
+    for name, value in (('uuid', uuid), ('name_label', name_label),
+                        ('name_description', name_description),
+                        ('type', sr_type), ('content_type', content_type)):
+        if not isinstance(value, str):
+            raise errors.XapiError('FIELD_TYPE_ERROR', name)
+    sr_type = sr_type.lower()
+    with ctx.db.lock:
+        if uuid and uuid in ctx.db.by_uuid['SR']:
+            raise errors.XapiError('SR_UUID_EXISTS', uuid)
+        ctx.pool.register_sm(sr_type)
+        fields = {'name_label': name_label,
+                  'name_description': name_description, 'type': sr_type,
+                  'content_type': content_type, 'shared': shared,
+                  'sm_config': sm_config, 'physical_size': -1,
+                  'physical_utilisation': -1}
+        if uuid:
+            fields['uuid'] = uuid
+        return ctx.db.add('SR', fields)
+
+
+@method('SR.forget', ['sr'])
+def sr_forget(ctx, sr):
+    """Forget an SR's records; its storage (and the bytes) stay."""
+    db = ctx.db
+    with db.lock:
+        rec = db.get('SR', sr)
+        if any(db.get('PBD', p)['currently_attached'] for p in rec['PBDs']):
+            raise errors.XapiError('SR_HAS_PBD', sr)
+        for vdi in list(rec['VDIs']):
+            if attached_vbds(db, vdi):
+                raise errors.XapiError('VDI_IN_USE', vdi, 'forget')
+        for vdi in list(rec['VDIs']):
+            for vbd in list(db.get('VDI', vdi)['VBDs']):
+                db.remove('VBD', vbd)
+            ctx.pool.disks.pop(vdi, None)
+            db.remove('VDI', vdi)
+        for pbd in list(rec['PBDs']):
+            db.remove('PBD', pbd)
+        for field in ('default_SR', 'suspend_image_SR', 'crash_dump_SR'):
+            if db.get('pool', ctx.pool.pool_ref)[field] == sr:
+                db.update('pool', ctx.pool.pool_ref, **{field: NULL})
+        ctx.pool.stores.pop(sr, None)
+        db.remove('SR', sr)
+
+
+@method('VDI.introduce',
+        ['uuid', 'name_label', 'name_description', 'SR', 'type', 'sharable',
+         'read_only', 'other_config', 'location', 'xenstore_data',
+         'sm_config', 'managed', 'virtual_size', 'physical_utilisation',
+         'metadata_of_pool', 'is_a_snapshot', 'snapshot_time',
+         'snapshot_of'], optional=7)
+def vdi_introduce(ctx, uuid, name_label, name_description, sr, vdi_type,
+                  sharable, read_only, other_config, location, xenstore_data,
+                  sm_config, *later):
+    """Make a VDI the SR's storage holds known, by uuid or location."""
+    with ctx.db.lock:
+        ctx.db.get('SR', sr)
+        if uuid and uuid in ctx.db.by_uuid['VDI']:
+            # The database's uniqueness check, as xapi reports it.
+            raise errors.XapiError(
+                'INTERNAL_ERROR', 'Db_exn.Uniqueness_constraint_violation'
+                '("VDI", "uuid", "%s")' % uuid)
+    store = ctx.pool.stores.get(sr)
+    key = uuid or location
+    if store is None or key not in store.vdis:
+        raise errors.XapiError('VDI_LOCATION_MISSING', sr, location)
+    ctx.pool.introduce_from_store(sr, only=key)
+    with ctx.db.lock:
+        ref = ctx.db.by_uuid_ref('VDI', key)
+        changes = {'name_label': name_label,
+                   'name_description': name_description,
+                   'other_config': wire.from_wire(schema.SSMAP, other_config,
+                                                  'other_config'),
+                   'sm_config': wire.from_wire(schema.SSMAP, sm_config,
+                                               'sm_config')}
+        ctx.db.update('VDI', ref, **changes)
+        return ref
