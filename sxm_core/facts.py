@@ -91,6 +91,16 @@ class Disk:
     cbt_enabled: bool
     sm_config: tuple = ()
     snapshot_of: str = NULL
+    # What the VHD parents below this VDI hold (sm_config vhd-parent,
+    # followed down the chain): a VDI's physical_utilisation counts only
+    # its own leaf, a small one after a snapshot or a storage migration.
+    parents_utilisation: int = 0
+
+    @property
+    def holds(self):
+        """Upper bound of the data the whole chain holds."""
+        return min(self.virtual_size,
+                   self.physical_utilisation + self.parents_utilisation)
 
     def label(self):
         return "disk %s '%s' (%s)" % (self.userdevice, self.name, self.uuid)
@@ -236,7 +246,27 @@ def _special(rec):
             or rec['is_control_domain'])
 
 
-def _disk(vbd, vbd_rec, vdi, vdi_rec):
+def _parents_utilisation(x, vdi_rec):
+    """Bytes held by the VHD parents of a VDI (SM's hidden base copies).
+
+    SM names a VHD's parent in ``sm_config['vhd-parent']`` (a VDI uuid);
+    the parents are VDIs with ``managed`` false, listed by XAPI but not
+    attachable.
+    """
+    total, seen = 0, {vdi_rec['uuid']}
+    parent = vdi_rec['sm_config'].get('vhd-parent')
+    while parent and parent not in seen:
+        seen.add(parent)
+        try:
+            rec = x.VDI.get_record(x.VDI.get_by_uuid(parent))
+        except XenAPI.Failure:
+            break  # coalesced away meanwhile: the leaf now holds it
+        total += int(rec['physical_utilisation'])
+        parent = rec['sm_config'].get('vhd-parent')
+    return total
+
+
+def _disk(x, vbd, vbd_rec, vdi, vdi_rec):
     return Disk(vbd=vbd, vdi=vdi, uuid=vdi_rec['uuid'],
                 name=vdi_rec['name_label'],
                 userdevice=vbd_rec['userdevice'] if vbd_rec else '',
@@ -245,7 +275,8 @@ def _disk(vbd, vbd_rec, vdi, vdi_rec):
                 physical_utilisation=int(vdi_rec['physical_utilisation']),
                 sr=vdi_rec['SR'], cbt_enabled=vdi_rec['cbt_enabled'],
                 sm_config=tuple(sorted(vdi_rec['sm_config'].items())),
-                snapshot_of=vdi_rec['snapshot_of'])
+                snapshot_of=vdi_rec['snapshot_of'],
+                parents_utilisation=_parents_utilisation(x, vdi_rec))
 
 
 def read_vm(pool, vm):
@@ -261,7 +292,7 @@ def read_vm(pool, vm):
                 continue
             if vbd_rec['empty'] or vbd_rec['VDI'] == NULL:
                 continue
-            disks.append(_disk(vbd, vbd_rec, vbd_rec['VDI'],
+            disks.append(_disk(x, vbd, vbd_rec, vbd_rec['VDI'],
                                x.VDI.get_record(vbd_rec['VDI'])))
         vifs = []
         for vif in rec['VIFs']:
@@ -280,7 +311,7 @@ def read_vm(pool, vm):
                 if vbd_rec['type'] == 'CD' or vdi == NULL or vdi in seen:
                     continue
                 seen.add(vdi)
-                snap_disks.append(_disk(vbd, vbd_rec, vdi,
+                snap_disks.append(_disk(x, vbd, vbd_rec, vdi,
                                         x.VDI.get_record(vdi)))
     return VM(ref=vm, uuid=rec['uuid'], name=rec['name_label'],
               power_state=rec['power_state'], resident_on=rec['resident_on'],

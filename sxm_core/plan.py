@@ -45,6 +45,7 @@ class DiskStep:
     kind: str               # 'mirror', 'copy' or 'stay'
     bytes_needed: int       # space taken on the destination SR
     bytes_to_copy: int = 0  # at most this much data travels
+    problem: str = ''       # why no destination could be chosen
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +77,15 @@ class MigrationPlan:
     def vif_map(self):
         return {s.vif.ref: s.dest_network.ref for s in self.vifs
                 if s.dest_network is not None}
+
+    @property
+    def nothing_to_move(self):
+        """In-pool, every disk already is on its destination SR.
+
+        Across pools the VM itself always moves.
+        """
+        return not self.cross_pool and not any(
+            s.transfer for s in self.disks + self.snapshot_disks)
 
     @property
     def bytes_to_move(self):
@@ -112,7 +122,7 @@ def _held(disk, src_sr):
     if src_sr is not None and src_sr.thick:
         # A thick disk reports its full size: the worst case.
         return disk.virtual_size
-    return disk.physical_utilisation
+    return disk.holds
 
 
 def _choose_sr(disk, source, dest, sr_map, sr, tier, cross_pool):
@@ -224,7 +234,8 @@ def build_plan(vm, source, dest, dest_host=None, sr_map=None, sr=None,
                                      cross_pool)
         except errors.SxmError as exc:
             problems.append(Problem('sr', '%s: %s' % (disk.label(), exc)))
-            return DiskStep(disk, None, True, 'copy', 0)
+            return DiskStep(disk, None, True, 'copy', 0,
+                            _held(disk, src_sr), problem=_short(exc))
         stays = not cross_pool and dest_sr.ref == disk.sr
         if stays:
             kind = 'stay'
@@ -255,6 +266,17 @@ def build_plan(vm, source, dest, dest_host=None, sr_map=None, sr=None,
                          network=network, cross_pool=cross_pool, live=live,
                          disks=tuple(order), snapshot_disks=snaps,
                          vifs=vifs, problems=tuple(problems))
+
+
+def _short(exc):
+    """What the plan table says on the row of a disk with no destination."""
+    if isinstance(exc, errors.NotFound):
+        if exc.kwargs['name'].startswith('('):  # no tier or default SR
+            return 'no %s' % exc.kwargs['kind']
+        return 'unknown %s %r' % (exc.kwargs['kind'], exc.kwargs['name'])
+    if isinstance(exc, errors.Ambiguous):
+        return 'ambiguous %s %r' % (exc.kwargs['kind'], exc.kwargs['name'])
+    return 'no SR'
 
 
 def _snapshot_sr(disk, steps_by_vdi, dest):
@@ -366,18 +388,12 @@ def format_plan(plan, problems=()):
             ", host '%s'" % plan.dest_host.name if plan.dest_host else ''),
         '',
     ]
-    rows = [('disk', 'size', 'from SR', 'to SR', 'how', 'space needed')]
-    for step in plan.disks + plan.snapshot_disks:
-        d = step.disk
-        src_sr = src.sr(d.sr)
-        rows.append((
-            '%s %s' % (d.userdevice or 'snap', d.name),
-            human_bytes(d.virtual_size),
-            '%s (%s)' % (src_sr.name, src_sr.type) if src_sr else d.sr,
-            ('%s (%s)' % (step.dest_sr.name, step.dest_sr.type))
-            if step.dest_sr else '?',
-            step.kind, human_bytes(step.bytes_needed)))
-    lines += _table(rows)
+    if plan.nothing_to_move:
+        lines.append('Nothing to move: %s' % (
+            'every disk of %s already is on its destination SR.'
+            % vm.label() if vm.disks else '%s has no disk.' % vm.label()))
+    else:
+        lines += _disk_table(plan)
     if plan.vifs:
         lines.append('')
         rows = [('VIF', 'MAC', 'from network', 'to network')]
@@ -388,12 +404,35 @@ def format_plan(plan, problems=()):
                          step.dest_network.name if step.dest_network
                          else '?'))
         lines += _table(rows)
-    lines.append('')
-    lines.append('To move: %s' % human_bytes(plan.bytes_to_move))
+    if not plan.nothing_to_move:
+        lines.append('')
+        lines.append('To move: %s' % human_bytes(plan.bytes_to_move))
     for p in problems:
         lines.append('%s %s' % ('ERROR:' if p.blocking else 'note:',
                                 p.message))
     return '\n'.join(lines)
+
+
+def sr_name(sr):
+    """An SR's name with its type, once: 'Local storage (ext)' has it."""
+    if '(%s)' % sr.type in sr.name:
+        return sr.name
+    return '%s (%s)' % (sr.name, sr.type)
+
+
+def _disk_table(plan):
+    rows = [('disk', 'size', 'from SR', 'to SR', 'how', 'space needed')]
+    for step in plan.disks + plan.snapshot_disks:
+        d = step.disk
+        src_sr = plan.source.sr(d.sr)
+        rows.append((
+            '%s %s' % (d.userdevice or 'snap', d.name),
+            human_bytes(d.virtual_size),
+            sr_name(src_sr) if src_sr else d.sr,
+            sr_name(step.dest_sr) if step.dest_sr else '?',
+            step.problem or step.kind,
+            '?' if step.problem else human_bytes(step.bytes_needed)))
+    return _table(rows)
 
 
 def _table(rows):

@@ -10,16 +10,25 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""``xapi-sim serve``: run the simulator's pools until interrupted."""
+"""``xapi-sim serve``: run the simulator's pools until interrupted.
+
+``xapi-sim create-vm``: build a VM in a running pool, over the network
+(XenAPI and the pool's /sim control interface), to try ``sxm`` on.
+"""
 
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 
+import XenAPI
+
+from xapi_sim import control
 from xapi_sim import sim as simmod
+from xapi_sim import vmbuild
 
 
 def _parser():
@@ -43,12 +52,114 @@ def _parser():
     serve.add_argument('--data-dir',
                        help='where SR files live (default: a temporary '
                             'directory removed at exit)')
+    create = sub.add_parser(
+        'create-vm', help='create a VM with disks in a running pool',
+        description='Create a VM with one disk per --disk and a VIF on the '
+                    'management network, start it and print its uuid. On '
+                    'any error nothing is left behind.')
+    create.add_argument('--url', required=True,
+                        help="the pool's URL, as xapi-sim serve prints it")
+    create.add_argument('--username', default=simmod.DEFAULT_USERNAME,
+                        help='(default: %(default)s)')
+    create.add_argument('--password',
+                        help='(default: $XAPI_SIM_PASSWORD, else %r)'
+                        % simmod.DEFAULT_PASSWORD)
+    create.add_argument('--name', required=True, help='the name label')
+    create.add_argument('--disk', action='append', default=[],
+                        type=_disk_arg, metavar='SIZE[@SR]',
+                        help='a disk of SIZE (256MiB, 2GiB, ...) on the SR '
+                             'of that name, uuid or type (ext, lvm, ...); '
+                             "default: the pool's default SR. Repeat for "
+                             'more disks (userdevice 0, 1, ...)')
+    create.add_argument('--memory', default=256 * vmbuild.MiB,
+                        type=_size_arg, help='(default: 256MiB)')
+    create.add_argument('--write', type=_workload_arg,
+                        metavar='PATTERN[:RATE]',
+                        help='start a guest writing to every disk: PATTERN '
+                             'sequential, uniform or hotspot, RATE per '
+                             'second per disk, e.g. uniform:8MiB/s '
+                             '(default rate 1MiB/s; 0: as fast as it goes)')
+    create.add_argument('--start', action=argparse.BooleanOptionalAction,
+                        default=True,
+                        help='start the VM (default); --no-start leaves it '
+                             'halted')
     return parser
+
+
+def _size_arg(text):
+    try:
+        return vmbuild.parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+
+
+def _disk_arg(text):
+    size, _, sr = text.partition('@')
+    return _size_arg(size), sr or None
+
+
+def _workload_arg(text):
+    try:
+        return vmbuild.parse_workload(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+
+
+def create_vm(args, out=sys.stdout):
+    if args.write and not (args.start and args.disk):
+        print('xapi-sim create-vm: --write needs a running VM with a disk: '
+              'give a --disk, drop --no-start', file=sys.stderr)
+        return 2
+    password = (args.password or os.environ.get('XAPI_SIM_PASSWORD')
+                or simmod.DEFAULT_PASSWORD)
+    session = XenAPI.Session(args.url)
+    try:
+        session.login_with_password(args.username, password, '1.0',
+                                    'xapi-sim create-vm')
+    except (OSError, XenAPI.Failure) as exc:
+        print('xapi-sim create-vm: cannot log in to %s: %s'
+              % (args.url, exc), file=sys.stderr)
+        return 1
+    api = session.xenapi
+    try:
+        disks = [(size, vmbuild.find_sr(api, sr)) for size, sr in args.disk]
+        vm, vdis = vmbuild.create_vm(api, args.name, disks, args.memory,
+                                     start=args.start)
+        if args.write:
+            try:
+                _start_writers(args, session, vm, len(vdis))
+            except BaseException:
+                vmbuild.undo(api, vm, vdis)
+                raise
+        print(api.VM.get_uuid(vm), file=out)
+        return 0
+    except (vmbuild.BuildError, control.ControlError) as exc:
+        print('xapi-sim create-vm: %s' % exc, file=sys.stderr)
+        return 2 if isinstance(exc, vmbuild.BuildError) else 1
+    except XenAPI.Failure as exc:
+        print('xapi-sim create-vm: XAPI refused: %s'
+              % ' '.join(exc.details), file=sys.stderr)
+        return 1
+    finally:
+        try:
+            api.session.logout()
+        except (OSError, XenAPI.Failure):
+            pass
+
+
+def _start_writers(args, session, vm, ndisks):
+    pattern, rate = args.write
+    ctl = control.Control(args.url, session.handle)
+    for n in range(ndisks):
+        ctl.workload_start(vm, str(n), pattern=pattern, rate=rate,
+                           block_size=4096, seed=n + 1)
 
 
 def main(argv=None):
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.command == 'create-vm':
+        return create_vm(args)
     topology = simmod.DEFAULT_TOPOLOGY
     if args.config:
         try:

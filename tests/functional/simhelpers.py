@@ -29,6 +29,7 @@ import XenAPI
 from xapi_sim import control
 from xapi_sim import fixture
 from xapi_sim import sim as simmod
+from xapi_sim import vmbuild
 
 MiB = 1 << 20
 NULL = 'OpaqueRef:NULL'
@@ -104,40 +105,22 @@ class SimTestCase(testtools.TestCase):
 
     def create_vdi(self, sr, size, name='disk', api=None):
         api = api or self.api
-        return api.VDI.create({
-            'name_label': name, 'name_description': '', 'SR': sr,
-            'virtual_size': str(size), 'type': 'user', 'sharable': False,
-            'read_only': False, 'other_config': {}, 'xenstore_data': {},
-            'sm_config': {}, 'tags': []})
+        return api.VDI.create(vmbuild.vdi_record(sr, size, name))
 
     def create_vm(self, name='vm', api=None):
         api = api or self.api
-        return api.VM.create({
-            'name_label': name, 'name_description': '',
-            'memory_static_max': str(256 * MiB),
-            'memory_dynamic_max': str(256 * MiB),
-            'memory_dynamic_min': str(256 * MiB),
-            'memory_static_min': str(256 * MiB),
-            'VCPUs_max': '1', 'VCPUs_at_startup': '1',
-            'is_a_template': False, 'other_config': {}})
+        return api.VM.create(vmbuild.vm_record(name))
 
     def create_vbd(self, vm, vdi, userdevice='0', api=None, **extra):
         api = api or self.api
-        record = {'VM': vm, 'VDI': vdi, 'userdevice': userdevice,
-                  'bootable': userdevice == '0', 'mode': 'RW',
-                  'type': 'Disk', 'empty': False, 'other_config': {},
-                  'qos_algorithm_type': '', 'qos_algorithm_params': {}}
-        record.update(extra)
-        return api.VBD.create(record)
+        return api.VBD.create(vmbuild.vbd_record(vm, vdi, userdevice,
+                                                 **extra))
 
     def create_vif(self, vm, network, device='0', api=None,
                    other_config=None):
         api = api or self.api
-        return api.VIF.create({'VM': vm, 'network': network,
-                               'device': device, 'MAC': '', 'MTU': '1500',
-                               'other_config': other_config or {},
-                               'qos_algorithm_type': '',
-                               'qos_algorithm_params': {}})
+        return api.VIF.create(vmbuild.vif_record(vm, network, device,
+                                                 other_config))
 
     # -- raw VDI transfer ----------------------------------------------------
 

@@ -101,3 +101,39 @@ class TestFacts(base.CoreTestCase):
             uuid = self.api.VM.get_uuid(ref)
             self.assertRaises(errors.NotFound, facts.find_vm, self.source,
                               uuid)
+
+    def test_read_vm_counts_the_vhd_parents_of_a_disk(self):
+        # SM names a VHD's parent (a hidden "base copy" VDI) in the child's
+        # sm_config vhd-parent; the child's physical_utilisation counts
+        # only its own leaf.
+        ext = self.sr_named(base.EXT)
+        grand = self.create_vdi(ext, 32 * MiB, 'base copy')
+        self.fill(grand, 8 * MiB, seed=1)
+        parent = self.create_vdi(ext, 32 * MiB, 'base copy')
+        self.fill(parent, 4 * MiB, seed=2)
+        leaf = self.create_vdi(ext, 32 * MiB, 'web-data')
+        self.fill(leaf, 1 * MiB, seed=3)
+        self.api.VDI.add_to_sm_config(leaf, 'vhd-parent',
+                                      self.api.VDI.get_uuid(parent))
+        self.api.VDI.add_to_sm_config(parent, 'vhd-parent',
+                                      self.api.VDI.get_uuid(grand))
+        vm = self.create_vm('web')
+        self.create_vbd(vm, leaf, '0')
+        facts.scan_srs(self.source, vm)
+        (disk,) = facts.read_vm(self.source, vm).disks
+        self.assertEqual((1 * MiB, 12 * MiB, 13 * MiB),
+                         (disk.physical_utilisation,
+                          disk.parents_utilisation, disk.holds))
+
+    def test_read_vm_stops_at_a_parent_that_is_gone(self):
+        # SM's garbage collector coalesced it into the child meanwhile.
+        ext = self.sr_named(base.EXT)
+        leaf = self.create_vdi(ext, 32 * MiB, 'web-data')
+        self.fill(leaf, 2 * MiB, seed=3)
+        self.api.VDI.add_to_sm_config(
+            leaf, 'vhd-parent', '3f1c1a4e-0000-4000-8000-000000000000')
+        vm = self.create_vm('web')
+        self.create_vbd(vm, leaf, '0')
+        (disk,) = facts.read_vm(self.source, vm).disks
+        self.assertEqual((2 * MiB, 2 * MiB),
+                         (disk.physical_utilisation, disk.holds))

@@ -57,14 +57,15 @@ def sr(tag, name, sr_type='ext', size=64 * GiB, used=0, hosts=(),
 
 
 def disk(tag, userdevice, sr_, size=16 * MiB, used=None, name=None,
-         mode='RW', cbt=False, snapshot_of=NULL):
+         mode='RW', cbt=False, snapshot_of=NULL, parents=0):
     return facts.Disk(vbd='OpaqueRef:vbd-%s' % tag,
                       vdi='OpaqueRef:vdi-%s' % tag,
                       uuid='00000000-0000-0000-0000-vdi%s' % tag,
                       name=name or 'disk-%s' % tag, userdevice=userdevice,
                       mode=mode, virtual_size=size,
                       physical_utilisation=size if used is None else used,
-                      sr=sr_.ref, cbt_enabled=cbt, snapshot_of=snapshot_of)
+                      sr=sr_.ref, cbt_enabled=cbt, snapshot_of=snapshot_of,
+                      parents_utilisation=parents)
 
 
 def vif(tag, net, device='0', mac=None, other_config=()):

@@ -142,6 +142,23 @@ class TestChooseSR(PlanTestCase):
         self.assertEqual(['sr', 'sr'], codes(planmod.blocking(
             self.problems(the_plan))))
 
+    def test_unknown_sr_in_sr_map_shows_on_the_disks_row(self):
+        the_plan = self.plan(sr_map={'1': 'x'})
+        problems = planmod.blocking(self.problems(the_plan))
+        self.assertEqual(['sr'], codes(problems))
+        self.assertIn("'x'", problems[0].message)
+        self.assertIn(self.w.data.label(), problems[0].message)
+        step = by_device(the_plan)['1']
+        self.assertIsNone(step.dest_sr)
+        row = [line for line in planmod.format_plan(
+            the_plan, problems).splitlines() if line.startswith('1 data')]
+        self.assertEqual(1, len(row))
+        self.assertIn("unknown SR 'x'", row[0])
+        self.assertNotIn('copy', row[0])
+        self.assertNotIn('0 B', row[0])
+        # The other disk is planned as usual.
+        self.assertEqual('mirror', by_device(the_plan)['0'].kind)
+
     def test_ambiguous_sr_name_is_a_problem(self):
         twin = f.sr('twinb', 'Local storage (ext)', 'ext',
                     hosts=[self.w.host_b.ref])
@@ -471,6 +488,25 @@ class TestPreflight(PlanTestCase):
         self.assertIn('4.0 MiB', problems[0].message)
         self.assertIn(self.w.ext_b.uuid, problems[0].message)
 
+    def test_space_counts_the_vhd_parents_of_a_thin_disk(self):
+        # After a snapshot or a storage migration the leaf holds nearly
+        # nothing: what the disk holds is in its parents.
+        data = f.disk('data', '1', self.w.ext_a, 32 * MiB, used=0,
+                      parents=32 * MiB, name='data')
+        vm = dataclasses.replace(self.w.vm, disks=(data,))
+        step = by_device(self.plan(vm=vm))['1']
+        self.assertEqual((32 * MiB, 32 * MiB),
+                         (step.bytes_to_copy, step.bytes_needed))
+        self.assertEqual([], self._space(data, self.w.ext_b, 32 * MiB))
+        problems = self._space(data, self.w.ext_b, 32 * MiB - 1)
+        self.assertEqual(['space'], codes(problems))
+        self.assertIn('32.0 MiB', problems[0].message)
+
+    def test_a_chain_never_holds_more_than_the_disk_size(self):
+        data = f.disk('data', '1', self.w.ext_a, 16 * MiB, used=12 * MiB,
+                      parents=16 * MiB, name='data')
+        self.assertEqual(16 * MiB, data.holds)
+
     def test_space_thick_destination_counts_twice_a_mirrored_disk(self):
         # Mirror leaf and copied base are both inflated until the end.
         data = self.w.data
@@ -597,8 +633,51 @@ class TestFormat(PlanTestCase):
         self.assertIn('Live cross-pool migration', text)
         self.assertIn(self.w.vm.uuid, text)
         self.assertIn('0 system', text)
-        self.assertIn('Local storage (lvm) (lvm)', text)
+        self.assertIn('Local storage (lvm)  ', text)
+        self.assertNotIn('(lvm) (lvm)', text)
+        self.assertNotIn('(ext) (ext)', text)
         self.assertIn(self.w.vif.mac, text)
         self.assertIn('To move: 36.0 MiB', text)
         self.assertIn('ERROR: it is broken', text)
         self.assertIn('note: fyi', text)
+
+    def test_sr_names_show_the_type_once(self):
+        gold = f.sr('goldb', 'gold', 'lvmoiscsi', hosts=[self.w.host_b.ref])
+        the_plan = self.plan(dest=self.w.with_srs(self.w.b, gold),
+                             sr='gold')
+        text = planmod.format_plan(the_plan)
+        self.assertIn('gold (lvmoiscsi)', text)
+        self.assertIn('Local storage (ext)  ', text)
+        self.assertNotIn('(ext) (ext)', text)
+
+
+class TestNothingToMove(PlanTestCase):
+
+    def test_in_pool_with_every_disk_on_its_sr(self):
+        the_plan = self.plan(dest=self.w.a, sr_map={
+            '0': 'Local storage (lvm)', '1': 'Local storage (ext)'})
+        self.assertTrue(the_plan.nothing_to_move)
+        self.assertEqual(0, the_plan.bytes_to_move)
+        self.assertEqual([], self.problems(the_plan))
+        text = planmod.format_plan(the_plan, self.problems(the_plan))
+        self.assertIn('Nothing to move: every disk of %s already is on '
+                      'its destination SR.' % self.w.vm.label(), text)
+        self.assertNotIn('space needed', text)
+        self.assertNotIn('To move', text)
+
+    def test_in_pool_vm_without_disks(self):
+        vm = dataclasses.replace(self.w.vm, disks=())
+        the_plan = self.plan(vm=vm, dest=self.w.a)
+        self.assertTrue(the_plan.nothing_to_move)
+        self.assertIn('Nothing to move: %s has no disk.' % vm.label(),
+                      planmod.format_plan(the_plan))
+
+    def test_one_disk_moving_is_something(self):
+        the_plan = self.plan(dest=self.w.a, sr_map={
+            '0': 'Local storage (ext)', '1': 'Local storage (ext)'})
+        self.assertFalse(the_plan.nothing_to_move)
+        self.assertIn('To move: 32.0 MiB', planmod.format_plan(the_plan))
+
+    def test_cross_pool_always_moves_the_vm(self):
+        vm = dataclasses.replace(self.w.vm, disks=())
+        self.assertFalse(self.plan(vm=vm).nothing_to_move)
