@@ -39,8 +39,34 @@ XAPI_OPTS = [
                      'Related options:\n\n* ca_file'),
     cfg.IntOpt('login_timeout', default=30, min=1,
                help='Seconds to wait for a login to the pool master.'),
-    cfg.IntOpt('call_timeout', default=300, min=10,
-               help='Socket timeout, in seconds, of one XAPI call.'),
+    cfg.IntOpt('call_timeout', default=30, min=5,
+               help='Read timeout, in seconds, of an ordinary XAPI call '
+                    '(a getter, a setter, starting an Async task). A pool '
+                    'master that stops answering (crashed, or a firewall '
+                    'dropping the connection without a reset) is noticed '
+                    'after this long instead of hanging.\n\n'
+                    'Related options:\n\n* long_call_timeout\n'
+                    '* event_grace'),
+    cfg.IntOpt('long_call_timeout', default=300, min=10,
+               help='Read timeout, in seconds, of the XAPI calls that may '
+                    'legitimately run long synchronously: SR.scan, '
+                    'VM.assert_can_migrate, host.migrate_receive, VDI and '
+                    'VM lifecycle calls. Migrations and copies run as '
+                    'Async tasks and are not bounded by it.\n\n'
+                    'Related options:\n\n* call_timeout'),
+    cfg.IntOpt('event_grace', default=5, min=1,
+               help='Seconds a client waits for an event.from answer on '
+                    'top of the timeout it asks the server for. Small: a '
+                    'silent pool is then noticed within seconds.\n\n'
+                    'Related options:\n\n* contact_timeout'),
+    cfg.IntOpt('contact_timeout', default=30, min=5,
+               help='Seconds without any answer from the pool master '
+                    'after which the wait for a running migration gives '
+                    'up, saying that contact is lost and naming the task, '
+                    'which may still be running in XAPI (follow it with '
+                    '`sxm watch`). Connection resets and short outages '
+                    'within this time are survived.\n\n'
+                    'Related options:\n\n* event_grace'),
     cfg.IntOpt('session_pool_size', default=4, min=1,
                help='XAPI sessions kept per pool master; each serves one '
                     'thread at a time.'),
@@ -75,12 +101,15 @@ MIGRATION_OPTS = [
                     'Unset: the limit holds within one process only.\n\n'
                     'Related options:\n\n'
                     '* max_concurrent_storage_migrations'),
-    cfg.IntOpt('too_many_migrates_retries', default=5, min=0,
+    cfg.IntOpt('too_many_migrates_retries', default=10, min=0,
                help='How often to retry a migration that xapi refused with '
-                    'TOO_MANY_STORAGE_MIGRATES.\n\nRelated options:\n\n'
-                    '* too_many_migrates_interval'),
-    cfg.IntOpt('too_many_migrates_interval', default=30, min=1,
-               help='Seconds between those retries.'),
+                    'TOO_MANY_STORAGE_MIGRATES. Each retry starts as soon '
+                    'as a storage migration of the host ends.\n\n'
+                    'Related options:\n\n* too_many_migrates_interval'),
+    cfg.IntOpt('too_many_migrates_interval', default=600, min=1,
+               help='The longest wait, in seconds, for a storage migration '
+                    'of the busy host to end before retrying anyway.\n\n'
+                    'Related options:\n\n* too_many_migrates_retries'),
 ]
 
 
@@ -98,6 +127,9 @@ def pool_kwargs(conf):
         'insecure': conf.insecure,
         'login_timeout': conf.login_timeout,
         'call_timeout': conf.call_timeout,
+        'long_call_timeout': conf.long_call_timeout,
+        'event_grace': conf.event_grace,
+        'contact_timeout': conf.contact_timeout,
         'maxsize': conf.session_pool_size,
         'retries': conf.connect_retries,
     }

@@ -75,8 +75,13 @@ def _build_vm(pool, sim_pool):
         x = s.xenapi
         srs = {rec['type']: ref for ref, rec in
                x.SR.get_all_records().items()}
+        memory = str(512 * MIB)
         vm = x.VM.create({'name_label': 'demo-vm',
-                          'memory_static_max': str(512 * MIB)})
+                          'memory_static_min': memory,
+                          'memory_dynamic_min': memory,
+                          'memory_dynamic_max': memory,
+                          'memory_static_max': memory,
+                          'VCPUs_max': '1', 'VCPUs_at_startup': '1'})
         for userdevice, name, sr_type, size, fill in DISKS:
             vdi = x.VDI.create({
                 'SR': srs[sr_type], 'virtual_size': str(size),
@@ -93,98 +98,119 @@ def _build_vm(pool, sim_pool):
         return vm, x.VM.get_uuid(vm), s.handle
 
 
-def run(out):
-    from xapi_sim import control
+def run(console):
+    """Run the demo; returns the exit status.
+
+    Ctrl-C while the VM is built stops the demo at once; during the
+    migration it cancels the migration (as ``sxm migrate`` does); either
+    way the simulator is stopped and its files removed before the exit.
+    """
     from xapi_sim import sim as simmod
 
     started = time.monotonic()
     sim = simmod.Simulator().start()
     pools = []
+    status = cli.EXIT_FAILED
     try:
-        src_sim, dst_sim = sim['pool-a'], sim['pool-b']
-        print('XAPI simulator: pool-a at %s, pool-b at %s'
-              % (src_sim.url, dst_sim.url), file=out)
-        source = sessions.SessionPool(src_sim.url, simmod.DEFAULT_USERNAME,
-                                      simmod.DEFAULT_PASSWORD)
-        dest = sessions.SessionPool(dst_sim.url, simmod.DEFAULT_USERNAME,
-                                    simmod.DEFAULT_PASSWORD)
-        pools = [source, dest]
-        vm, uuid, handle = _build_vm(source, src_sim)
-        ctl = control.Control(src_sim.url, handle)
-        ctl.configure(bandwidth=BANDWIDTH)
-        for userdevice, *_ in DISKS:
-            ctl.workload_start(vm, userdevice, pattern='uniform',
-                               rate=GUEST_RATE, block_size=4096,
-                               seed=int(userdevice) + 1)
-        before = _utilisation(source, uuid)
-        print("VM 'demo-vm' runs on pool-a; its guest writes %s/s of "
-              'random 4 KiB blocks to each disk.\n'
-              % planmod.human_bytes(GUEST_RATE), file=out)
-
-        opts = cli.load_conf()
-        migrator = cli.migrator_for(source, dest, opts)
-        the_plan, problems = migrator.plan(uuid, tier='thin')
-        problems = problems if planmod.blocking(problems) else \
-            migrator.check(the_plan)
-        print(planmod.format_plan(the_plan, problems) + '\n', file=out)
-        if planmod.blocking(problems):
-            return cli.EXIT_FAILED
-        heartbeat_from = time.monotonic()
-        status = cli.run_migration(migrator, the_plan, out)
-        if status:
-            return status
-
-        with dest.session() as s:
-            new_vm = s.xenapi.VM.get_by_uuid(uuid)
-            dctl = control.Control(dst_sim.url, s.handle)
-        stats = dctl.workload_stop(new_vm)
-        checks = dctl.guest_check(new_vm)
-        log = dctl.migrations()[-1]
-        after = _utilisation(dest, uuid)
-        with source.session() as s:
-            left = [r['name_label'] for r in
-                    s.xenapi.VM.get_all_records().values()
-                    if r['uuid'] == uuid]
-        ok = all(c['ok'] for c in checks) and not left
-        _report(out, the_plan, log, stats, checks, before, after, left,
-                time.monotonic() - heartbeat_from)
-        print('\nDemo %s in %.1f s.' % ('passed' if ok else 'FAILED',
-                                        time.monotonic() - started),
-              file=out)
-        return 0 if ok else cli.EXIT_FAILED
+        status = _run(console, sim, pools, started)
+    except KeyboardInterrupt:
+        status = cli.EXIT_CANCELLED
     finally:
-        for pool in pools:
-            pool.close()
-        sim.stop()
+        # A second Ctrl-C must not cut the shutdown short.
+        with cli.SignalGuard():
+            for pool in pools:
+                pool.close()
+            sim.stop()
+    if status == cli.EXIT_CANCELLED:
+        console.note('Demo cancelled after %.1f s; the simulator is stopped.'
+                     % (time.monotonic() - started), always=True)
+    return status
+
+
+def _run(console, sim, pools, started):
+    from xapi_sim import control
+    from xapi_sim import sim as simmod
+
+    out = console.result
+    src_sim, dst_sim = sim['pool-a'], sim['pool-b']
+    out('XAPI simulator: pool-a at %s, pool-b at %s'
+        % (src_sim.url, dst_sim.url))
+    source = sessions.SessionPool(src_sim.url, simmod.DEFAULT_USERNAME,
+                                  simmod.DEFAULT_PASSWORD)
+    pools.append(source)
+    dest = sessions.SessionPool(dst_sim.url, simmod.DEFAULT_USERNAME,
+                                simmod.DEFAULT_PASSWORD)
+    pools.append(dest)
+    vm, uuid, handle = _build_vm(source, src_sim)
+    ctl = control.Control(src_sim.url, handle)
+    ctl.configure(bandwidth=BANDWIDTH)
+    for userdevice, *_ in DISKS:
+        ctl.workload_start(vm, userdevice, pattern='uniform',
+                           rate=GUEST_RATE, block_size=4096,
+                           seed=int(userdevice) + 1)
+    before = _utilisation(source, uuid)
+    out("VM 'demo-vm' runs on pool-a; its guest writes %s/s of "
+        'random 4 KiB blocks to each disk.\n'
+        % planmod.human_bytes(GUEST_RATE))
+
+    opts = cli.load_conf()
+    migrator = cli.migrator_for(source, dest, opts)
+    the_plan, problems = migrator.plan(uuid, tier='thin')
+    problems = problems if planmod.blocking(problems) else \
+        migrator.check(the_plan)
+    out(planmod.format_plan(the_plan, problems) + '\n')
+    if planmod.blocking(problems):
+        return cli.EXIT_FAILED
+    heartbeat_from = time.monotonic()
+    status = cli.run_migration(migrator, the_plan, console)
+    if status:
+        return status
+
+    with dest.session() as s:
+        new_vm = s.xenapi.VM.get_by_uuid(uuid)
+        dctl = control.Control(dst_sim.url, s.handle)
+    stats = dctl.workload_stop(new_vm)
+    checks = dctl.guest_check(new_vm)
+    log = dctl.migrations()[-1]
+    after = _utilisation(dest, uuid)
+    with source.session() as s:
+        left = [r['name_label'] for r in
+                s.xenapi.VM.get_all_records().values()
+                if r['uuid'] == uuid]
+    ok = all(c['ok'] for c in checks) and not left
+    _report(out, the_plan, log, stats, checks, before, after, left,
+            time.monotonic() - heartbeat_from)
+    out('\nDemo %s in %.1f s.' % ('passed' if ok else 'FAILED',
+                                  time.monotonic() - started))
+    return 0 if ok else cli.EXIT_FAILED
 
 
 def _report(out, the_plan, log, stats, checks, before, after, left,
             elapsed):
     writes = sum(d['writes'] for d in stats['disks'])
-    print('\nSummary', file=out)
-    print('  migration time     %.2f s (engine), %.2f s with checks'
-          % (log['seconds'], elapsed), file=out)
-    print('  downtime           %.0f ms (largest gap of the guest\'s 10 ms '
-          'heartbeat)' % (stats['max_gap'] * 1000), file=out)
-    print('  bytes moved        %s copied + %s mirrored = %s' % (
+    out('\nSummary')
+    out('  migration time     %.2f s (engine), %.2f s with checks'
+        % (log['seconds'], elapsed))
+    out('  downtime           %.0f ms (largest gap of the guest\'s 10 ms '
+        'heartbeat)' % (stats['max_gap'] * 1000))
+    out('  bytes moved        %s copied + %s mirrored = %s' % (
         planmod.human_bytes(log['bytes_copied']),
         planmod.human_bytes(log['bytes_mirrored']),
-        planmod.human_bytes(log['bytes_sent'])), file=out)
-    print('  guest writes       %d during the run, write latency p99 '
-          '%.2f ms' % (writes, 1000 * max(d['latency_p99']
-                                          for d in stats['disks'])),
-          file=out)
-    print('  source pool        %s' % ('VM and disks removed' if not left
-                                       else 'VM still there!'), file=out)
-    print('\n  disk  before (pool-a)                after (pool-b)'
-          '                 image check', file=out)
+        planmod.human_bytes(log['bytes_sent'])))
+    out('  guest writes       %d during the run, write latency p99 '
+        '%.2f ms' % (writes, 1000 * max(d['latency_p99']
+                                        for d in stats['disks'])))
+    out('  source pool        %s' % ('VM and disks removed' if not left
+                                     else 'VM still there!'))
+    out('\n  disk  before (pool-a)                after (pool-b)'
+        '                 image check')
     for c in checks:
         ud = c['userdevice']
         b_type, size, b_phys = before[ud]
         a_type, _, a_phys = after[ud]
-        print('  %-4s  %-4s %-8s of %-8s  ->  %-4s %-8s of %-8s  %s' % (
+        out('  %-4s  %-4s %-8s of %-8s  ->  %-4s %-8s of %-8s  %s' % (
             ud, b_type, planmod.human_bytes(b_phys),
             planmod.human_bytes(size), a_type,
             planmod.human_bytes(a_phys), planmod.human_bytes(size),
             'ok: byte for byte' if c['ok'] else
-            'MISMATCH in %d blocks' % c['mismatches']), file=out)
+            'MISMATCH in %d blocks' % c['mismatches']))

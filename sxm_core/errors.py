@@ -218,6 +218,19 @@ class Ambiguous(SxmError):
                'give a uuid.')
 
 
+class MigrationNotFound(NotFound):
+    message = 'No storage migration %(name)r is running in pool %(pool)s.'
+
+
+class ContactLost(SxmError):
+    """XAPI went silent while a task ran: the task may still be running."""
+
+    message = ('Lost contact with XAPI at %(url)s for %(seconds).0f s while '
+               'waiting for %(what)s. Its task %(task_uuid)s may still be '
+               'running: follow it with `sxm watch %(task_uuid)s` once the '
+               'pool answers again.')
+
+
 class TaskTimeout(SxmError):
     message = ('%(what)s did not finish within %(seconds).0f s; it was '
                'cancelled.')

@@ -15,9 +15,13 @@
 ``Migrator`` ties a source pool (and a destination pool, for cross-pool
 moves) to the planner and XAPI. It limits concurrent storage migrations per
 source host (oslo.concurrency locks, across processes when a lock path is
-given), retries xapi's TOO_MANY_STORAGE_MIGRATES a bounded number of times,
-scales the timeout with the bytes to move, verifies the outcome, removes
-SXM leftovers and, when a migration fails, reports what state it left.
+given), retries xapi's TOO_MANY_STORAGE_MIGRATES as soon as a storage
+migration of that host ends (watched through event.from, within a bounded
+wait), scales the timeout with the bytes to move, verifies the outcome,
+removes SXM leftovers and, when a migration fails, reports what state it
+left. The migrate_receive token stays in this process's memory
+(``RECEIVE_TOKENS``; see ``sxm_core.fleet``) and is logged out once the
+task has ended, never while it may still run.
 """
 
 import dataclasses
@@ -25,6 +29,7 @@ import threading
 import time
 
 from oslo_concurrency import lockutils
+import XenAPI
 
 from sxm_core import constants
 from sxm_core import errors
@@ -36,6 +41,43 @@ from sxm_core import tasks
 LOG = redact.get_logger(__name__)
 NULL = constants.OPAQUE_NULL
 GIB = 1 << 30
+STORAGE_OPERATION = 'migrate_send'
+
+
+class ReceiveTokens(object):
+    """migrate_receive tokens of this process's migrations, by task ref.
+
+    Memory only, never persisted: the token is a session of the
+    destination pool. ``release`` logs one out; call it only once its task
+    has ended (``migrate_send`` uses the session until then).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._tokens = {}
+
+    def hold(self, task, dest_pool, token, custodian=None):
+        with self._lock:
+            self._tokens[task] = (dest_pool, token, custodian)
+
+    def held(self, task):
+        with self._lock:
+            return task in self._tokens
+
+    def release(self, task):
+        """Log out the token of ``task`` if this process holds it."""
+        with self._lock:
+            entry = self._tokens.pop(task, None)
+        if entry is None:
+            return False
+        dest_pool, token, custodian = entry
+        dest_pool.logout_token(token)
+        if custodian is not None:
+            custodian.done()
+        return True
+
+
+RECEIVE_TOKENS = ReceiveTokens()
 
 
 @dataclasses.dataclass
@@ -132,14 +174,18 @@ class Migrator(object):
     """Storage migrations from ``source`` (a SessionPool) to ``dest``.
 
     ``slots`` (a HostSlots) should be one long-lived object per process so
-    that its limit holds across migrations; ``sleep`` replaces the
-    cancellable wait between TOO_MANY_STORAGE_MIGRATES retries (tests).
+    that its limit holds across migrations. After TOO_MANY_STORAGE_MIGRATES
+    the migration is retried as soon as a storage migration of the host
+    ends, waiting at most ``too_many_interval`` seconds per retry;
+    ``sleep`` replaces that wait (tests). ``custodian`` (a callable
+    ``(task_ref, token) -> Custodian`` or None) hands the migrate_receive
+    token to a process that outlives this one (the CLI).
     """
 
     def __init__(self, source, dest=None, seconds_per_gib=800,
                  minimum_timeout=300, stall_timeout=600, slots=None,
-                 too_many_retries=5, too_many_interval=30,
-                 sleep=None, clock=time.monotonic):
+                 too_many_retries=10, too_many_interval=600,
+                 sleep=None, clock=time.monotonic, custodian=None):
         self.source = source
         self.dest = dest or source
         self.seconds_per_gib = seconds_per_gib
@@ -150,6 +196,9 @@ class Migrator(object):
         self.too_many_interval = too_many_interval
         self._sleep = sleep
         self._clock = clock
+        self._custodian = custodian
+        # (what happened, clock) of the TOO_MANY_STORAGE_MIGRATES retries.
+        self.retry_log = []
 
     # -- planning --------------------------------------------------------
 
@@ -230,6 +279,11 @@ class Migrator(object):
         try:
             with self.slots.acquire(host_uuid, cancel):
                 new_vm = self._send(the_plan, what, progress, cancel)
+        except errors.ContactLost:
+            # The source pool is silent: asking it what is left would only
+            # hang. The error names the task, which may still be running.
+            LOG.error('%s: lost contact with the source pool', what)
+            raise
         except errors.SxmError as exc:
             state = self.report_state(the_plan, before)
             LOG.error('%s failed: %s', what, exc)
@@ -271,29 +325,135 @@ class Migrator(object):
                             describe=describe, clock=self._clock)
         attempt = 0
         while True:
-            dest = self._receive(the_plan)
             try:
-                return tasks.call_async(
-                    self.source, 'VM.migrate_send',
-                    (the_plan.vm.ref, dest, the_plan.live,
-                     the_plan.vdi_map, the_plan.vif_map, {}), what,
-                    watch=watch, describe=describe)
+                return self._send_once(the_plan, what, watch, describe)
             except errors.TooManyStorageMigrates:
                 if attempt >= self.too_many_retries or cancel.is_set():
                     raise
                 attempt += 1
+                self.retry_log.append(('refused', self._clock()))
                 LOG.warning('Host busy with other storage migrations; '
-                            'retry %d of %d in %d s', attempt,
-                            self.too_many_retries, self.too_many_interval)
+                            'retry %d of %d when one of them ends (at most '
+                            '%d s)', attempt, self.too_many_retries,
+                            self.too_many_interval)
                 if self._sleep is not None:
                     self._sleep(self.too_many_interval)
                 else:
-                    cancel.wait(self.too_many_interval)
+                    self._wait_for_slot(the_plan, cancel)
                 if cancel.is_set():
                     raise errors.SxmError('Cancelled while waiting to '
                                           'retry %s.' % what)
-            finally:
-                self.dest.logout_token(dest.get('session_id'))
+                self.retry_log.append(('retry', self._clock()))
+
+    def _send_once(self, the_plan, what, watch, describe):
+        """One migrate_send: start it, hold its token, wait for its end."""
+        dest = self._receive(the_plan)
+        token = dest.get('session_id')
+        method = 'VM.migrate_send'
+        try:
+            task = self.source.call(
+                'Async.' + method, the_plan.vm.ref, dest, the_plan.live,
+                the_plan.vdi_map, the_plan.vif_map, {})
+        except errors.XapiFailure as exc:
+            self.dest.logout_token(token)
+            raise errors.XapiFailure.from_details(
+                [exc.code] + exc.params, call=method,
+                describe=describe) from None
+        except BaseException:
+            self.dest.logout_token(token)
+            raise
+        custodian = None
+        if self._custodian is not None:
+            try:
+                custodian = self._custodian(task, token)
+            except Exception:  # the migration matters more than the guard
+                LOG.exception('Could not start the token custodian of %s',
+                              what)
+        RECEIVE_TOKENS.hold(task, self.dest, token, custodian)
+        # The destination pool is not needed until the task ends: a
+        # process killed meanwhile leaves no login of its own there.
+        if self.dest is not self.source:
+            self.dest.release_idle()
+        ended = silent = False
+        try:
+            value = tasks.wait_task(self.source, task, what, watch=watch,
+                                    call=method)
+            ended = True
+            return value
+        except errors.ContactLost:
+            # The task may still run: it keeps its token, and asking the
+            # silent pool about it would only hang.
+            silent = True
+            raise
+        except errors.XapiFailure:
+            ended = True  # the task's own error: it has ended
+            raise
+        finally:
+            if not silent and (ended or not self._task_running(task)):
+                RECEIVE_TOKENS.release(task)
+                self._destroy_task(task, what)
+
+    def _task_running(self, task):
+        try:
+            return self.source.call('task.get_status', task) in (
+                constants.TASK_PENDING, constants.TASK_CANCELLING)
+        except errors.HandleInvalid:
+            return False
+        except errors.SxmError:
+            return True  # cannot tell: keep the token for a later watch
+
+    def _destroy_task(self, task, what):
+        try:
+            self.source.call('task.destroy', task)
+        except errors.SxmError as exc:
+            LOG.warning('Could not destroy the task of %s: %s', what, exc)
+
+    def _wait_for_slot(self, the_plan, cancel):
+        """Wait until the source host runs fewer storage migrations.
+
+        Watches VMs and tasks with event.from: xapi counts a storage
+        migration from its start to the end of the VM's migrate_send
+        operation (VM.current_operations). Returns at the latest after
+        ``too_many_interval`` seconds or when ``cancel`` is set.
+        """
+        host = the_plan.vm.resident_on
+        if host == NULL:
+            host = the_plan.source.master
+        deadline = self._clock() + self.too_many_interval
+        busy = {}   # VM ref -> its storage migration tasks, on ``host``
+        token = ''
+        with self.source.private_session() as session:
+            while not cancel.is_set() and self._clock() < deadline:
+                try:
+                    answer = session.xenapi.event_from(
+                        ['VM'], token, tasks.EVENT_TIMEOUT)
+                except XenAPI.Failure as failure:
+                    exc = errors.XapiFailure.from_failure(
+                        failure, call='event.from')
+                    if isinstance(exc, errors.EventsLost):
+                        token, busy = '', {}
+                        continue
+                    raise exc from None
+                token = answer['token']
+                for event in answer['events']:
+                    ref, rec = event['ref'], event.get('snapshot') or {}
+                    ops = {t for t, op in (rec.get('current_operations')
+                                           or {}).items()
+                           if op == STORAGE_OPERATION}
+                    if (event['operation'] == 'del' or not ops
+                            or rec.get('resident_on') != host):
+                        busy.pop(ref, None)
+                    else:
+                        busy[ref] = ops
+                # A count, not any end: another refused client's attempt
+                # ending frees nothing.
+                running = sum(len(v) for v in busy.values())
+                if running < constants.XAPI_MAX_STORAGE_MIGRATES:
+                    LOG.info('A storage migration slot of the host is free '
+                             '(%d running); retrying', running)
+                    return
+        LOG.info('No storage migration of the host ended within %d s; '
+                 'retrying anyway', self.too_many_interval)
 
     def _source_host_uuid(self, the_plan):
         ref = the_plan.vm.resident_on
@@ -387,8 +547,11 @@ class Migrator(object):
                  if s.transfer}
         new = []
         try:
+            # Listed first: _target_vdis borrows a pooled session itself,
+            # and a pool of one has no second one to give.
+            appeared = sorted(self._target_vdis(the_plan) - before)
             with self.dest.session() as s:
-                for vdi in sorted(self._target_vdis(the_plan) - before):
+                for vdi in appeared:
                     rec = s.xenapi.VDI.get_record(vdi)
                     if (rec['name_label'], int(rec['virtual_size'])) in moved:
                         new.append(rec['uuid'])

@@ -28,8 +28,21 @@ from oslo_log import log as oslo_logging
 
 MASK = '***'
 _SESSION_QUERY = re.compile(r'(session_id=)[^&\s\'"]+')
-_PASSWORD_KV = re.compile(r'((?:password|passwd|pwd)["\']?\s*[:=]\s*["\']?)'
-                          r'[^\s"\',}]+', re.IGNORECASE)
+_KEY = r'(?:password|passwd|pwd)'
+# What a password looks like in key/value syntax (config lines, query
+# strings, dicts, JSON, YAML): ``password=x`` always, and after a colon a
+# quoted value or a quoted key. A bare ``password: x`` is a value only when
+# x ends its field (end of line, a separator, or the next ``key:``/``key=``
+# pair): "No password: set SXM_PASSWORD or ..." is prose, not a secret.
+_PASSWORD_KV = (
+    re.compile(r'(%s["\']?\s*=\s*["\']?)[^\s"\',;}&]+' % _KEY, re.IGNORECASE),
+    re.compile(r'(%s["\']?\s*:\s*(["\']))(?:(?!\2).)+' % _KEY,
+               re.IGNORECASE),
+    re.compile(r'(["\']%s["\']\s*:\s*)[^\s"\',;}\]]+' % _KEY, re.IGNORECASE),
+    re.compile(r'(%s\s*:[ \t]*)[^\s"\',;}\])]+'
+               r'(?=[ \t]*(?:$|[,;}\])]|[\w.-]+[ \t]*[:=]))' % _KEY,
+               re.IGNORECASE | re.MULTILINE),
+)
 
 _lock = threading.Lock()
 # secret -> how many holders registered it (two pools may share a password)
@@ -62,7 +75,9 @@ def scrub(text):
         if secret in text:
             text = text.replace(secret, MASK)
     text = _SESSION_QUERY.sub(r'\1' + MASK, text)
-    return _PASSWORD_KV.sub(r'\1' + MASK, text)
+    for regex in _PASSWORD_KV:
+        text = regex.sub(r'\1' + MASK, text)
+    return text
 
 
 def scrub_value(value):

@@ -21,6 +21,15 @@ is discarded, not returned. Connection errors are retried with backoff for
 logins and read-only calls (and for any call refused before it reached the
 server), never after an XAPI failure. Logging in on a pool member follows
 ``HOST_IS_SLAVE`` to the master.
+
+Every call has a read timeout of its own, so that a silent peer (a crashed
+master, a firewall that drops a connection's state: no reset, packets just
+vanish) is noticed in seconds, not after minutes: ``call_timeout`` for the
+ordinary calls, ``long_call_timeout`` for the few that xapi may
+legitimately run for long synchronously (``LONG_CALLS``: SR.scan,
+assert_can_migrate...), and for ``event.from`` the timeout it asks the
+server for plus ``event_grace``. Migrations and copies run as ``Async``
+tasks, whose calls return at once.
 """
 
 import contextlib
@@ -42,6 +51,64 @@ CONNECTION_ERRORS = (OSError, http.client.HTTPException,
                      xmlrpc.client.ProtocolError)
 API_VERSION = '2.21'
 MAX_REDIRECTS = 3
+# Calls that xapi may answer only after a long synchronous operation
+# (storage backends, cross-pool checks, VM lifecycle).
+LONG_CALLS = frozenset([
+    'SR.scan', 'SR.probe', 'SR.create', 'SR.destroy', 'SR.forget',
+    'SR.update', 'PBD.plug', 'PBD.unplug',
+    'VDI.copy', 'VDI.clone', 'VDI.snapshot', 'VDI.resize', 'VDI.destroy',
+    'VDI.pool_migrate', 'VDI.enable_cbt', 'VDI.disable_cbt',
+    'VDI.list_changed_blocks',
+    'VBD.plug', 'VBD.unplug', 'VBD.unplug_force',
+    'VM.assert_can_migrate', 'VM.migrate_send', 'VM.pool_migrate',
+    'VM.start', 'VM.start_on', 'VM.clean_shutdown', 'VM.hard_shutdown',
+    'VM.clean_reboot', 'VM.hard_reboot', 'VM.suspend', 'VM.resume',
+    'VM.snapshot', 'VM.clone', 'VM.copy', 'VM.destroy',
+    'host.migrate_receive',
+])
+# How long a logout may take: it is never worth waiting for.
+LOGOUT_TIMEOUT = 5.0
+
+
+def wire_name(method):
+    """``event_from`` -> ``event.from`` (XenAPI's spelling of keywords)."""
+    if '.' not in method and '_' in method:
+        return method.replace('_', '.', 1)
+    return method
+
+
+class Timeouts(object):
+    """The read timeout of each call, by method name."""
+
+    def __init__(self, call, long_call, event_grace):
+        self.call = call
+        self.long_call = long_call
+        self.event_grace = event_grace
+
+    def for_call(self, method, params):
+        name = wire_name(method)
+        if name == 'event.from':
+            try:
+                asked = float(params[-1])
+            except (IndexError, TypeError, ValueError):
+                asked = self.call
+            return asked + self.event_grace
+        if name in LONG_CALLS:
+            return self.long_call
+        return self.call
+
+
+class TimedSession(XenAPI.Session):
+    """A XenAPI.Session that sets each call's read timeout first."""
+
+    sxm_timeouts = None
+
+    def xenapi_request(self, methodname, params):
+        timeouts = vars(self).get('sxm_timeouts')
+        transport = vars(self).get('sxm_transport')
+        if timeouts is not None and transport is not None:
+            transport.set_timeout(timeouts.for_call(methodname, params))
+        return super().xenapi_request(methodname, params)
 
 
 class _TimeoutMixin(object):
@@ -92,13 +159,20 @@ def _read_only(method):
 
 
 class SessionPool(object):
-    """Logged-in XenAPI sessions to one pool, shared by threads."""
+    """Logged-in XenAPI sessions to one pool, shared by threads.
+
+    ``call_timeout``, ``long_call_timeout`` and ``event_grace`` set the
+    read timeout of each call (see the module's docstring);
+    ``contact_timeout`` is how long a task waiter tolerates a silent pool
+    before it gives up with ``errors.ContactLost``.
+    """
 
     def __init__(self, url, username, password, maxsize=4, block=True,
-                 pool_timeout=120.0, login_timeout=30.0, call_timeout=300.0,
+                 pool_timeout=120.0, login_timeout=30.0, call_timeout=30.0,
                  ca_file=None, insecure=False, retries=3, backoff=0.5,
                  originator='openstack-sxm', session_factory=None,
-                 sleep=time.sleep):
+                 sleep=time.sleep, long_call_timeout=300.0,
+                 event_grace=5.0, contact_timeout=30.0):
         parts = urllib.parse.urlsplit(url or '')
         if parts.scheme not in ('http', 'https') or not parts.hostname:
             raise ValueError('XAPI URL must be http(s)://host[:port]/, got '
@@ -112,9 +186,15 @@ class SessionPool(object):
         self.pool_timeout = pool_timeout
         self.login_timeout = login_timeout
         self.call_timeout = call_timeout
+        self.long_call_timeout = long_call_timeout
+        self.event_grace = event_grace
+        self.contact_timeout = contact_timeout
+        self.timeouts = Timeouts(call_timeout, long_call_timeout,
+                                 event_grace)
         self.retries = retries
         self.backoff = backoff
         self.originator = originator
+        self._tls = {'ca_file': ca_file, 'insecure': insecure}
         self._ctx = (ssl_context(ca_file, insecure)
                      if parts.scheme == 'https' else None)
         self._factory = session_factory or self._make_session
@@ -127,6 +207,19 @@ class SessionPool(object):
     def __repr__(self):
         return '<SessionPool %s user=%s>' % (self.url, self.username)
 
+    def connection_args(self):
+        """What another process needs to log in here, password included.
+
+        Secret: only for handing to a child process through a pipe.
+        """
+        return dict(self._tls, url=self.url, username=self.username,
+                    password=self._password,
+                    login_timeout=self.login_timeout,
+                    call_timeout=self.call_timeout,
+                    long_call_timeout=self.long_call_timeout,
+                    event_grace=self.event_grace,
+                    contact_timeout=self.contact_timeout)
+
     # -- sessions --------------------------------------------------------
 
     def _make_session(self, url):
@@ -135,15 +228,21 @@ class SessionPool(object):
         else:
             transport = HTTPTransport()
         transport.set_timeout(self.login_timeout)
-        session = XenAPI.Session(url, transport=transport)
+        session = TimedSession(url, transport=transport)
         session.sxm_transport = transport
         return session
 
-    def _login(self):
+    def _login(self, timeout=None):
         redirects = 0
         attempt = 0
         while True:
             session = self._factory(self.url)
+            # vars(): a plain XenAPI.Session answers any attribute
+            # with an XML-RPC stub.
+            transport = vars(session).get('sxm_transport')
+            if transport is not None:
+                transport.set_timeout(min(self.login_timeout,
+                                          timeout or self.login_timeout))
             try:
                 session.login_with_password(self.username, self._password,
                                             API_VERSION, self.originator)
@@ -166,14 +265,12 @@ class SessionPool(object):
             else:
                 redact.register(session.handle)
                 session.sxm_handle = session.handle
-                # vars(): a plain XenAPI.Session answers any attribute
-                # with an XML-RPC stub.
-                transport = vars(session).get('sxm_transport')
                 if transport is not None:
                     transport.set_timeout(self.call_timeout)
+                    session.sxm_timeouts = self.timeouts
                 LOG.debug('Logged in to %s as %s', self.url, self.username)
                 return session
-            if attempt >= self.retries:
+            if attempt >= self.retries or timeout is not None:
                 raise exc
             delay = self.backoff * (2 ** attempt)
             attempt += 1
@@ -232,12 +329,21 @@ class SessionPool(object):
                 self._logout(session)
 
     def _logout(self, session):
+        """Log out, briefly: False when the pool did not answer."""
         handle = session.handle
+        vars(session).pop('sxm_timeouts', None)
+        transport = vars(session).get('sxm_transport')
+        if transport is not None:
+            transport.set_timeout(min(LOGOUT_TIMEOUT, self.call_timeout))
+        answered = True
         try:
             session.xenapi.session.logout()
-        except (XenAPI.Failure, xmlrpc.client.Fault) + CONNECTION_ERRORS:
+        except (XenAPI.Failure, xmlrpc.client.Fault):
             pass
+        except CONNECTION_ERRORS:
+            answered = False
         redact.forget(handle)
+        return answered
 
     @contextlib.contextmanager
     def session(self):
@@ -268,13 +374,14 @@ class SessionPool(object):
             self._put(session)
 
     @contextlib.contextmanager
-    def private_session(self):
+    def private_session(self, login_timeout=None):
         """A session of its own, outside the pool, logged out afterwards.
 
         For calls that block for long (event.from), so that a waiter never
-        holds one of the pool's sessions.
+        holds one of the pool's sessions. ``login_timeout`` bounds the
+        login (one attempt, no retries) for a caller with a deadline.
         """
-        session = self._login()
+        session = self._login(timeout=login_timeout)
         try:
             yield session
         except Exception as exc:
@@ -283,6 +390,9 @@ class SessionPool(object):
                 raise
             raise typed from None
         finally:
+            # After a broken connection the logout goes over a new one,
+            # briefly: a silent peer must not hold the caller up.
+            self._discard(session)
             self._logout(session)
             self._discard(session)
 
@@ -312,6 +422,9 @@ class SessionPool(object):
         if not token:
             return
         session = self._factory(self.url)
+        transport = vars(session).get('sxm_transport')
+        if transport is not None:
+            transport.set_timeout(min(LOGOUT_TIMEOUT, self.call_timeout))
         try:
             # A raw call: XenAPI.Session's own logout needs a login first.
             getattr(session, 'session.logout')(token)
@@ -352,18 +465,49 @@ class SessionPool(object):
                              'delay': delay})
                 self._sleep(delay)
 
+    def release_idle(self):
+        """Log out the idle sessions (a long wait is coming).
+
+        A process killed during that wait then leaves no login of its own
+        behind in this pool.
+        """
+        taken = []
+        while True:
+            try:
+                taken.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        reachable = True
+        for session in taken:
+            if session is not None:
+                if reachable:
+                    reachable = self._logout(session)
+                else:
+                    redact.forget(session.handle)
+                self._discard(session)
+            self._queue.put_nowait(None)
+
     def close(self):
-        """Log out every idle session; borrowed ones log out when back."""
+        """Log out every idle session; borrowed ones log out when back.
+
+        A pool that stops answering is not waited for: after the first
+        logout without an answer the others are dropped.
+        """
         if self._closed:
             return
         self._closed = True
+        reachable = True
         while True:
             try:
                 session = self._queue.get_nowait()
             except queue.Empty:
                 break
             if session is not None:
-                self._logout(session)
+                if reachable:
+                    reachable = self._logout(session)
+                else:
+                    redact.forget(session.handle)
+                self._discard(session)
         redact.forget(self._password)
 
 

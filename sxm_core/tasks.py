@@ -18,7 +18,15 @@
 overall timeout or when progress stalls, and restarts its watch on
 ``EVENTS_LOST``. ``call_async`` wraps an ``Async.`` call and always destroys
 the task afterwards.
+
+A wait survives connection blips (a reset, a master restarting) by
+watching again on the same session; each ``event.from`` has a read timeout
+a few seconds above the server's own (``SessionPool.event_grace``), so a
+silent pool is noticed at once, and after ``SessionPool.contact_timeout``
+seconds without any answer the wait ends with ``errors.ContactLost``,
+naming the task's uuid: the task itself may still be running in XAPI.
 """
+
 
 import copy
 import time
@@ -90,8 +98,8 @@ def _event_from(session, task, token):
                                      EVENT_TIMEOUT)
 
 
-# Consecutive connection failures tolerated while waiting on a task.
-WAIT_RECONNECTS = 5
+# Used when the pool does not say (a test double).
+CONTACT_TIMEOUT = 30.0
 
 
 class _Waiter(object):
@@ -108,10 +116,12 @@ class _Waiter(object):
         self.cancelled_for = None   # 'request', 'timeout' or 'stall'
         self.cancel_at = None
         self.cancel_refused = False
-        self.answered = False   # event.from answered since the last blip
+        self.last_answer = self.started  # when XAPI last answered
+        self.task_uuid = None
 
     def seen(self, record):
         """Handle a task record; returns its value or PENDING."""
+        self.task_uuid = record.get('uuid') or self.task_uuid
         progress = float(record.get('progress') or 0.0)
         if progress != self.last_progress:
             self.last_progress, self.last_move = progress, \
@@ -167,34 +177,44 @@ def wait_task(pool, task, what, watch=None, call=None):
     The wait uses a session of its own (event.from blocks), follows the
     task through connection blips, and keeps waiting when a cancel comes
     too late (past the point of no return): the task's outcome is what
-    counts.
+    counts. When the pool stays silent for its ``contact_timeout`` it
+    raises ``errors.ContactLost``: the task may still be running.
     """
     waiter = _Waiter(pool, task, what, watch or Watch(), call)
-    failures = 0
+    limit = getattr(pool, 'contact_timeout', None) or CONTACT_TIMEOUT
+    failures, previous = 0, None
     while True:
+        silent = waiter.watch.clock() - waiter.last_answer
         try:
-            return _wait(pool, waiter)
+            return _wait(pool, waiter, max(1.0, limit - silent))
         except errors.ConnectionFailed as exc:
-            if waiter.answered:
-                failures = 0  # only blips in a row count
-            waiter.answered = False
-            failures += 1
-            if failures > WAIT_RECONNECTS:
-                raise errors.SxmError(
-                    'Lost contact with XAPI while waiting for %s (task %s '
-                    'may still be running): %s' % (what, task, exc))
-            LOG.warning('Connection lost while waiting for %s; watching '
-                        'again (%d)', what, failures)
-            delay = min(5.0, 0.5 * 2 ** failures)
+            now = waiter.watch.clock()
+            if now - waiter.last_answer >= limit:
+                raise errors.ContactLost(
+                    url=getattr(pool, 'url', '?'),
+                    seconds=now - waiter.last_answer, what=what,
+                    task_uuid=_task_uuid(waiter)) from None
+            # Only failures since the last answer count for the backoff.
+            failures = failures + 1 if waiter.last_answer == previous else 1
+            previous = waiter.last_answer
+            LOG.warning('Connection lost while waiting for %s (%s); '
+                        'watching again', what, exc)
+            delay = min(2.0, 0.25 * 2 ** failures,
+                        limit - (now - waiter.last_answer))
             if waiter.watch.cancel is not None:
                 waiter.watch.cancel.wait(delay)
             else:
                 time.sleep(delay)
 
 
-def _wait(pool, waiter):
+def _task_uuid(waiter):
+    # Known once the task's record was seen; else its ref identifies it.
+    return waiter.task_uuid or waiter.task
+
+
+def _wait(pool, waiter, login_timeout):
     token = ''
-    with pool.private_session() as session:
+    with pool.private_session(login_timeout=login_timeout) as session:
         while True:
             try:
                 answer = _event_from(session, waiter.task, token)
@@ -207,7 +227,7 @@ def _wait(pool, waiter):
                     token = ''
                     continue
                 raise exc from None
-            waiter.answered = True
+            waiter.last_answer = waiter.watch.clock()
             first = token == ''
             token = answer['token']
             record = None
@@ -267,10 +287,15 @@ def call_async(pool, method, args, what, watch=None, describe=None):
     watch = copy.copy(watch) if watch is not None else Watch()
     if watch.describe is None:
         watch.describe = describe
+    silent = False
     try:
         return wait_task(pool, task, what, watch=watch, call=method)
+    except errors.ContactLost:
+        silent = True  # asking the pool about the task would hang too
+        raise
     finally:
-        _destroy_if_done(pool, task, what)
+        if not silent:
+            _destroy_if_done(pool, task, what)
 
 
 def _destroy_if_done(pool, task, what):

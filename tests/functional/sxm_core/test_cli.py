@@ -12,7 +12,7 @@
 
 """The ``sxm`` command against the simulator: plan, migrate, bad input, demo.
 
-``sxm_core.cli.main`` runs in-process with its output captured; the
+``sxm_core.cli.main`` runs in-process with stdout and stderr captured; the
 password comes from SXM_PASSWORD as an operator would give it.
 """
 
@@ -55,7 +55,10 @@ class CliTestCase(base.CoreTestCase):
         self.before = (self.vdi_set(), self.vdi_set(self.api_b))
 
     def sxm(self, *args, config=None):
-        """(exit status, output) of ``sxm <args>``."""
+        """(exit status, stdout + stderr) of ``sxm <args>``.
+
+        ``self.stdout`` and ``self.stderr`` keep the two streams apart.
+        """
         argv = []
         if config is not None:
             path = os.path.join(self.useFixture(fixtures.TempDir()).path,
@@ -64,9 +67,10 @@ class CliTestCase(base.CoreTestCase):
                 f.write(config)
             argv += ['--config-file', path]
         argv += list(args)
-        out = io.StringIO()
-        status = cli.main(argv, out=out)
-        return status, out.getvalue()
+        out, err = io.StringIO(), io.StringIO()
+        status = cli.main(argv, out=out, err=err)
+        self.stdout, self.stderr = out.getvalue(), err.getvalue()
+        return status, self.stdout + self.stderr
 
     def urls(self, dest=True):
         out = ['--url', self.url('pool-a')]
@@ -100,7 +104,8 @@ class TestPlan(CliTestCase):
                       "'pool-b', host 'pool-b-host1'" % self.uuid, output)
         self.assertIn('0 web-system', output)
         self.assertIn('1 web-data', output)
-        self.assertIn('Local storage (lvm) (lvm)', output)
+        self.assertIn('Local storage (lvm)  ', output)
+        self.assertNotIn('(lvm) (lvm)', output)
         self.assertIn('mirror', output)
         self.assertIn('To move: 36.0 MiB', output)
         self.assertNotIn('ERROR', output)
@@ -252,8 +257,8 @@ class TestDemo(testtools.TestCase):
 
     def test_demo_passes(self):
         quiet_environment(self, 'unused')
-        out = io.StringIO()
-        status = cli.main(['demo'], out=out)
+        out, err = io.StringIO(), io.StringIO()
+        status = cli.main(['demo'], out=out, err=err)
         output = out.getvalue()
         self.assertEqual(0, status, output)
         self.assertIn('Demo passed', output)

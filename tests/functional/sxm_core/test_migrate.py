@@ -691,3 +691,21 @@ class TestOneSessionPool(MigrateTestCase):
         self.assertNotEqual([], answers)
         self.assertEqual([pool_ref] * len(answers), answers)
         self.assertIsNotNone(self.vm_in(uuid, self.api_b))
+
+
+class TestPoolOfOne(MigrateTestCase):
+    """Every step must make do with one pooled session per pool."""
+
+    def test_a_failure_is_reported_with_a_pool_of_one_session(self):
+        vm, vdis, uuid = self.writing_vm()
+        m = migrate.Migrator(
+            self.pool('pool-a', maxsize=1, block=False),
+            self.pool('pool-b', maxsize=1, block=False),
+            slots=migrate.HostSlots(poll=0.01))
+        the_plan = self.planned(m, uuid, tier='same')
+        before_a, before_b = self.vdi_set(), self.vdi_set(self.api_b)
+        self.ctl.fault_inject('copy', percent=30)
+        exc = self.assertRaises(errors.MigrationFailed, m.migrate, the_plan)
+        self.assertNotIn('No free XAPI session', str(exc))
+        self.assertCleanState(exc)
+        self.assertRolledBack(vm, vdis, uuid, before_a, before_b)

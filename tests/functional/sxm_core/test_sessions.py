@@ -18,6 +18,7 @@ import time
 from sxm_core import errors
 from sxm_core import sessions
 from tests.functional.sxm_core import base
+from tests.functional.sxm_core import tcpproxy
 
 THREADS = 16
 CALLS = 25
@@ -116,14 +117,30 @@ class TestSessionPool(base.CoreTestCase):
         self.assertEqual([0.01, 0.02], sleeps)
 
     def test_a_call_that_times_out_is_not_retried(self):
-        # event.from blocks for its timeout; the socket gives up first.
-        pool = self.pool('pool-a', call_timeout=0.2, retries=3,
-                         backoff=0.01)
+        # A silent master: the short call's read timeout gives up, and a
+        # call that may have reached the server is not sent again.
+        proxy = self.useFixture(tcpproxy.FreezingProxy(self.url('pool-a')))
+        pool = sessions.SessionPool(proxy.url, self.simfix.username,
+                                    self.simfix.password, call_timeout=0.5,
+                                    retries=3, backoff=0.01)
+        self.addCleanup(pool.close)
+        ref = pool.call('pool.get_all')[0]
+        proxy.freeze()
+        started = time.monotonic()
+        self.assertRaises(errors.ConnectionFailed, pool.call, 'event.inject',
+                          'pool', ref)
+        self.assertLess(time.monotonic() - started, 3.0)
+        self.assertEqual(1, proxy.accepted)   # no second try
+        proxy.thaw()
+        # The pool still works, with a fresh session.
+        self.assertEqual(1, len(pool.call('pool.get_all')))
+
+    def test_event_from_may_block_longer_than_the_call_timeout(self):
+        # Its read timeout is the one it asks the server for plus a grace.
+        pool = self.pool('pool-a', call_timeout=0.5, event_grace=1.0)
         token = pool.call('event.inject', 'pool',
                           pool.call('pool.get_all')[0])
         started = time.monotonic()
-        self.assertRaises(errors.ConnectionFailed, pool.call, 'event.from',
-                          ['vm/OpaqueRef:nosuch'], token, 5.0)
-        self.assertLess(time.monotonic() - started, 3.0)
-        # The pool still works, with a fresh session.
-        self.assertEqual(1, len(pool.call('pool.get_all')))
+        answer = pool.call('event.from', ['vm/OpaqueRef:nosuch'], token, 2.0)
+        self.assertEqual([], answer['events'])
+        self.assertGreater(time.monotonic() - started, 1.5)

@@ -215,11 +215,11 @@ class TestTimeoutCountsMemory(testtools.TestCase):
         self.addCleanup(self.pool.close)
         self.watches = []
 
-        def call_async(pool, method, args, what, watch=None, describe=None):
-            self.watches.append((method, watch))
+        def wait_task(pool, task, what, watch=None, call=None):
+            self.watches.append((call, watch))
             return self.w.vm.ref
         self.useFixture(fixtures.MockPatchObject(migrate.tasks,
-                                                 'call_async', call_async))
+                                                 'wait_task', wait_task))
 
     def test_a_plan_whose_disks_stay_gets_time_for_the_memory(self):
         vm = dataclasses.replace(self.w.vm, memory=3 * f.GiB)

@@ -76,6 +76,32 @@ class TestScrub(RedactTestCase):
                 ('pwd=abc,def', 'pwd=***,def')):
             self.assertEqual(expected, redact.scrub(text))
 
+    def test_password_values_in_key_value_syntax(self):
+        for text, expected in (
+                ('password: hunter2', 'password: ***'),
+                ('password: hunter2\nuser: root',
+                 'password: ***\nuser: root'),
+                ('password: hunter2 user: root', 'password: *** user: root'),
+                ('{password: hunter2, user: root}',
+                 '{password: ***, user: root}'),
+                ("password: 'two words'", "password: '***'"),
+                ('"password": 12345678', '"password": ***'),
+                ('SXM_PASSWORD=hunter2', 'SXM_PASSWORD=***'),
+                ('http://h/?user=root&password=hunter2&x=1',
+                 'http://h/?user=root&password=***&x=1'),
+                ('connection_password=a;b', 'connection_password=***;b')):
+            self.assertEqual(expected, redact.scrub(text), text)
+
+    def test_prose_about_passwords_is_kept(self):
+        for text in (
+                'No password: set SXM_PASSWORD or connection_password in '
+                'the --config-file.',
+                'Wrong password: try again later.',
+                'password: set it in the config file',
+                'The connection_password option holds the password.',
+                'passwords: none given'):
+            self.assertEqual(text, redact.scrub(text))
+
     def test_non_strings(self):
         self.secret(SESSION)
         self.assertEqual("['***', 3]", redact.scrub([SESSION, 3]))

@@ -534,3 +534,50 @@ class TestSecretsOfThePool(SessionsTestCase):
         pool.close()
         # Logged out: no longer a secret.
         self.assertEqual(handles[1], redact.scrub(handles[1]))
+
+
+class TestReadTimeouts(testtools.TestCase):
+    """Each call's read timeout: short, long for slow calls, event.from's."""
+
+    def setUp(self):
+        super().setUp()
+        self.timeouts = sessions.Timeouts(call=30.0, long_call=300.0,
+                                          event_grace=5.0)
+
+    def test_ordinary_calls_get_the_short_timeout(self):
+        for method in ('VM.get_record', 'task.cancel', 'session.logout',
+                       'Async.VM.migrate_send', 'Async.SR.scan'):
+            self.assertEqual(30.0, self.timeouts.for_call(method, ()))
+
+    def test_calls_that_may_run_long_synchronously_get_the_long_one(self):
+        for method in ('SR.scan', 'VM.assert_can_migrate', 'VDI.copy',
+                       'host.migrate_receive', 'VM.clean_shutdown'):
+            self.assertEqual(300.0, self.timeouts.for_call(method, ()))
+
+    def test_event_from_waits_its_own_timeout_plus_the_grace(self):
+        for name in ('event.from', 'event_from'):
+            self.assertEqual(65.0, self.timeouts.for_call(
+                name, ('OpaqueRef:s', ['task'], '', 60.0)))
+        self.assertEqual(10.0, self.timeouts.for_call(
+            'event_from', ('OpaqueRef:s', ['task'], '', '5')))
+
+    def test_the_transport_gets_the_timeout_before_each_call(self):
+        transport = sessions.HTTPTransport()
+        session = sessions.TimedSession('http://xs1.example.org/',
+                                        transport=transport)
+        session.sxm_transport = transport
+        session.sxm_timeouts = self.timeouts
+        seen = []
+
+        def request(methodname, params):
+            seen.append((methodname, transport.timeout))
+            return {'Status': 'Success', 'Value': 'ok'}
+        self.useFixture(fixtures.MockPatchObject(
+            xmlrpc.client.ServerProxy, '_ServerProxy__request',
+            lambda self, m, p: request(m, p)))
+        session._session = 'OpaqueRef:s'
+        session.xenapi.SR.scan('OpaqueRef:sr')
+        session.xenapi.VM.get_record('OpaqueRef:vm')
+        session.xenapi.event_from(['task'], '', 5.0)
+        self.assertEqual([('SR.scan', 300.0), ('VM.get_record', 30.0),
+                          ('event_from', 10.0)], seen)

@@ -355,29 +355,31 @@ class TestWaitSurvives(WaitTestCase):
         # Both watch sessions are gone.
         self.assertEqual(set(), self.net.live & set(handles))
 
-    def test_too_many_connection_errors_give_up_and_keep_the_task(self):
-        failures = tasks.WAIT_RECONNECTS + 1
+    def test_a_silent_pool_gives_up_naming_the_task_and_keeps_it(self):
+        # Each failed watch takes 6 s of the fake clock: after the pool's
+        # contact_timeout (30 s) without an answer, the wait gives up.
         self.net.script['Async.VM.migrate_send'] = [TASK]
-        self.net.script['task.get_status'] = ['pending']
-        self.script(*[ConnectionResetError('reset by peer')] * failures)
+        self.script(*[ConnectionResetError('reset by peer')] * 10)
         exc = self.assertRaises(
-            errors.SxmError, tasks.call_async, self.pool, 'VM.migrate_send',
-            ('OpaqueRef:vm', {}, True, {}, {}, {}), 'migration of web',
-            watch=tasks.Watch(clock=self.clock))
-        self.assertNotIsInstance(exc, errors.ConnectionFailed)
+            errors.ContactLost, tasks.call_async, self.pool,
+            'VM.migrate_send', ('OpaqueRef:vm', {}, True, {}, {}, {}),
+            'migration of web', watch=tasks.Watch(clock=self.clock))
         self.assertIn(TASK, str(exc))
         self.assertIn('migration of web', str(exc))
-        self.assertEqual(failures, self.net.count('event_from'))
-        self.assertEqual(tasks.WAIT_RECONNECTS, len(self.sleeps))
-        # Still running: left for XAPI to finish, not destroyed.
-        self.assertEqual(1, self.net.count('task.get_status'))
+        self.assertIn('may still be running', str(exc))
+        self.assertEqual(5, self.net.count('event_from'))
+        # Silent pool: the task is neither asked about nor destroyed.
+        self.assertEqual(0, self.net.count('task.get_status'))
         self.assertEqual(0, self.net.count('task.destroy'))
 
-    def test_a_few_connection_errors_in_a_row_are_survived(self):
-        self.script(*([ConnectionResetError('reset by peer')]
-                      * tasks.WAIT_RECONNECTS
+    def test_the_contact_limit_counts_from_the_last_answer(self):
+        # Four failures (24 s), an answer, four more: never 30 s silent.
+        blip = [ConnectionResetError('reset by peer')] * 4
+        self.script(*(blip + [[('mod', record('pending', progress=0.5))]]
+                      + blip
                       + [[('mod', record('success', '<value>ok</value>'))]]))
         self.assertEqual('ok', self.wait())
+        self.assertEqual(10, self.net.count('event_from'))
 
 
 class TestWaitSession(WaitTestCase):

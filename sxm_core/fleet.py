@@ -1,0 +1,507 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The storage migrations of a pool: list, watch, cancel, drain a host.
+
+A storage migration is an XAPI task: ``Async.VM.migrate_send`` (or
+``Async.VDI.pool_migrate``, which xapi runs as a migrate_send of the VM),
+named so in the task's ``name_label``, and linked to its VM by the VM's
+``current_operations`` (task ref -> ``migrate_send``). The task runs on in
+XAPI whatever happens to the client that started it, so any client can
+find it again (``list_migrations``, ``find_migration``), follow it
+(``watch``) or stop it (``cancel``). ``drain`` moves every running VM off
+a host with bounded concurrency.
+
+The migrate_receive token. ``host.migrate_receive`` creates a session in
+the destination pool and hands its id to the caller inside the ``dest``
+map; ``VM.migrate_send`` uses it for the whole migration. Real xapi
+(xapi_host.ml ``migrate_receive``) makes it with
+``Xapi_session.login_no_password``, recording the caller's session as its
+``parent``; but ``session.logout`` destroys only the session itself
+(``destroy_db_session``), and ``migrate_send`` (xapi_vm_migrate.ml) never
+logs the remote session out: left alone it lives until xapi's session GC
+(24 h of inactivity). Logging it out while the task runs would break the
+migration. So the token must be logged out by a client that has it, once
+the task has ended. The core never writes the token anywhere (no task
+``other_config``, no file, no record, no log line: it is a credential of
+the destination pool): it lives only in the memory of the process that
+asked for it, in ``migrate.RECEIVE_TOKENS`` keyed by the task ref. Whoever
+in that process finds the task finished -- the Migrator's own wait, or a
+later ``watch``/``cancel``/``drain`` after the wait lost contact -- logs it
+out. A process killed mid-migration takes the token with it; to keep such
+a death from leaving anything of its own behind in the destination pool,
+the Migrator logs out its idle destination sessions before the long wait,
+and the CLI hands the token to a *custodian* (``Custodian``): a small
+child process in a session of its own that got the token through a pipe
+(never argv, environment or disk), watches the task with event.from and
+logs the token out when the task has ended, even after its parent was
+killed. When the parent ends normally it logs the token out itself and
+tells the custodian, which then just exits.
+"""
+
+import concurrent.futures
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import XenAPI
+
+from sxm_core import constants
+from sxm_core import errors
+from sxm_core import migrate
+from sxm_core import redact
+from sxm_core import sessions
+from sxm_core import tasks
+
+LOG = redact.get_logger(__name__)
+NULL = constants.OPAQUE_NULL
+# The task names of storage migrations (xapi's Async task name_label).
+STORAGE_TASKS = ('Async.VM.migrate_send', 'Async.VDI.pool_migrate')
+STORAGE_OPERATION = 'migrate_send'
+RUNNING = (constants.TASK_PENDING, constants.TASK_CANCELLING)
+
+
+@dataclasses.dataclass(frozen=True)
+class MigrationInfo:
+    """One storage migration task, as XAPI shows it."""
+
+    task_ref: str
+    task_uuid: str
+    vm_ref: str             # NULL when no VM claims the task
+    vm_uuid: str
+    vm_name: str
+    host_name: str          # the VM's host when the list was read
+    progress: float         # 0..1
+    status: str             # pending, cancelling, success, ...
+    created: str            # the task's creation time (ISO 8601, UTC)
+    name_label: str = ''    # the task's, e.g. Async.VM.migrate_send
+    host_uuid: str = ''
+    cancellable: bool = False
+
+    def label(self):
+        if self.vm_name:
+            return "migration of VM '%s' (%s), task %s" % (
+                self.vm_name, self.vm_uuid, self.task_uuid)
+        return 'storage migration task %s' % self.task_uuid
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """How a storage migration ended.
+
+    ``status`` is xapi's: success, failure or cancelled. ``vm_ref`` is the
+    VM in the destination pool after a success; ``error`` the typed
+    ``errors.XapiFailure`` of a failure or a cancel; ``source_vm`` the
+    source VM's power state after a cancel ('gone' when it no longer
+    exists), else None.
+    """
+
+    info: MigrationInfo
+    status: str
+    vm_ref: object = None
+    error: object = None
+    source_vm: object = None
+
+    @property
+    def ok(self):
+        return self.status == constants.TASK_SUCCESS
+
+    def describe(self):
+        if self.ok:
+            return '%s succeeded.' % _capital(self.info.label())
+        text = '%s ended %s: %s' % (_capital(self.info.label()),
+                                    self.status, self.error)
+        if self.source_vm is not None:
+            text += ' The source VM is %s.' % self.source_vm
+        return text
+
+
+@dataclasses.dataclass(frozen=True)
+class DrainOutcome:
+    """One VM of a drain: ``result`` (migrate.Result) or ``error``."""
+
+    vm_name: str
+    vm_uuid: str
+    result: object = None
+    error: object = None
+
+    @property
+    def ok(self):
+        return self.error is None
+
+
+def _capital(text):
+    return text[:1].upper() + text[1:]
+
+
+def _created(value):
+    # XML-RPC DateTime ('20261201T20:56:04Z') or a plain string.
+    text = str(getattr(value, 'value', value) or '')
+    if len(text) >= 17 and text[8] == 'T' and '-' not in text[:8]:
+        text = '%s-%s-%sT%s' % (text[:4], text[4:6], text[6:8], text[9:])
+    return text
+
+
+def _info(task_ref, task, vm_ref, vm, host):
+    return MigrationInfo(
+        task_ref=task_ref, task_uuid=task['uuid'],
+        vm_ref=vm_ref or NULL, vm_uuid=vm['uuid'] if vm else '',
+        vm_name=vm['name_label'] if vm else '',
+        host_name=host['name_label'] if host else '',
+        progress=float(task.get('progress') or 0.0),
+        status=task['status'], created=_created(task.get('created')),
+        name_label=task.get('name_label', ''),
+        host_uuid=host['uuid'] if host else '',
+        cancellable='cancel' in (task.get('allowed_operations') or ()))
+
+
+def _read(pool):
+    with pool.session() as s:
+        x = s.xenapi
+        all_tasks = x.task.get_all_records()
+        vms = x.VM.get_all_records()
+        hosts = x.host.get_all_records()
+    owner = {}
+    for ref, vm in vms.items():
+        for task_ref, op in (vm.get('current_operations') or {}).items():
+            if op == STORAGE_OPERATION:
+                owner[task_ref] = ref
+    return all_tasks, vms, hosts, owner
+
+
+def _migrations(pool, finished=False):
+    all_tasks, vms, hosts, owner = _read(pool)
+    out = []
+    for ref, task in all_tasks.items():
+        vm_ref = owner.get(ref)
+        if task.get('status') not in RUNNING and not finished:
+            continue
+        if task.get('name_label') not in STORAGE_TASKS and vm_ref is None:
+            continue
+        vm = vms.get(vm_ref)
+        host = hosts.get(vm['resident_on']) if vm else None
+        out.append(_info(ref, task, vm_ref, vm, host))
+    out.sort(key=lambda i: (i.created, i.task_uuid))
+    return out
+
+
+def list_migrations(pool):
+    """[MigrationInfo] of the storage migrations running in ``pool``.
+
+    Oldest first. A task of a VM that just finished its migration may be
+    missing its VM (``vm_ref`` NULL).
+    """
+    return _migrations(pool)
+
+
+def find_migration(pool, ident):
+    """The storage migration of task or VM ``ident``.
+
+    ``ident`` is a task uuid or ref, or a VM uuid, ref or name label. A
+    VM's migration must be running; a task named by uuid or ref may have
+    ended (its client died or lost contact before destroying it): then
+    ``watch`` reports how it ended. Raises ``errors.MigrationNotFound``
+    (or ``errors.Ambiguous`` when a VM name matches several migrations).
+    """
+    every = _migrations(pool, finished=True)
+    running = [i for i in every if i.status in RUNNING]
+    exact = [i for i in running
+             if ident in (i.task_uuid, i.task_ref, i.vm_uuid, i.vm_ref)]
+    exact += [i for i in every if ident in (i.task_uuid, i.task_ref)]
+    if exact:
+        return exact[0]
+    named = [i for i in running if i.vm_name == ident]
+    if len(named) > 1:
+        raise errors.Ambiguous(count=len(named), kind='migrating VM',
+                               name=ident, pool=pool.url)
+    if named:
+        return named[0]
+    raise errors.MigrationNotFound(name=ident, pool=pool.url)
+
+
+def watch(pool, info, progress=None, cancel=None):
+    """Follow a migration to its end; returns its ``Outcome``.
+
+    ``progress(fraction)`` is called as it moves; setting the
+    ``threading.Event`` ``cancel`` cancels the migration. Raises
+    ``errors.ContactLost`` when the pool goes silent (the task may still
+    run) and ``errors.SxmError`` when the task vanished. When this process
+    holds the task's migrate_receive token (its own migration, after a
+    lost contact), the token is logged out once the task has ended.
+    """
+    watcher = tasks.Watch(progress=progress, cancel=cancel)
+    try:
+        value = tasks.wait_task(pool, info.task_ref, info.label(),
+                                watch=watcher, call='VM.migrate_send')
+    except errors.ContactLost:
+        raise
+    except errors.XapiFailure as exc:
+        migrate.RECEIVE_TOKENS.release(info.task_ref)
+        status = (constants.TASK_CANCELLED
+                  if isinstance(exc, errors.TaskCancelled)
+                  else constants.TASK_FAILURE)
+        return Outcome(info, status, error=exc)
+    migrate.RECEIVE_TOKENS.release(info.task_ref)
+    return Outcome(info, constants.TASK_SUCCESS, vm_ref=value)
+
+
+def cancel(pool, info):
+    """Cancel a migration and wait for its end; returns its ``Outcome``.
+
+    Past the point of no return xapi refuses (OPERATION_NOT_ALLOWED or the
+    task no longer allows ``cancel``): then the migration is followed to
+    its end and the outcome says how it really ended. ``source_vm`` says
+    what became of the source VM.
+    """
+    try:
+        pool.call('task.cancel', info.task_ref)
+    except errors.HandleInvalid:
+        raise errors.MigrationNotFound(name=info.task_uuid,
+                                       pool=pool.url) from None
+    except errors.XapiFailure as exc:
+        LOG.warning('XAPI refused to cancel %s: %s', info.label(), exc)
+    outcome = watch(pool, info)
+    return dataclasses.replace(outcome, source_vm=_power_state(pool, info))
+
+
+def _power_state(pool, info):
+    if info.vm_ref == NULL:
+        return None
+    try:
+        return pool.call('VM.get_power_state', info.vm_ref)
+    except errors.HandleInvalid:
+        return 'gone'
+    except errors.SxmError as exc:
+        return 'unknown (%s)' % exc
+
+
+def running_vms(pool, host):
+    """[(ref, name, uuid)] of the running guests of ``host`` (name/uuid)."""
+    with pool.session() as s:
+        x = s.xenapi
+        hosts = x.host.get_all_records()
+        match = [r for r, h in hosts.items()
+                 if host in (r, h['uuid'], h['name_label'])]
+        if not match:
+            raise errors.NotFound(kind='host', name=host, pool=pool.url)
+        if len(match) > 1:
+            raise errors.Ambiguous(count=len(match), kind='host', name=host,
+                                   pool=pool.url)
+        vms = x.VM.get_all_records()
+    out = []
+    for ref, vm in vms.items():
+        if (vm['resident_on'] == match[0]
+                and vm['power_state'] == constants.RUNNING
+                and not vm['is_control_domain']
+                and not vm['is_a_template'] and not vm['is_a_snapshot']):
+            out.append((ref, vm['name_label'], vm['uuid']))
+    return sorted(out, key=lambda v: (v[1], v[2]))
+
+
+def _disk_bytes(pool, vms):
+    """{VM ref: bytes its disks hold}, what its migration will copy."""
+    with pool.session() as s:
+        x = s.xenapi
+        vbds = x.VBD.get_all_records()
+        vdis = x.VDI.get_all_records()
+    out = {ref: 0 for ref, _, _ in vms}
+    for vbd in vbds.values():
+        vdi = vdis.get(vbd['VDI'])
+        if vbd['VM'] in out and vdi is not None and vbd['type'] != 'CD':
+            out[vbd['VM']] += int(vdi['physical_utilisation'])
+    return out
+
+
+def drain(source_pool, dest_pool, host, choices=None, concurrency=2,
+          on_progress=None, on_done=None, cancel=None, migrator=None):
+    """Migrate every running VM of ``host`` (a name or uuid) away.
+
+    At most ``concurrency`` migrations run at once, and never more than
+    the Migrator's ``HostSlots`` allow from the host. ``choices`` are
+    ``Migrator.plan``'s keywords (dest_host, sr, sr_map, tier, network_map,
+    migration_network), the same for every VM. One VM failing does not
+    stop the others. ``on_progress(vm_name, migrate.Progress)`` and
+    ``on_done(vm_name, result or exception)`` are called from the worker
+    threads. Setting ``cancel`` cancels the running migrations and skips
+    the rest. Returns a ``DrainOutcome`` per VM, in the order of the VMs.
+    """
+    if concurrency < 1:
+        raise ValueError('concurrency must be at least 1')
+    choices = dict(choices or {})
+    migrator = migrator or migrate.Migrator(source_pool, dest_pool)
+    cancel = cancel or threading.Event()
+    vms = running_vms(source_pool, host)
+    LOG.info('Draining %d VM(s) from host %s, %d at a time', len(vms),
+             host, concurrency)
+    # Largest first (LPT): the tail of the drain is then a few small VMs
+    # and the link stays busy until the end.
+    size = _disk_bytes(source_pool, vms)
+    order = sorted(vms, key=lambda v: -size.get(v[0], 0))
+
+    def one(vm):
+        ref, name, uuid = vm
+        if cancel.is_set():
+            return DrainOutcome(name, uuid, error=errors.SxmError(
+                'Drain cancelled before VM %s started.' % name))
+        try:
+            the_plan, problems = migrator.plan(ref, **choices)
+            if not migrate.planmod.blocking(problems):
+                problems = migrator.check(the_plan)
+            if migrate.planmod.blocking(problems):
+                raise errors.PreflightFailed(
+                    migrate.planmod.blocking(problems))
+            result = migrator.migrate(
+                the_plan, progress=(lambda p: _call(on_progress, name, p)),
+                cancel=cancel)
+        except Exception as exc:  # one VM's failure is reported, not fatal
+            LOG.error('Drain: VM %s failed: %s', name, exc)
+            _call(on_done, name, exc)
+            return DrainOutcome(name, uuid, error=exc)
+        _call(on_done, name, result)
+        return DrainOutcome(name, uuid, result=result)
+
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(
+            max_workers=concurrency, thread_name_prefix='sxm-drain') as ex:
+        futures = {vm: ex.submit(one, vm) for vm in order}
+        outcomes = [futures[vm].result() for vm in vms]
+    LOG.info('Drain of host %s: %d of %d VM(s) moved in %.1f s', host,
+             sum(o.ok for o in outcomes), len(outcomes),
+             time.monotonic() - started)
+    return outcomes
+
+
+def _call(callback, name, value):
+    if callback is None:
+        return
+    try:
+        callback(name, value)
+    except Exception:  # the caller's bug must not stop a migration
+        LOG.exception('Drain callback for VM %s failed', name)
+
+
+# -- the custodian of a migrate_receive token --------------------------------
+
+# The longest a custodian follows a task: xapi's own session GC horizon;
+# and how long it keeps trying a pool that does not answer.
+CUSTODIAN_LIFETIME = 24 * 3600.0
+CUSTODIAN_SILENCE = 3600.0
+
+
+class Custodian(object):
+    """The parent's handle on a custodian process (see the module doc)."""
+
+    def __init__(self, source, dest, task, token):
+        self._proc = subprocess.Popen(
+            [sys.executable, '-m', 'sxm_core.fleet', 'custodian'],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True,
+            close_fds=True)
+        self.pid = self._proc.pid
+        brief = {'source': source.connection_args(),
+                 'dest': dest.connection_args(), 'task': task,
+                 'token': token}
+        try:
+            self._proc.stdin.write(json.dumps(brief).encode() + b'\n')
+            self._proc.stdin.flush()
+        except OSError:
+            self.done()
+            raise
+
+    def done(self):
+        """The parent logged the token out itself: the custodian exits."""
+        try:
+            self._proc.stdin.write(b'done\n')
+            self._proc.stdin.close()
+        except (OSError, ValueError):
+            pass
+        # It exits at its next look at the task: reap it without waiting.
+        threading.Thread(target=self._proc.wait, daemon=True,
+                         name='sxm-custodian-reaper').start()
+
+
+def custodian_for(source, dest):
+    """A Migrator ``custodian`` factory for a short-lived client (CLI).
+
+    In-pool migrations get one too: migrate_receive makes a token there
+    as well.
+    """
+    def start(task, token):
+        return Custodian(source, dest, task, token)
+    return start
+
+
+def _custodian_main(stdin):
+    brief = json.loads(stdin.readline() or '{}')
+    if not brief:
+        return 1
+    source = sessions.SessionPool(maxsize=1, retries=0, **brief['source'])
+    dest = sessions.SessionPool(maxsize=1, retries=0, **brief['dest'])
+    stop = threading.Event()
+
+    def listen():
+        # 'done': the parent logged the token out. EOF: the parent died.
+        if stdin.readline().strip() == 'done':
+            stop.set()
+    threading.Thread(target=listen, daemon=True).start()
+    try:
+        if _task_ended(source, brief['task'], stop):
+            dest.logout_token(brief['token'])
+    finally:
+        source.close()
+        dest.close()
+    return 0
+
+
+def _task_ended(pool, task, stop):
+    """Wait until ``task`` ends (True) or ``stop`` is set (False)."""
+    deadline = time.monotonic() + CUSTODIAN_LIFETIME
+    heard = time.monotonic()
+    while (not stop.is_set() and time.monotonic() < deadline
+           and time.monotonic() - heard < CUSTODIAN_SILENCE):
+        try:
+            with pool.private_session() as session:
+                token = ''
+                while not stop.is_set():
+                    answer = session.xenapi.event_from(
+                        ['task/%s' % task], token, tasks.EVENT_TIMEOUT)
+                    heard = time.monotonic()
+                    if token == '' and not any(
+                            e['ref'] == task for e in answer['events']):
+                        record = session.xenapi.task.get_record(task)
+                    else:
+                        record = None
+                    token = answer['token']
+                    for event in answer['events']:
+                        if event['ref'] != task:
+                            continue
+                        if event['operation'] == 'del':
+                            return True
+                        record = event.get('snapshot') or record
+                    if record is not None and record['status'] not in RUNNING:
+                        return True
+        except errors.HandleInvalid:
+            return True   # the task is gone: it has ended
+        except (errors.SxmError, XenAPI.Failure):
+            stop.wait(5.0)  # keep trying until the pool answers again
+    return False
+
+
+if __name__ == '__main__':
+    if sys.argv[1:] == ['custodian']:
+        os.umask(0o077)
+        sys.exit(_custodian_main(sys.stdin))
+    sys.exit('usage: python -m sxm_core.fleet custodian')
