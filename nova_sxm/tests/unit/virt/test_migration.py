@@ -1,0 +1,125 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The live-migration carrier and the progress mapping."""
+
+import json
+import subprocess
+import sys
+
+from nova import exception
+from nova.objects import base as obj_base
+from nova.objects import migrate_data as migrate_data_obj
+import testtools
+
+from nova_sxm.virt import migration
+from sxm_core import migrate as core_migrate
+
+FACTS = {'pool_uuid': 'b6f1c0de-0000-4000-8000-000000000001',
+         'host_uuid': 'b6f1c0de-0000-4000-8000-000000000002',
+         'host_name': 'pool-b-host1',
+         'sr_uuid': 'b6f1c0de-0000-4000-8000-000000000003',
+         'networks': {'port-1': 'b6f1c0de-0000-4000-8000-000000000004'},
+         'migration_network': None}
+URL = 'https://pool-b.example.org/'
+
+# Runs in a fresh interpreter that imports nova.objects only, as a
+# conductor does: it must rebuild the object without nova_sxm.
+CONDUCTOR = """
+import json, sys
+import nova.objects
+nova.objects.register_all()
+from nova.objects import base
+primitive = json.load(sys.stdin)
+obj = base.NovaObjectSerializer().deserialize_entity(None, primitive)
+assert 'nova_sxm' not in sys.modules, 'the conductor imported nova_sxm'
+print(json.dumps({'class': type(obj).__name__,
+                  'url': obj.target_connect_addr,
+                  'facts': json.loads(obj.filename),
+                  'block': obj.block_migration,
+                  'shared_path': obj.is_shared_instance_path,
+                  'tag': obj.image_type}))
+"""
+
+
+class CarrierTest(testtools.TestCase):
+
+    def test_round_trip_through_a_conductor_without_nova_sxm(self):
+        data = migration.pack(FACTS, URL, True, False, 5 << 30,
+                              shared=False)
+        primitive = obj_base.NovaObjectSerializer().serialize_entity(
+            None, data)
+        out = subprocess.run(
+            [sys.executable, '-c', CONDUCTOR], input=json.dumps(primitive),
+            capture_output=True, text=True, timeout=120,
+            env={'OS_NOVA_DISABLE_EVENTLET_PATCHING': '1',
+                 'PATH': '/usr/bin:/bin'})
+        self.assertEqual(0, out.returncode, out.stderr)
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        self.assertEqual('LibvirtLiveMigrateData', got['class'])
+        self.assertEqual(URL, got['url'])
+        self.assertEqual(dict(FACTS, version=1), got['facts'])
+        self.assertTrue(got['block'])
+        self.assertFalse(got['shared_path'])
+        self.assertEqual('sxm', got['tag'])
+
+    def test_unpack_refuses_other_drivers_data(self):
+        alien = migrate_data_obj.LibvirtLiveMigrateData(image_type='rbd')
+        self.assertRaises(exception.MigrationPreCheckError, migration.unpack,
+                          alien)
+        url, facts = migration.unpack(migration.pack(
+            FACTS, URL, None, None, 0, shared=True))
+        self.assertEqual(URL, url)
+        self.assertEqual(FACTS['sr_uuid'], facts['sr_uuid'])
+
+    def test_only_public_facts_are_set(self):
+        data = migration.pack(FACTS, URL, True, False, 0, False)
+        self.assertEqual(
+            {'image_type', 'target_connect_addr', 'filename',
+             'block_migration', 'disk_over_commit', 'disk_available_mb',
+             'is_shared_block_storage', 'is_shared_instance_path',
+             'graphics_listen_addr_vnc', 'graphics_listen_addr_spice',
+             'serial_listen_addr'},
+            {f for f in data.fields if data.obj_attr_is_set(f)})
+        self.assertEqual(
+            {'pool_uuid', 'host_uuid', 'host_name', 'sr_uuid', 'networks',
+             'migration_network', 'version'},
+            set(json.loads(data.filename)))
+
+
+class ProgressFieldsTest(testtools.TestCase):
+
+    def test_storage_phase(self):
+        fields = migration.progress_fields(
+            core_migrate.Progress(0.45, 'mirror', None, 50, 100), 1000)
+        # None, not 0: nova's API schema wants these null or >= 1.
+        self.assertEqual({'disk_total': 100, 'disk_processed': 50,
+                          'disk_remaining': 50, 'memory_total': 1000,
+                          'memory_processed': None,
+                          'memory_remaining': 1000},
+                         fields)
+
+    def test_memory_phase_and_done(self):
+        half = migration.progress_fields(
+            core_migrate.Progress(0.95, 'memory', None, 100, 100), 1000)
+        self.assertEqual((None, 500, 500),
+                         (half['disk_remaining'], half['memory_processed'],
+                          half['memory_remaining']))
+        done = migration.progress_fields(
+            core_migrate.Progress(1.0, 'done', None, 100, 100), 1000)
+        self.assertEqual(1000, done['memory_processed'])
+
+    def test_bytes_never_exceed_total(self):
+        fields = migration.progress_fields(
+            core_migrate.Progress(0.9, 'copy', None, 130, 100), 0)
+        self.assertEqual((100, None),
+                         (fields['disk_processed'], fields['disk_remaining']))

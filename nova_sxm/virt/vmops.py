@@ -1,0 +1,385 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Instance lifecycle on XAPI: build, power, snapshot, destroy.
+
+A nova instance is the XAPI VM whose ``other_config['nova_uuid']`` is the
+instance uuid (VM uuids cannot be chosen in XAPI). Its disks carry
+``other_config['nova_disk']`` (root, swap, ephemeral) so that destroy
+removes only them: volumes are detached, never destroyed. Device numbers
+follow the historic xenapi driver: root 0, swap 2, ephemeral 4.
+"""
+
+import os
+import tempfile
+
+from nova.compute import power_state
+from nova.compute import task_states
+from nova import exception
+from nova.image import glance
+from nova.virt import hardware
+from oslo_log import log as logging
+from oslo_utils import units
+from sxm_core import constants
+from sxm_core import errors
+from sxm_core import tasks
+
+from nova_sxm.virt import images
+
+LOG = logging.getLogger(__name__)
+NULL = constants.OPAQUE_NULL
+UUID_KEY = 'nova_uuid'
+DISK_KEY = 'nova_disk'
+ROOT, SWAP, EPHEMERAL = '0', '2', '4'
+IMAGE_API = glance.API()
+
+POWER_STATES = {
+    'running': power_state.RUNNING,
+    'paused': power_state.PAUSED,
+    'halted': power_state.SHUTDOWN,
+    'suspended': power_state.SUSPENDED,
+    'crashed': power_state.CRASHED,
+}
+
+
+class VMOps(object):
+
+    def __init__(self, conn, host, vifops):
+        self._conn = conn
+        self._host = host
+        self._vif = vifops
+
+    # -- lookup --------------------------------------------------------------
+
+    def lookup(self, instance, check_host=True):
+        """The VM ref of ``instance``, or None.
+
+        With ``check_host`` a VM running on another host of the pool (it
+        live-migrated there) is not this compute's: None.
+        """
+        call = self._conn.call
+        found = self._match(call('VM.get_by_name_label', instance.name),
+                            instance)
+        if found is None:
+            # Renamed VMs too: other_config is what identifies an instance.
+            found = self._match(self._by_uuid(instance.uuid), instance)
+        if found is None:
+            return None
+        ref, rec = found
+        if check_host and not self._ours(rec):
+            return None
+        return ref
+
+    def _match(self, refs, instance):
+        for ref in refs:
+            try:
+                rec = self._conn.call('VM.get_record', ref)
+            except errors.HandleInvalid:
+                continue
+            if not (rec['is_a_template'] or rec['is_a_snapshot']) and \
+                    rec['other_config'].get(UUID_KEY) == instance.uuid:
+                return ref, rec
+        return None
+
+    def _by_uuid(self, uuid):
+        return [ref for ref, rec in self._vm_records().items()
+                if rec['other_config'].get(UUID_KEY) == uuid]
+
+    def _vm_records(self):
+        return {ref: rec for ref, rec in
+                self._conn.call('VM.get_all_records').items()
+                if not (rec['is_a_template'] or rec['is_a_snapshot']
+                        or rec['is_control_domain'])}
+
+    def _ours(self, rec):
+        if rec['resident_on'] != NULL:
+            return rec['resident_on'] == self._host.host_ref
+        return rec['affinity'] in (NULL, self._host.host_ref)
+
+    def require(self, instance):
+        ref = self.lookup(instance)
+        if ref is None:
+            raise exception.InstanceNotFound(instance_id=instance.uuid)
+        return ref
+
+    def instances(self):
+        """{instance uuid: VM record} of the VMs of this host."""
+        return {rec['other_config'][UUID_KEY]: rec
+                for rec in self._vm_records().values()
+                if UUID_KEY in rec['other_config'] and self._ours(rec)}
+
+    def get_info(self, instance):
+        ref = self.require(instance)
+        rec = self._conn.call('VM.get_record', ref)
+        return hardware.InstanceInfo(
+            state=POWER_STATES.get(rec['power_state'].lower(),
+                                   power_state.NOSTATE),
+            internal_id=rec['uuid'])
+
+    # -- spawn ---------------------------------------------------------------
+
+    def spawn(self, context, instance, image_meta, network_info,
+              block_device_info=None, power_on=True):
+        call = self._conn.call
+        flavor = instance.flavor
+        memory = str(flavor.memory_mb * units.Mi)
+        vm = call('VM.create', {
+            'name_label': instance.name,
+            'name_description': instance.display_name or '',
+            'user_version': '1', 'is_a_template': False,
+            'memory_static_max': memory, 'memory_dynamic_max': memory,
+            'memory_dynamic_min': memory, 'memory_static_min': memory,
+            'VCPUs_max': str(flavor.vcpus),
+            'VCPUs_at_startup': str(flavor.vcpus), 'VCPUs_params': {},
+            'actions_after_shutdown': 'destroy',
+            'actions_after_reboot': 'restart',
+            'actions_after_crash': 'destroy',
+            'PV_bootloader': '', 'PV_kernel': '', 'PV_ramdisk': '',
+            'PV_args': '', 'PV_bootloader_args': '', 'PV_legacy_args': '',
+            'HVM_boot_policy': 'BIOS order',
+            'HVM_boot_params': {'order': 'dc'},
+            'platform': {'acpi': 'true', 'apic': 'true', 'pae': 'true',
+                         'viridian': 'true', 'timeoffset': '0'},
+            'PCI_bus': '', 'recommendations': '',
+            'affinity': self._host.host_ref,
+            'other_config': {UUID_KEY: instance.uuid},
+            'xenstore_data': {}, 'tags': [], 'blocked_operations': {},
+            'domain_type': 'hvm'})
+        try:
+            sr = self._host.find_sr()
+            self._root_disk(context, instance, image_meta, vm, sr)
+            if flavor.swap:
+                self._blank_disk(instance, vm, sr, SWAP, 'swap',
+                                 flavor.swap * units.Mi)
+            if flavor.ephemeral_gb:
+                self._blank_disk(instance, vm, sr, EPHEMERAL, 'ephemeral',
+                                 flavor.ephemeral_gb * units.Gi)
+            self._vif.plug(vm, instance, network_info)
+            if power_on:
+                call('VM.start_on', vm, self._host.host_ref, False, False)
+        except Exception:
+            LOG.exception('Building the VM failed; removing it',
+                          instance=instance)
+            self._destroy_vm(instance, vm, destroy_disks=True)
+            raise
+
+    def _new_vdi(self, instance, sr, size, kind, vdi_type='user'):
+        return self._conn.call('VDI.create', {
+            'name_label': '%s %s' % (instance.name, kind),
+            'name_description': '', 'SR': sr,
+            'virtual_size': str(size), 'type': vdi_type,
+            'sharable': False, 'read_only': False,
+            'other_config': {UUID_KEY: instance.uuid, DISK_KEY: kind},
+            'xenstore_data': {}, 'sm_config': {}, 'tags': []})
+
+    def _attach(self, vm, vdi, userdevice, bootable=False, other=None):
+        return self._conn.call('VBD.create', {
+            'VM': vm, 'VDI': vdi, 'userdevice': userdevice,
+            'bootable': bootable, 'mode': 'RW', 'type': 'Disk',
+            'empty': False, 'unpluggable': True,
+            'other_config': other or {}, 'qos_algorithm_type': '',
+            'qos_algorithm_params': {}})
+
+    def _blank_disk(self, instance, vm, sr, userdevice, kind, size):
+        vdi = self._new_vdi(instance, sr, size, kind)
+        self._attach(vm, vdi, userdevice)
+
+    def _root_disk(self, context, instance, image_meta, vm, sr):
+        fmt = image_meta.disk_format if 'disk_format' in image_meta \
+            else 'raw'
+        if fmt not in ('raw', 'vhd'):
+            raise exception.ImageUnacceptable(
+                image_id=image_meta.id,
+                reason='disk_format %s: the SXM driver takes raw and vhd '
+                       'images' % fmt)
+        with tempfile.TemporaryDirectory(prefix='sxm-image-') as tmp:
+            path = os.path.join(tmp, 'image')
+            with open(path, 'wb') as f:
+                IMAGE_API.download(context, image_meta.id, data=f)
+            if fmt == 'vhd':
+                raw_path = os.path.join(tmp, 'raw')
+                with open(path, 'rb') as src, open(raw_path, 'wb') as dst:
+                    images.vhd_to_raw(src, dst, image_meta.id)
+                os.unlink(path)
+                path = raw_path
+            length = os.path.getsize(path)
+            size = max(instance.flavor.root_gb * units.Gi,
+                       -(-length // units.Mi) * units.Mi, units.Mi)
+            if instance.flavor.root_gb and length > size:
+                raise exception.FlavorDiskSmallerThanImage(
+                    flavor_size=size, image_size=length)
+            vdi = self._new_vdi(instance, sr, size, 'root', 'system')
+            self._attach(vm, vdi, ROOT, bootable=True)
+            with open(path, 'rb') as f:
+                self._conn.import_raw(vdi, f, length)
+
+    # -- power ---------------------------------------------------------------
+
+    def _power(self, ref):
+        return self._conn.call('VM.get_power_state', ref).lower()
+
+    def _async(self, method, *args, what=None):
+        return tasks.call_async(self._conn.pool, method, args,
+                                what or method)
+
+    def reboot(self, instance, reboot_type):
+        ref = self.require(instance)
+        state = self._power(ref)
+        if state == 'halted':
+            self._async('VM.start_on', ref, self._host.host_ref, False,
+                        False)
+            return
+        if state == 'suspended':
+            self._async('VM.resume_on', ref, self._host.host_ref, False,
+                        False)
+            return
+        if reboot_type == 'SOFT' and state == 'running':
+            try:
+                self._async('VM.clean_reboot', ref)
+                return
+            except errors.XapiFailure as exc:
+                LOG.warning('Clean reboot failed (%s); rebooting hard',
+                            exc, instance=instance)
+        self._async('VM.hard_reboot', ref)
+
+    def power_off(self, instance, timeout=0):
+        ref = self.require(instance)
+        state = self._power(ref)
+        if state == 'halted':
+            return
+        if timeout and state == 'running':
+            try:
+                self._async('VM.clean_shutdown', ref)
+                return
+            except errors.XapiFailure as exc:
+                LOG.warning('Clean shutdown failed (%s); shutting down hard',
+                            exc, instance=instance)
+        self._async('VM.hard_shutdown', ref)
+
+    def power_on(self, instance):
+        ref = self.require(instance)
+        state = self._power(ref)
+        if state == 'halted':
+            self._async('VM.start_on', ref, self._host.host_ref, False,
+                        False)
+        elif state == 'suspended':
+            self._async('VM.resume_on', ref, self._host.host_ref, False,
+                        False)
+        elif state == 'paused':
+            self._conn.call('VM.unpause', ref)
+
+    def pause(self, instance):
+        self._conn.call('VM.pause', self.require(instance))
+
+    def unpause(self, instance):
+        ref = self.require(instance)
+        if self._power(ref) == 'paused':
+            self._conn.call('VM.unpause', ref)
+
+    def suspend(self, instance):
+        self._async('VM.suspend', self.require(instance))
+
+    def resume(self, instance):
+        ref = self.require(instance)
+        if self._power(ref) == 'suspended':
+            self._async('VM.resume_on', ref, self._host.host_ref, False,
+                        False)
+
+    # -- snapshot ------------------------------------------------------------
+
+    def snapshot(self, context, instance, image_id, update_task_state):
+        call = self._conn.call
+        ref = self.require(instance)
+        root = self._disks(ref).get(ROOT)
+        if root is None:
+            raise exception.NovaException('Instance %s has no root disk to '
+                                          'snapshot.' % instance.uuid)
+        update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
+        snap = self._async('VDI.snapshot', root, {})
+        try:
+            update_task_state(
+                task_state=task_states.IMAGE_UPLOADING,
+                expected_state=task_states.IMAGE_PENDING_UPLOAD)
+            fmt = self._conn.settings.image_upload_format
+            with tempfile.TemporaryFile(prefix='sxm-snapshot-') as f:
+                self._conn.export_raw(snap, f)
+                size = f.tell()
+                if fmt == 'vhd':
+                    f.write(images.fixed_footer(size))
+                f.seek(0)
+                metadata = {'disk_format': fmt, 'container_format': 'bare'}
+                IMAGE_API.update(context, image_id, metadata, data=f,
+                                 purge_props=False)
+        finally:
+            try:
+                call('VDI.destroy', snap)
+            except errors.SxmError as exc:
+                LOG.warning('Could not remove the snapshot VDI: %s', exc,
+                            instance=instance)
+
+    def disk_records(self, ref):
+        """[(VBD record, VDI record)] of the VM's disks (no CDs)."""
+        out = []
+        for vbd in self._conn.call('VM.get_VBDs', ref):
+            rec = self._conn.call('VBD.get_record', vbd)
+            if rec['type'] == 'CD' or rec['VDI'] == NULL:
+                continue
+            out.append((rec, self._conn.call('VDI.get_record', rec['VDI'])))
+        return out
+
+    def own_disks(self, ref):
+        """VDI uuids of the instance's own disks (not volumes)."""
+        return {vdi['uuid'] for _, vdi in self.disk_records(ref)
+                if DISK_KEY in vdi['other_config']}
+
+    def _disks(self, ref):
+        """{userdevice: VDI ref} of the VM's own (non-volume) disks."""
+        out = {}
+        for vbd in self._conn.call('VM.get_VBDs', ref):
+            rec = self._conn.call('VBD.get_record', vbd)
+            if rec['type'] == 'CD' or rec['VDI'] == NULL:
+                continue
+            other = self._conn.call('VDI.get_other_config', rec['VDI'])
+            if DISK_KEY in other:
+                out[rec['userdevice']] = rec['VDI']
+        return out
+
+    # -- destroy -------------------------------------------------------------
+
+    def destroy(self, instance, destroy_disks=True):
+        """Remove the VM; a missing VM is fine (idempotent)."""
+        ref = self.lookup(instance)
+        if ref is None:
+            LOG.debug('No VM to destroy', instance=instance)
+            return
+        self._destroy_vm(instance, ref, destroy_disks)
+
+    def destroy_ref(self, instance, ref):
+        self._destroy_vm(instance, ref, destroy_disks=True)
+
+    def _destroy_vm(self, instance, ref, destroy_disks):
+        call = self._conn.call
+        try:
+            if self._power(ref) != 'halted':
+                self._async('VM.hard_shutdown', ref)
+            vdis = list(self._disks(ref).values()) if destroy_disks else []
+            suspend = call('VM.get_suspend_VDI', ref)
+            call('VM.destroy', ref)
+        except errors.HandleInvalid:
+            return  # gone meanwhile
+        if suspend != NULL:
+            vdis.append(suspend)
+        for vdi in vdis:
+            try:
+                call('VDI.destroy', vdi)
+            except errors.HandleInvalid:
+                pass
