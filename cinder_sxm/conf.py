@@ -1,0 +1,74 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+
+"""Options of the SXM volume driver, read per backend section.
+
+The core's XAPI and migration options are registered under an ``sxm_``
+prefix: a backend section is shared with every other option of Cinder
+and its drivers (``call_timeout``, ``insecure``, ``lock_path``...), and
+prefixed names cannot collide with them.
+"""
+
+import copy
+import types
+
+from oslo_config import cfg
+
+from sxm_core import conf as core_conf
+
+PREFIX = 'sxm_'
+
+
+def _prefixed(opts):
+    names = [o.name for o in opts]
+    out = []
+    for opt in opts:
+        new = copy.deepcopy(opt)
+        new.name = PREFIX + opt.name
+        new.dest = new.name.replace('-', '_')
+        help_text = new.help or ''
+        for name in names:
+            help_text = help_text.replace('* %s' % name,
+                                          '* %s%s' % (PREFIX, name))
+        new.help = help_text
+        out.append(new)
+    return out
+
+
+XAPI_OPTS = _prefixed(core_conf.XAPI_OPTS)
+MIGRATION_OPTS = _prefixed(core_conf.MIGRATION_OPTS)
+
+DRIVER_OPTS = [
+    cfg.ListOpt('sxm_srs', default=[],
+                help='The storage repositories (SRs) this backend serves, '
+                     'by uuid or name label, one Cinder pool each (the '
+                     'pool is named after the SR\'s name label). Volume '
+                     'types pick a tier with the extra specs '
+                     '``volume_backend_name`` and ``pool_name``. Retype '
+                     'between these pools moves the volume with XAPI, '
+                     'live when it is attached to a running VM.\n\n'
+                     'Related options:\n\n* sxm_connection_url'),
+]
+
+OPTS = XAPI_OPTS + MIGRATION_OPTS + DRIVER_OPTS
+
+
+def core_view(configuration):
+    """The unprefixed names ``sxm_core.conf.pool_kwargs`` reads."""
+    values = {o.name[len(PREFIX):]: getattr(configuration, o.dest)
+              for o in XAPI_OPTS + MIGRATION_OPTS}
+    return types.SimpleNamespace(**values)
+
+
+def list_opts():
+    return [('backend_defaults', OPTS)]

@@ -1,0 +1,445 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+
+"""Cinder volume driver: volumes are VDIs of XenServer / XCP-ng SRs.
+
+One backend talks to one XAPI pool; each configured SR is one Cinder pool
+(a tier: e.g. a thick lvmoiscsi 'gold', a thin shared nfs 'silver').
+Retype between the pools of the backend moves the VDI with XAPI: live with
+VDI.pool_migrate when the volume is plugged into a running VM, else with
+VDI.copy and VDI.destroy (sxm_core's Migrator.move_vdi). Nova attaches a
+volume from its ``xensm`` connection info (nova_sxm's volumeops).
+
+``provider_location`` is the VDI uuid (see volumeops).
+
+cinder.conf::
+
+    [DEFAULT]
+    enabled_backends = xenserver
+
+    [xenserver]
+    volume_driver = cinder_sxm.driver.SxmVolumeDriver
+    volume_backend_name = xenserver
+    sxm_connection_url = https://pool-master.example.org/
+    sxm_connection_password = ...
+    sxm_srs = gold,silver
+
+and one volume type per tier: ``volume_backend_name=xenserver``,
+``pool_name=gold`` (the SR's name label).
+"""
+
+import contextlib
+
+from cinder import exception
+from cinder.image import image_utils
+from cinder import interface
+from cinder import objects
+from cinder.volume import configuration
+from cinder.volume import driver
+from cinder.volume import volume_utils
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from cinder_sxm import conf
+from cinder_sxm import imageops
+from cinder_sxm import stats
+from cinder_sxm import volumeops
+from sxm_core import conf as core_conf
+from sxm_core import errors
+from sxm_core import migrate
+from sxm_core import sessions
+
+LOG = logging.getLogger(__name__)
+CONF = cfg.CONF
+CONF.register_opts(conf.OPTS, group=configuration.SHARED_CONF_GROUP)
+
+
+@contextlib.contextmanager
+def _translated(what):
+    """The core's errors as VolumeBackendAPIException naming ``what``."""
+    try:
+        yield
+    except errors.SxmError as exc:
+        raise exception.VolumeBackendAPIException(
+            data='%s: %s' % (what, exc)) from None
+
+
+@interface.volumedriver
+class SxmVolumeDriver(driver.VolumeDriver):
+    """Volumes on the SRs of a XenServer / XCP-ng pool.
+
+    Version history::
+
+        1.0.0 - volumes as VDIs, one pool per SR, live retype between pools
+    """
+
+    VERSION = '1.0.0'
+    CI_WIKI_NAME = 'openstack-sxm'
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.configuration:
+            self.configuration.append_config_values(conf.OPTS)
+        self._xapi = None
+        self._ops = None
+        self._transfers = None
+        self._slots = None
+        self._pool_uuid = None
+        self.backend_name = None
+
+    @staticmethod
+    def get_driver_options():
+        return conf.OPTS
+
+    # -- setup ---------------------------------------------------------------
+
+    def do_setup(self, context):
+        self.backend_name = (self.configuration.safe_get(
+            'volume_backend_name') or 'SxmVolumeDriver')
+        view = conf.core_view(self.configuration)
+        if not view.connection_url:
+            raise exception.InvalidConfigurationValue(
+                option='sxm_connection_url', value=None)
+        try:
+            self._xapi = sessions.SessionPool(**core_conf.pool_kwargs(view))
+        except ValueError as exc:
+            raise exception.InvalidConfigurationValue(
+                option='sxm_connection_url', value=str(exc)) from None
+        self._ops = volumeops.VolumeOps(self._xapi)
+        self._transfers = imageops.Transfers(
+            self._xapi, ca_file=view.ca_file, insecure=view.insecure,
+            timeout=view.long_call_timeout)
+        self._slots = migrate.HostSlots(
+            limit=view.max_concurrent_storage_migrations,
+            lock_path=view.lock_path)
+
+    def check_for_setup_error(self):
+        srs = self.configuration.sxm_srs
+        if not srs:
+            raise exception.InvalidConfigurationValue(option='sxm_srs',
+                                                      value=srs)
+        with _translated('Logging in to %s' % self._xapi.url):
+            self._pool_uuid = self._ops.pool_uuid()
+        self._sr_map()  # every SR must resolve
+
+    def _sr_map(self, strict=True):
+        """{pool name: SR record (with 'ref')} of the configured SRs.
+
+        ``strict``: an SR that cannot be found is an error; otherwise it
+        is left out (with a warning) so that the others stay usable.
+        """
+        out = {}
+        for key in self.configuration.sxm_srs:
+            try:
+                ref = self._ops.resolve_sr(key)
+                rec = dict(self._ops.sr_record(ref), ref=ref)
+            except errors.SxmError as exc:
+                msg = ('SR %r of backend %s (option sxm_srs) is not usable '
+                       'in the XAPI pool at %s: %s'
+                       % (key, self.backend_name, self._xapi.url, exc))
+                if strict or isinstance(exc, errors.ConnectionFailed):
+                    raise exception.VolumeBackendAPIException(data=msg)
+                LOG.warning(msg)
+                continue
+            out[rec['name_label']] = rec
+        return out
+
+    def _pool_id(self):
+        if self._pool_uuid is None:
+            with _translated('Reading the XAPI pool'):
+                self._pool_uuid = self._ops.pool_uuid()
+        return self._pool_uuid
+
+    # -- stats ---------------------------------------------------------------
+
+    def _update_volume_stats(self):
+        ratio = volume_utils.get_max_over_subscription_ratio(
+            self.configuration.max_over_subscription_ratio,
+            supports_auto=False)
+        reserved = self.configuration.reserved_percentage
+        try:
+            pool_uuid = self._pool_id()
+            pools = [stats.pool_stats(rec, pool_uuid, ratio, reserved)
+                     for rec in self._sr_map(strict=False).values()]
+        except exception.VolumeBackendAPIException as exc:
+            # No pools: the scheduler places nothing here until XAPI
+            # answers again.
+            LOG.error('Cannot read the pools of backend %s: %s',
+                      self.backend_name, exc)
+            pools = []
+        self._stats = {
+            'volume_backend_name': self.backend_name,
+            'vendor_name': 'XenServer/XCP-ng',
+            'driver_version': self.VERSION,
+            'storage_protocol': stats.DRIVER_VOLUME_TYPE,
+            'pools': pools,
+        }
+
+    def get_volume_stats(self, refresh=False):
+        if not self._stats or refresh:
+            self._update_volume_stats()
+        return self._stats
+
+    # -- helpers -------------------------------------------------------------
+
+    def _target_sr(self, volume):
+        """SR record of the pool the scheduler chose for ``volume``."""
+        srs = self._sr_map()
+        name = volume_utils.extract_host(volume.host, 'pool')
+        if name is None:
+            return next(iter(srs.values()))
+        if name not in srs:
+            raise exception.VolumeBackendAPIException(
+                data='Volume %s is scheduled to pool %r, which backend %s '
+                     'does not have (pools: %s)'
+                     % (volume.id, name, self.backend_name,
+                        ', '.join(sorted(srs))))
+        return srs[name]
+
+    def _vdi(self, volume):
+        vdi = self._ops.find_vdi(volume.provider_location)
+        if vdi is None:
+            raise exception.VolumeNotFound(volume_id=volume.id)
+        return vdi
+
+    # -- volumes -------------------------------------------------------------
+
+    def create_volume(self, volume):
+        sr = self._target_sr(volume)
+        with _translated('Creating volume %s' % volume.id):
+            uuid = self._ops.create(sr['ref'], volume.size, volume)
+        LOG.info('Created volume %s as VDI %s on SR %s', volume.id, uuid,
+                 sr['name_label'])
+        return {'provider_location': uuid}
+
+    def delete_volume(self, volume):
+        try:
+            self._ops.destroy(volume.provider_location,
+                              'volume %s' % volume.id)
+        except errors.XapiFailure as exc:
+            if exc.code == 'VDI_IN_USE':
+                raise exception.VolumeIsBusy(volume_name=volume.name)
+            raise exception.VolumeBackendAPIException(
+                data='Deleting volume %s: %s' % (volume.id, exc))
+        except errors.SxmError as exc:
+            raise exception.VolumeBackendAPIException(
+                data='Deleting volume %s: %s' % (volume.id, exc))
+
+    def extend_volume(self, volume, new_size):
+        with _translated('Extending volume %s to %s GiB'
+                         % (volume.id, new_size)):
+            self._ops.resize(self._vdi(volume), new_size, volume.name)
+
+    def create_cloned_volume(self, volume, src_vref):
+        sr = self._target_sr(volume)
+        with _translated('Cloning volume %s' % src_vref.id):
+            uuid = self._ops.clone_or_copy(
+                src_vref.provider_location, sr['ref'], volume.size, volume,
+                'volume %s' % src_vref.id)
+        return {'provider_location': uuid}
+
+    def create_snapshot(self, snapshot):
+        with _translated('Snapshot %s of volume %s'
+                         % (snapshot.id, snapshot.volume_id)):
+            uuid = self._ops.snapshot(snapshot.volume.provider_location,
+                                      snapshot)
+        return {'provider_location': uuid}
+
+    def delete_snapshot(self, snapshot):
+        with _translated('Deleting snapshot %s' % snapshot.id):
+            self._ops.destroy(snapshot.provider_location,
+                              'snapshot %s' % snapshot.id)
+
+    def create_volume_from_snapshot(self, volume, snapshot):
+        sr = self._target_sr(volume)
+        with _translated('Volume %s from snapshot %s'
+                         % (volume.id, snapshot.id)):
+            uuid = self._ops.clone_or_copy(
+                snapshot.provider_location, sr['ref'], volume.size, volume,
+                'snapshot %s' % snapshot.id)
+        return {'provider_location': uuid}
+
+    # -- exports and connections ---------------------------------------------
+
+    def create_export(self, context, volume, connector):
+        pass
+
+    def ensure_export(self, context, volume):
+        pass
+
+    def remove_export(self, context, volume):
+        pass
+
+    def initialize_connection(self, volume, connector, initiator_data=None):
+        with _translated('Connecting volume %s' % volume.id):
+            vdi = self._vdi(volume)
+            sr = self._ops.call('VDI.get_SR', vdi)
+            sr_rec = self._ops.sr_record(sr)
+            device_config = (self._ops.device_config(sr_rec)
+                             if sr_rec['shared'] else {})
+        tier = volume_utils.extract_host(volume.host, 'pool')
+        try:
+            return stats.connection_info(
+                volume.id, volume.provider_location, sr_rec,
+                self._pool_id(), connector, device_config, tier=tier)
+        except stats.CrossPoolRefused as exc:
+            raise exception.VolumeBackendAPIException(data=str(exc))
+
+    def terminate_connection(self, volume, connector, **kwargs):
+        if connector is None:
+            # Force detach: no consumer will unplug it any more.
+            with _translated('Force-detaching volume %s' % volume.id):
+                self._ops.force_detach(volume.provider_location,
+                                       'volume %s' % volume.id)
+
+    # -- images --------------------------------------------------------------
+
+    @staticmethod
+    def _image_format(image_id, disk_format):
+        if disk_format not in imageops.FORMATS:
+            raise exception.ImageUnacceptable(
+                image_id=image_id,
+                reason='disk format %r: XAPI imports and exports raw and '
+                       'vhd' % disk_format)
+        return disk_format
+
+    def copy_image_to_volume(self, context, volume, image_service, image_id,
+                             disable_sparse=False):
+        meta = image_service.show(context, image_id)
+        fmt = self._image_format(image_id, meta.get('disk_format') or 'raw')
+        with image_utils.temporary_file(prefix='sxm-image-') as tmp:
+            image_utils.fetch(context, image_service, image_id, tmp,
+                              None, None)
+            with _translated('Writing image %s to volume %s'
+                             % (image_id, volume.id)):
+                vdi = self._vdi(volume)
+                self._transfers.upload(
+                    vdi, tmp, fmt, 'import of image %s' % image_id)
+
+    def copy_volume_to_image(self, context, volume, image_service,
+                             image_meta):
+        fmt = self._image_format(image_meta['id'],
+                                 image_meta.get('disk_format') or 'raw')
+        with image_utils.temporary_file(prefix='sxm-image-') as tmp:
+            with _translated('Reading volume %s' % volume.id):
+                vdi = self._vdi(volume)
+                with open(tmp, 'wb') as out:
+                    self._transfers.download(
+                        vdi, out, fmt, 'export of volume %s' % volume.id)
+            with open(tmp, 'rb') as data:
+                image_service.update(context, image_meta['id'], {}, data)
+
+    # -- moving between pools ------------------------------------------------
+
+    def _migrator(self):
+        view = conf.core_view(self.configuration)
+        return migrate.Migrator(
+            self._xapi, seconds_per_gib=view.seconds_per_gib,
+            minimum_timeout=view.minimum_timeout,
+            stall_timeout=view.stall_timeout, slots=self._slots,
+            too_many_retries=view.too_many_migrates_retries,
+            too_many_interval=view.too_many_migrates_interval)
+
+    def _move_refusal(self, context, volume, host):
+        """Why the volume cannot move to ``host``'s pool here, or None."""
+        where = stats.parse_location_info(
+            host.get('capabilities', {}).get('location_info'))
+        if where is None:
+            return 'the destination is not a pool of an SXM backend'
+        pool_uuid, sr_uuid = where
+        if pool_uuid != self._pool_id():
+            return ('the destination SR %s is in another XAPI pool (%s)'
+                    % (sr_uuid, pool_uuid))
+        srs = {r['uuid']: r for r in self._sr_map().values()}
+        if sr_uuid not in srs:
+            return 'SR %s is not one of this backend\'s pools' % sr_uuid
+        if srs[sr_uuid]['type'] in stats.UNMOVABLE_TYPES:
+            return 'SR %s (type %s) cannot take migrations' % (
+                sr_uuid, srs[sr_uuid]['type'])
+        snaps = objects.SnapshotList.get_all_for_volume(context, volume.id)
+        if len(snaps):
+            return ('the volume has %d snapshot(s), which cannot move with '
+                    'it' % len(snaps))
+        return None
+
+    def _move(self, context, volume, host, why):
+        """(moved, model update) of moving ``volume`` to ``host``'s pool.
+
+        Never raises for a move that cannot or did not happen: Cinder then
+        keeps the volume where it is (or tries its generic migration).
+        """
+        try:
+            return self._try_move(context, volume, host, why)
+        except (errors.SxmError, exception.VolumeBackendAPIException) as exc:
+            LOG.error('Cannot %s volume %s to %s: %s', why, volume.id,
+                      host.get('host'), exc)
+            return False, None
+
+    def _try_move(self, context, volume, host, why):
+        target = stats.parse_location_info(
+            host.get('capabilities', {}).get('location_info'))
+        current = self._ops.find_vdi(volume.provider_location)
+        if current is None:
+            LOG.warning('Cannot %s volume %s: its VDI %s is missing', why,
+                        volume.id, volume.provider_location)
+            return False, None
+        if target is not None and self._ops.sr_record(
+                self._ops.call('VDI.get_SR', current))['uuid'] == target[1]:
+            return True, None  # same SR: nothing to move
+        reason = self._move_refusal(context, volume, host)
+        if reason:
+            LOG.warning('Cannot %s volume %s to %s: %s', why, volume.id,
+                        host.get('host'), reason)
+            return False, None
+        live = any(self._ops.call('VBD.get_currently_attached', vbd)
+                   for vbd in self._ops.vbds(current))
+        how = 'live (VDI.pool_migrate)' if live else 'VDI.copy'
+        try:
+            new = self._migrator().move_vdi(volume.provider_location,
+                                            target[1])
+        except errors.SxmError as exc:
+            LOG.error('%s of volume %s to %s failed: %s', why, volume.id,
+                      host.get('host'), exc)
+            return False, None
+        try:
+            self._ops.label_volume(self._ops.require_vdi(new, volume.id),
+                                   volume)
+        except errors.SxmError as exc:
+            LOG.warning('Could not label VDI %s of volume %s: %s', new,
+                        volume.id, exc)
+        LOG.info('Moved volume %s (%s, %s) to SR %s: VDI %s is now %s',
+                 volume.id, why, how, target[1], volume.provider_location,
+                 new)
+        return True, {'provider_location': new}
+
+    def retype(self, context, volume, new_type, diff, host):
+        return self._move(context, volume, host, 'retype')
+
+    def migrate_volume(self, context, volume, host):
+        if volume.attach_status == 'attached' or volume.status == 'in-use':
+            return False, None  # the manager never asks; be sure anyway
+        return self._move(context, volume, host, 'migrate')
+
+    def update_migrated_volume(self, context, volume, new_volume,
+                               original_volume_status):
+        # The VDI keeps the new volume's uuid; label it as the original.
+        vdi = self._ops.find_vdi(new_volume.provider_location)
+        if vdi is not None:
+            try:
+                self._ops.label_volume(vdi, volume)
+            except errors.SxmError as exc:
+                LOG.warning('Could not relabel VDI %s after migrating '
+                            'volume %s: %s', new_volume.provider_location,
+                            volume.id, exc)
+        return {'_name_id': None,
+                'provider_location': new_volume.provider_location}

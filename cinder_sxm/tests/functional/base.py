@@ -1,0 +1,203 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+
+"""Real Cinder services (API, scheduler, volume) on the simulator.
+
+The volume service runs SxmVolumeDriver as backend ``sxm`` against pool-a
+of the simulator over HTTP; pool-a has a thick lvmoiscsi SR 'gold' and a
+thin shared nfs SR 'silver', one Cinder pool each. Volume types 'gold' and
+'silver' are bound to them by ``volume_backend_name`` and ``pool_name``.
+"""
+
+import hashlib
+import os
+import sys
+import urllib.request
+
+from cinder import service
+from cinder.tests.functional import functional_helpers
+from cinder.volume import configuration
+from cinder.volume import driver
+from cinder.volume import manager
+from oslo_config import cfg
+
+from cinder_sxm import conf
+
+from tests.functional import simhelpers
+from xapi_sim import fixture
+
+MiB = 1 << 20
+GiB = 1 << 30
+BACKEND = 'sxm'
+HOST = 'sxmhost@%s' % BACKEND
+TOPOLOGY = simhelpers.topology_with({'pool-a': [
+    {'name': 'gold', 'type': 'lvmoiscsi', 'size': '64GiB'},
+    {'name': 'silver', 'type': 'nfs', 'size': '64GiB', 'shared': True},
+]})
+_SIM = simhelpers.SimTestCase
+
+
+def _api_paste():
+    """Cinder's api-paste.ini as installed next to the interpreter."""
+    for root in (sys.prefix, os.path.join(sys.prefix, 'local')):
+        path = os.path.join(root, 'etc', 'cinder', 'api-paste.ini')
+        if os.path.exists(path):
+            return path
+    raise RuntimeError('cinder\'s etc/cinder/api-paste.ini is not installed')
+
+
+class SxmCinderTestCase(functional_helpers._FunctionalTestBase):
+    """``api``: the Cinder API client; ``xapi``: XenAPI of pool-a."""
+
+    # Borrowed from the simulator's test helpers (``api`` means the Cinder
+    # client here, so the XenAPI proxy is ``xapi``).
+    url = _SIM.url
+    login = _SIM.login
+    _close = staticmethod(_SIM._close)
+    control = _SIM.control
+    _vdi_url = _SIM._vdi_url
+    import_vdi = _SIM.import_vdi
+    poll = _SIM.poll
+    write = simhelpers.TwoPoolsTestCase.write
+    writes = simhelpers.TwoPoolsTestCase.writes
+    wait_writes = simhelpers.TwoPoolsTestCase.wait_writes
+    stop_and_check = simhelpers.TwoPoolsTestCase.stop_and_check
+    poll_interval = 0.05
+    api_version = _SIM.api_version
+
+    def setUp(self):
+        # The simulator first: the backend's options name its URL.
+        self.simfix = self.useFixture(fixture.SimulatorFixture(TOPOLOGY))
+        self.sim = self.simfix.sim
+        super().setUp()
+        self.session = self.login('pool-a')
+        self.xapi = self.session.xenapi
+        self.ctl = self.control('pool-a')
+        # (The test client's create_type misplaces extra_specs.)
+        self.types = {}
+        for tier in ('gold', 'silver'):
+            body = {'volume_type': {'name': tier, 'extra_specs': {
+                'volume_backend_name': BACKEND, 'pool_name': tier}}}
+            self.types[tier] = self.api.api_post('/types',
+                                                 body)['volume_type']
+        self.report_capabilities()
+
+    def report_capabilities(self):
+        """The volume service reports its pools to the scheduler."""
+        ctxt = self._context()
+        self.volume.manager.publish_service_capabilities(ctxt)
+        states = self.scheduler.manager.driver.host_manager.service_states
+        self.poll(lambda: HOST in states, what='the scheduler to know %s'
+                  % HOST)
+
+    def _context(self):
+        from cinder import context
+        return context.get_admin_context()
+
+    def _get_flags(self):
+        # The backend's section must know its options before overrides.
+        for opt in (conf.OPTS + driver.volume_opts
+                    + manager.volume_backend_opts):
+            for group in (BACKEND, configuration.SHARED_CONF_GROUP):
+                try:
+                    cfg.CONF.register_opt(opt, group=group)
+                except cfg.DuplicateOptError:
+                    pass
+        f = super()._get_flags()
+        f['enabled_backends'] = {'v': [BACKEND]}
+        # The volume service reports in setUp: no minute-long wait for it.
+        f['scheduler_driver_init_wait_time'] = {'v': 1}
+        f['default_volume_type'] = {'v': '__DEFAULT__'}
+        backend = {
+            'volume_driver': 'cinder_sxm.driver.SxmVolumeDriver',
+            'volume_backend_name': BACKEND,
+            'sxm_connection_url': self.simfix.url('pool-a'),
+            'sxm_connection_username': self.simfix.username,
+            'sxm_connection_password': self.simfix.password,
+            'sxm_srs': ['gold', 'silver'],
+            'sxm_lock_path': None,
+        }
+        for key, value in backend.items():
+            f[key] = {'v': value, 'g': BACKEND}
+        return f
+
+    def start_service(self, name, host=None, **kwargs):
+        if name == 'volume':
+            host, kwargs['service_name'] = HOST, BACKEND
+        return super().start_service(name, host=host, **kwargs)
+
+    def _start_api_service(self):
+        # As functional_helpers does, with the installed api-paste.ini
+        # (it looks for one in a source tree).
+        cfg.CONF.api_paste_config = _api_paste()
+        self.osapi = service.WSGIService('osapi_volume')
+        self.osapi.start()
+        self.auth_url = 'http://%s:%s/v%s' % (
+            self.osapi.host, self.osapi.port, self.osapi_version_major)
+
+    # -- Cinder --------------------------------------------------------------
+
+    def create_volume(self, tier, size=1, **extra):
+        body = dict({'size': size, 'volume_type': tier,
+                     'name': 'vol-%s' % tier}, **extra)
+        vol = self.api.post_volume({'volume': body})
+        return self.wait_volume(vol['id'], ('creating', 'downloading'),
+                                'available')
+
+    def wait_volume(self, volume_id, busy, expected):
+        vol = self._poll_volume_while(volume_id, busy, max_retries=60)
+        self.assertIsNotNone(vol, 'volume %s vanished' % volume_id)
+        self.assertEqual(expected, vol['status'], vol)
+        return vol
+
+    def action(self, volume_id, body):
+        return self.api.api_post('/volumes/%s/action' % volume_id, body)
+
+    def admin_volume(self, volume_id):
+        """The volume's database record (host, provider_location)."""
+        from cinder import objects
+        return objects.Volume.get_by_id(self._context(), volume_id)
+
+    # -- XAPI ----------------------------------------------------------------
+
+    def vdi_of(self, volume_id):
+        """(VDI ref, SR name) of a volume, from its provider_location."""
+        uuid = self.admin_volume(volume_id).provider_location
+        vdi = self.xapi.VDI.get_by_uuid(uuid)
+        return vdi, self.xapi.SR.get_name_label(self.xapi.VDI.get_SR(vdi))
+
+    def vdis_on(self, sr_name):
+        (sr,) = self.xapi.SR.get_by_name_label(sr_name)
+        return set(self.xapi.SR.get_VDIs(sr))
+
+    def fill(self, vdi, nbytes, seed):
+        """Writes known bytes at the start of a VDI; returns them."""
+        block = hashlib.sha256(seed.encode()).digest() * (MiB // 32)
+        data = (block * (nbytes // MiB + 1))[:nbytes]
+        self.import_vdi(vdi, data)
+        return data
+
+    def head(self, vdi, nbytes, pool='pool-a'):
+        """The first ``nbytes`` of a VDI, from /export_raw_vdi."""
+        url = self._vdi_url('export_raw_vdi', vdi, self.session, pool)
+        with urllib.request.urlopen(url, timeout=simhelpers.DEADLINE) as r:
+            return r.read(nbytes)
+
+    def digest(self, vdi, pool='pool-a'):
+        """sha256 of the whole VDI, streamed from /export_raw_vdi."""
+        url = self._vdi_url('export_raw_vdi', vdi, self.session, pool)
+        digest = hashlib.sha256()
+        with urllib.request.urlopen(url, timeout=simhelpers.DEADLINE) as r:
+            for block in iter(lambda: r.read(MiB), b''):
+                digest.update(block)
+        return digest.hexdigest()
