@@ -488,6 +488,11 @@ class Migration(object):
         with dst_db.lock:
             for vm, rec in recs:
                 extra = {'power_state': 'Halted'}
+                suspend = new_vdi.get(rec.get('suspend_VDI'))
+                if rec['power_state'] == 'Suspended' and suspend:
+                    # The suspend image moved with it: still resumable.
+                    extra.update(power_state='Suspended',
+                                 suspend_VDI=suspend)
                 if vm != self.vm:
                     extra.update(is_a_snapshot=True,
                                  snapshot_of=self.dest_vm)
@@ -497,12 +502,20 @@ class Migration(object):
                 vbds, vifs = devices[vm]
                 for vbd in vbds:
                     vdi = new_vdi.get(vbd['VDI'], NULL)
-                    new = dst_db.add('VBD', device_fields(vbd, {
-                        'VM': ref, 'VDI': vdi, 'empty': vdi == NULL}))
+                    fields = {'VM': ref, 'VDI': vdi, 'empty': vdi == NULL}
+                    if extra['power_state'] == 'Suspended':
+                        # A suspended VM keeps its devices as they were,
+                        # in the other pool as in this one.
+                        fields['currently_attached'] = vbd[
+                            'currently_attached']
+                    new = dst_db.add('VBD', device_fields(vbd, fields))
                     self.plugged[('VBD', new)] = vbd['currently_attached']
                 for vif_ref, vif in vifs:
-                    new = dst_db.add('VIF', device_fields(vif, {
-                        'VM': ref, 'network': self.vif_map[vif_ref]}))
+                    fields = {'VM': ref, 'network': self.vif_map[vif_ref]}
+                    if extra['power_state'] == 'Suspended':
+                        fields['currently_attached'] = vif[
+                            'currently_attached']
+                    new = dst_db.add('VIF', device_fields(vif, fields))
                     self.plugged[('VIF', new)] = vif['currently_attached']
 
     def _migrate_memory(self):
@@ -556,6 +569,9 @@ class Migration(object):
                     if job.vbd is None and not job.no_transfer:
                         _repoint_snapshot_vbds(src_db, job.vdi,
                                                job.dest_vdi)
+                        for vm in src_db.find('VM', suspend_VDI=job.vdi):
+                            src_db.update('VM', vm,
+                                          suspend_VDI=job.dest_vdi)
                 if self.live:
                     src_db.update('VM', self.vm, resident_on=self.dest_host)
             self.dest_vm = self.vm
@@ -663,7 +679,7 @@ _VM_COPY = ('name_label', 'name_description', 'user_version', 'affinity',
             'platform', 'PCI_bus', 'other_config', 'recommendations',
             'xenstore_data', 'tags', 'blocked_operations', 'bios_strings',
             'domain_type', 'has_vendor_device', 'generation_id',
-            'snapshot_time', 'uuid')
+            'snapshot_time', 'uuid', 'is_a_template')
 
 
 def vm_fields(rec, extra):

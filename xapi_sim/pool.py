@@ -16,6 +16,7 @@ import hmac
 import logging
 import os
 import time
+import uuid as uuidlib
 
 from xapi_sim import api
 from xapi_sim import db as dbmod
@@ -108,6 +109,10 @@ class Pool(object):
         self.db.watch(runtime.watcher, prepare=runtime.prepare)
         self.stores = {}
         self.disks = {}
+        # VDI ref -> Layer: the "base copy" records of hidden VHD parents.
+        self.base_copies = {}
+        # VDI ref -> the vhd-parent uuid sync_chains last wrote there.
+        self._vhd_parents = {}
         self.running_tasks = {}  # task ref -> the thread running it
         self.next_domid = 0
         self.url = None
@@ -130,7 +135,8 @@ class Pool(object):
         return self.db.add('session', {
             'this_host': self.master, 'this_user': 'root',
             'last_active': time.time(), 'originator': originator or '',
-            'auth_user_name': uname, 'is_local_superuser': True})
+            'auth_user_name': uname, 'is_local_superuser': True,
+            'validation_time': time.time()})
 
     def logout(self, session):
         with self.db.lock:
@@ -202,6 +208,81 @@ class Pool(object):
             self._collect_garbage(disk.store)
         self.refresh_sr(sr)
 
+    def sync_chains(self, sr, store):
+        """Expose an SR's VHD chains as SM's VHD-based SRs do.
+
+        Every hidden parent layer is a VDI record named "base copy"
+        (managed false, read-only, its own physical_utilisation), and
+        every VDI names its parent's uuid in sm_config vhd-parent. Layers
+        that coalesce away lose their record. The caller holds the lock.
+        """
+        db = self.db
+        leaves = {}
+        for ref, disk in self.disks.items():
+            if (disk.store is store and disk.leaf is not None
+                    and db.exists('VDI', ref)):
+                leaves.setdefault(disk.leaf, ref)
+        hidden = set()
+        for layer in list(leaves):
+            parent = layer.parent
+            while parent is not None:
+                if parent not in leaves:
+                    hidden.add(parent)
+                parent = parent.parent
+        owned = {}
+        for ref, layer in list(self.base_copies.items()):
+            if layer.store is not store:
+                continue
+            if layer in hidden and db.exists('VDI', ref):
+                owned[layer] = ref
+                continue
+            del self.base_copies[ref]
+            if db.exists('VDI', ref):
+                db.remove('VDI', ref)
+        for layer in hidden:
+            if layer in owned:
+                if (db.get('VDI', owned[layer])['physical_utilisation']
+                        != layer.physical()):
+                    db.update('VDI', owned[layer],
+                              physical_utilisation=layer.physical())
+                continue
+            if layer.uuid is None:
+                layer.uuid = str(uuidlib.uuid4())
+            ref = db.add('VDI', {
+                'uuid': layer.uuid, 'name_label': 'base copy',
+                'name_description': '', 'SR': sr, 'type': 'user',
+                'virtual_size': layer.size, 'read_only': True,
+                'managed': False, 'location': layer.uuid,
+                'physical_utilisation': layer.physical(),
+                'sm_config': {'vdi_type': 'vhd'}})
+            self.base_copies[ref] = layer
+            owned[layer] = ref
+        for layer, ref in leaves.items():
+            # A coalesce moved the parent's blocks into the leaf.
+            if db.get('VDI', ref)['physical_utilisation'] != layer.physical():
+                db.update('VDI', ref, physical_utilisation=layer.physical())
+        uuid_of = {layer: db.get('VDI', ref)['uuid']
+                   for layer, ref in list(leaves.items())
+                   + list(owned.items())}
+        for layer, ref in list(leaves.items()) + list(owned.items()):
+            sm = db.get('VDI', ref)['sm_config']
+            parent = uuid_of.get(layer.parent)
+            mine = self._vhd_parents.get(ref)
+            if parent is None:
+                self._vhd_parents.pop(ref, None)
+                # Only a key this pool wrote goes: one a client wrote with
+                # add_to_sm_config names no layer the simulator knows.
+                if mine is None or sm.get('vhd-parent') != mine:
+                    continue
+                sm = dict(sm)
+                sm.pop('vhd-parent')
+            else:
+                self._vhd_parents[ref] = parent
+                if sm.get('vhd-parent') == parent:
+                    continue
+                sm = dict(sm, **{'vhd-parent': parent})
+            db.update('VDI', ref, sm_config=sm)
+
     def _collect_garbage(self, store):
         """Coalesce chains a removed snapshot no longer pins (SM's GC)."""
         with self.db.lock:
@@ -229,7 +310,9 @@ class Pool(object):
         with self.db.lock:
             if not self.db.exists('SR', sr):
                 return
-            vdis = self.db.get('SR', sr)['VDIs']
+            self.sync_chains(sr, store)
+            vdis = [v for v in self.db.get('SR', sr)['VDIs']
+                    if v not in self.base_copies]
             alloc = sum(self.db.get('VDI', v)['virtual_size'] for v in vdis)
             self.db.update('SR', sr, physical_utilisation=store.utilisation(),
                            virtual_allocation=alloc,
@@ -375,14 +458,18 @@ class Pool(object):
     def port(self):
         return int(self.url.rsplit(':', 1)[1].strip('/'))
 
-    def new_session(self, caller, host):
+    def new_session(self, caller, host, parent='OpaqueRef:NULL'):
         """A session like ``caller``'s, on ``host`` (migrate_receive's)."""
         with self.db.lock:
             return self.db.add('session', {
+                'parent': parent, 'validation_time': time.time(),
                 'this_host': host, 'this_user': caller['this_user'],
                 'last_active': time.time(), 'pool': caller['pool'],
                 'originator': caller['originator'],
                 'auth_user_name': caller['auth_user_name'],
+                'auth_user_sid': caller['auth_user_sid'],
+                'subject': caller['subject'],
+                'rbac_permissions': list(caller['rbac_permissions']),
                 'is_local_superuser': caller['is_local_superuser']})
 
     def register_sm(self, sr_type):

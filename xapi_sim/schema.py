@@ -98,6 +98,16 @@ _cls('session', {
     'auth_user_name': _f(STRING, 'RO', ''),
     'originator': _f(STRING, 'RO', ''),
     'tasks': _f(refs('task'), 'RO', []),
+    # The rest of xapi's session record (datamodel.ml).
+    'subject': _f(ref('subject'), 'RO', 'OpaqueRef:NULL'),
+    'validation_time': _f(DATETIME, 'RO', 0),
+    'auth_user_sid': _f(STRING, 'RO', ''),
+    'rbac_permissions': _f(SSET, 'RO', []),
+    # The session that created this one (login_no_password: the caller's
+    # session, e.g. host.migrate_receive's); logging the parent out does
+    # not end it (Xapi_session.destroy_db_session destroys one session).
+    'parent': _f(ref('session'), 'RO', 'OpaqueRef:NULL'),
+    'client_certificate': _f(BOOL, 'RO', False),
 }, has_name=False)
 
 _cls('pool', {

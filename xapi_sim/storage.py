@@ -75,16 +75,18 @@ class SRStore(object):
             raise errors.sr_full()
         self.used += nbytes
 
-    def new_layer(self, size, parent=None):
+    def new_layer(self, size, parent=None, frozen=False):
         with self.lock:
-            if self.thick:
+            charge = self.thick and not frozen
+            if charge:
                 self._charge(size)
             try:
                 layer = Layer(self, size, parent)
             except BaseException:
-                if self.thick:
+                if charge:
                     self.used -= size
                 raise
+            layer.frozen = frozen
             self.layers.add(layer)
             return layer
 
@@ -100,6 +102,9 @@ class Layer(object):
         self.parent = parent
         self.refs = 0
         self.frozen = False
+        # The uuid SM gives this layer once it is a hidden parent (a
+        # "base copy" VDI); see Pool.sync_chains.
+        self.uuid = None
         self.path = os.path.join(store.root, '%s.img' % uuidlib.uuid4())
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL,
                           0o600)
@@ -372,7 +377,17 @@ class Disk(object):
                              self.store.new_layer(self.size, parent=old),
                              self.size)
             else:
-                other = Disk(self.store, old, self.size, read_only=True)
+                # As SM's VHD snapshot: the frozen layer becomes a hidden
+                # base copy under two leaves, the disk's and the
+                # snapshot's (an empty read-only one).
+                try:
+                    leaf = self.store.new_layer(self.size, parent=old,
+                                                frozen=True)
+                except BaseException:
+                    other = Disk(self.store, old, self.size, read_only=True)
+                else:
+                    other = Disk(self.store, leaf, self.size,
+                                 read_only=True)
             return other
 
     @classmethod

@@ -27,6 +27,7 @@ from xapi_sim.api import generic
 from xapi_sim.api import method
 from xapi_sim.api import vm as vm_api
 from xapi_sim import errors
+from xapi_sim import memory
 from xapi_sim import migration
 
 NULL = generic.NULL
@@ -62,7 +63,7 @@ def migrate_receive(ctx, host, network, options):
                 raise errors.XapiError('INTERFACE_HAS_NO_IP', pifs[0])
             raise errors.XapiError('INTERNAL_ERROR', 'No IP address on PIF')
         caller = db.get('session', ctx.session)
-        session = ctx.pool.new_session(caller, host)
+        session = ctx.pool.new_session(caller, host, parent=ctx.session)
     port = ctx.pool.port
     query = 'session_id=%s' % session
     return {
@@ -160,6 +161,10 @@ def prepare(ctx, vm, dest, live, vdi_map, vif_map, options):
                                'copy mode is not modelled by xapi-sim')
     with db.lock:
         rec = db.get('VM', vm)
+        blocked = rec['blocked_operations'].get('migrate_send')
+        if blocked is not None:
+            # xapi_vm_lifecycle.check_operation_error, before anything else.
+            raise errors.XapiError('OPERATION_BLOCKED', vm, blocked)
         if rec['is_control_domain']:
             raise errors.XapiError('OPERATION_NOT_ALLOWED',
                                    'cannot migrate a control domain')
@@ -174,6 +179,7 @@ def prepare(ctx, vm, dest, live, vdi_map, vif_map, options):
     target = _Dest(ctx, dest)
     dst = target.pool
     with db.lock:
+        rec = db.snapshot('VM', vm)
         disks = _disk_vbds(db, vm)
         for _, vdi in disks:
             if vdi not in vdi_map:
@@ -181,6 +187,11 @@ def prepare(ctx, vm, dest, live, vdi_map, vif_map, options):
         for _, vdi in disks:
             if db.get('VDI', vdi)['cbt_enabled']:
                 raise errors.XapiError('VDI_CBT_ENABLED', vdi)
+        if not target.cross_pool:
+            # assert_can_migrate, intra-pool: assert_can_boot_here on the
+            # destination (do_sr_check:false: the disks are moving).
+            vm_api.assert_can_boot_here(ctx, vm, target.host,
+                                        do_sr_check=False)
         if not target.cross_pool and vif_map:
             raise errors.XapiError(
                 'OPERATION_NOT_ALLOWED',
@@ -206,6 +217,10 @@ def prepare(ctx, vm, dest, live, vdi_map, vif_map, options):
         with dst.db.lock:
             for net in full_vif_map.values():
                 dst.db.get('network', net)
+            if rec['power_state'] in memory.RUNNING:
+                # The dry-run import of a live VM checks the destination
+                # host's free memory against the source's record.
+                memory.assert_enough_memory(dst.db, target.host, rec)
     with db.lock:
         running = rec['power_state'] == 'Running'
         jobs = []
@@ -228,9 +243,43 @@ def prepare(ctx, vm, dest, live, vdi_map, vif_map, options):
                     raise errors.XapiError('VDI_NOT_IN_MAP', vdi)
                 jobs.append(migration.Job(None, vdi, vrec,
                                           ctx.pool.disk(vdi), sr, 'copy'))
+        jobs.extend(_suspend_jobs(ctx, db, rec, target, vdi_map, seen))
     return migration.Migration(ctx, vm, jobs, dst, target.host,
                                live=running, vif_map=full_vif_map,
                                cross_pool=target.cross_pool)
+
+
+def _suspend_jobs(ctx, db, rec, target, vdi_map, seen):
+    """Copies of the suspend images of the VM and its snapshots.
+
+    As xapi_vm_migrate.migrate_send': a suspend image moves like a disk
+    unless, in-pool, the destination host sees its SR already. Its SR is
+    the vdi_map's entry, else the destination pool's suspend_image_SR,
+    else the destination host's suspend_image_sr, else the default SR.
+    """
+    dst = target.pool
+    jobs = []
+    for vm_rec in [rec] + [db.get('VM', s) for s in rec['snapshots']]:
+        vdi = vm_rec['suspend_VDI']
+        if (vm_rec['power_state'] != 'Suspended' or vdi == NULL
+                or vdi in seen or not db.exists('VDI', vdi)):
+            continue
+        sr = db.get('VDI', vdi)['SR']
+        if not target.cross_pool and vm_api.sr_attached_on(db, sr,
+                                                           target.host):
+            continue
+        seen.add(vdi)
+        with dst.db.lock:
+            pool_rec = dst.db.get('pool', dst.pool_ref)
+            host_sr = dst.db.get('host', target.host)['suspend_image_sr']
+            candidates = [vdi_map.get(vdi), pool_rec['suspend_image_SR'],
+                          host_sr, pool_rec['default_SR']]
+        dest_sr = next((c for c in candidates if c and c != NULL), None)
+        if dest_sr is None:
+            raise errors.XapiError('VDI_NOT_IN_MAP', vdi)
+        jobs.append(migration.Job(None, vdi, db.snapshot('VDI', vdi),
+                                  ctx.pool.disk(vdi), dest_sr, 'copy'))
+    return jobs
 
 
 @contextlib.contextmanager
@@ -243,9 +292,8 @@ def vm_operation(ctx, vm, operation):
     key = ctx.task or 'OpaqueRef:%s' % uuidlib.uuid4()
     db = ctx.db
     with db.lock:
-        rec = db.get('VM', vm)
-        if rec['current_operations']:
-            raise errors.XapiError('OTHER_OPERATION_IN_PROGRESS', 'VM', vm)
+        db.get('VM', vm)
+        vm_api.assert_idle(db, vm)
         db.update('VM', vm, current_operations={key: operation})
     try:
         yield
@@ -281,12 +329,22 @@ def vm_pool_migrate(ctx, vm, host, options):
     with db.lock:
         db.get('VM', vm)
         db.get('host', host)
-        vm_api.require_power(db, vm, 'Running')
+        vm_api.check_operation(db, vm, 'pool_migrate')
         vm_api.check_disks_reachable(ctx, vm, host)
-    with vm_operation(ctx, vm, 'pool_migrate'):
-        job = migration.Migration(ctx, vm, [], ctx.pool, host, live=True,
-                                  storage=False)
-        job.run()
+        if host != db.get('VM', vm)['resident_on']:
+            vm_api.assert_can_boot_here(ctx, vm, host)
+            # Counted on the destination until it runs there, so that two
+            # migrations cannot both take its last free memory.
+            db.update('VM', vm, scheduled_to_be_resident_on=host)
+    try:
+        with vm_operation(ctx, vm, 'pool_migrate'):
+            job = migration.Migration(ctx, vm, [], ctx.pool, host,
+                                      live=True, storage=False)
+            job.run()
+    finally:
+        with db.lock:
+            if db.exists('VM', vm):
+                db.update('VM', vm, scheduled_to_be_resident_on=NULL)
 
 
 @method('VDI.pool_migrate', ['vdi', 'sr', 'options'])

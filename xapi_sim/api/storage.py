@@ -26,12 +26,37 @@ NULL = generic.NULL
 
 def assert_vdi_idle(db, vdi):
     """Refuse to touch a VDI a migration is moving (or its VM's)."""
-    if db.get('VDI', vdi)['current_operations']:
-        raise errors.XapiError('OTHER_OPERATION_IN_PROGRESS', 'VDI', vdi)
+    from xapi_sim.api import vm as vm_api
+    ops = db.get('VDI', vdi)['current_operations']
+    if ops:
+        raise vm_api.other_operation_in_progress('VDI', vdi, ops)
     for vbd in db.get('VDI', vdi)['VBDs']:
-        vm = db.get('VBD', vbd)['VM']
-        if db.get('VM', vm)['current_operations']:
-            raise errors.XapiError('OTHER_OPERATION_IN_PROGRESS', 'VM', vm)
+        vm_api.assert_idle(db, db.get('VBD', vbd)['VM'])
+
+
+def assert_sr_plugged(db, sr, host=None):
+    """SR_HAS_NO_PBDS [sr] unless a PBD of the SR is plugged (on host).
+
+    What xapi says before any SM call on an SR nobody has attached
+    (message_forwarding, Sm.assert_pbd_is_plugged).
+    """
+    for pbd in db.get('SR', sr)['PBDs']:
+        rec = db.get('PBD', pbd)
+        if rec['currently_attached'] and host in (None, rec['host']):
+            return
+    raise errors.XapiError('SR_HAS_NO_PBDS', sr)
+
+
+def vdis_in_use(vdis):
+    """VDI_IN_USE with one parameter per VDI, as PBD.unplug raises it.
+
+    Its arity varies (xapi_pbd.unplug: the active VDIs of the SR); the
+    table's (vdi, operation) is what VDI operations raise.
+    """
+    exc = errors.XapiError('VDI_IN_USE', vdis[0], '')
+    exc.params = [str(v) for v in vdis]
+    exc.args = ('VDI_IN_USE',) + tuple(exc.params)
+    return exc
 
 
 def attached_vbds(db, vdi):
@@ -51,6 +76,7 @@ def new_vdi(ctx, sr, size, template, **fields):
     db = ctx.db
     with db.lock:
         _user_sr(db, sr)
+        assert_sr_plugged(db, sr)
     disk = storage.Disk.create(ctx.pool.store(sr), size)
     rec = {
         'name_label': template.get('name_label', ''),
@@ -103,8 +129,10 @@ def vdi_destroy(ctx, vdi):
     with db.lock:
         rec = db.get('VDI', vdi)
         assert_vdi_idle(db, vdi)
-        if attached_vbds(db, vdi):
+        if attached_vbds(db, vdi) or vdi in ctx.pool.base_copies:
+            # A base copy goes only when SM's GC coalesces it away.
             raise errors.XapiError('VDI_IN_USE', vdi, 'destroy')
+        assert_sr_plugged(db, rec['SR'])
         for vbd in list(rec['VBDs']):
             db.remove('VBD', vbd)
     ctx.pool.remove_vdi(vdi)
@@ -114,6 +142,7 @@ def _derive(ctx, vdi, writable, snapshot):
     db = ctx.db
     with db.lock:
         rec = db.snapshot('VDI', vdi)
+        assert_sr_plugged(db, rec['SR'])
     disk = ctx.pool.disk(vdi)
     child = disk.snapshot(writable=writable)
     fields = {}
@@ -152,6 +181,7 @@ def vdi_copy(ctx, vdi, sr, base_vdi=NULL, into_vdi=NULL):
     db = ctx.db
     with db.lock:
         rec = db.snapshot('VDI', vdi)
+        assert_sr_plugged(db, rec['SR'])
         if base_vdi != NULL:
             db.get('VDI', base_vdi)
         if into_vdi != NULL:
@@ -203,6 +233,7 @@ def vdi_resize(ctx, vdi, size):
         # with an attached VBD.
         if attached_vbds(ctx.db, vdi):
             raise errors.XapiError('VDI_IN_USE', vdi, 'resize')
+        assert_sr_plugged(ctx.db, ctx.db.get('VDI', vdi)['SR'])
     try:
         size = int(size)
     except (TypeError, ValueError):
@@ -264,7 +295,23 @@ def pbd_plug(ctx, pbd):
 
 @method('PBD.unplug', ['self'])
 def pbd_unplug(ctx, pbd):
-    ctx.db.update('PBD', pbd, currently_attached=False)
+    db = ctx.db
+    with db.lock:
+        rec = db.get('PBD', pbd)
+        # xapi_pbd.unplug: not while a VM on this host has a VDI of the SR
+        # attached (get_active_vdis_by_pbd).
+        active = []
+        for vm in db.find('VM', resident_on=rec['host']):
+            for vbd in db.get('VM', vm)['VBDs']:
+                vbd_rec = db.get('VBD', vbd)
+                if (vbd_rec['currently_attached'] and not vbd_rec['empty']
+                        and db.exists('VDI', vbd_rec['VDI'])
+                        and db.get('VDI', vbd_rec['VDI'])['SR']
+                        == rec['SR']):
+                    active.append(vbd_rec['VDI'])
+        if active:
+            raise vdis_in_use(active)
+        db.update('PBD', pbd, currently_attached=False)
 
 
 @method('PBD.create', ['args'])

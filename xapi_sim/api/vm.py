@@ -40,8 +40,25 @@ def assert_idle(db, vm):
 
     xapi's with_vm_operation refuses conflicting operations the same way.
     """
-    if db.get('VM', vm)['current_operations']:
-        raise errors.XapiError('OTHER_OPERATION_IN_PROGRESS', 'VM', vm)
+    ops = db.get('VM', vm)['current_operations']
+    if ops:
+        raise other_operation_in_progress('VM', vm, ops)
+
+
+def other_operation_in_progress(cls, ref, ops):
+    """OTHER_OPERATION_IN_PROGRESS [class; object; operation; task].
+
+    As xapi_vm_lifecycle.report_concurrent_operations_error: one operation
+    gives its name and task ref, several give {a,b} lists of each.
+    """
+    items = sorted(ops.items())
+    if len(items) == 1:
+        op_ref, op = items[0]
+    else:
+        op_ref = '{%s}' % ','.join(k for k, _ in items)
+        op = '{%s}' % ','.join(v for _, v in items)
+    return errors.XapiError('OTHER_OPERATION_IN_PROGRESS', cls, ref, op,
+                            op_ref)
 
 
 def require_power(db, vm, *allowed):
@@ -200,7 +217,8 @@ def validate_basic_parameters(vm, rec):
                                rec['HVM_shadow_multiplier'])
 
 
-def assert_can_boot_here(ctx, vm, host, check_memory=True):
+def assert_can_boot_here(ctx, vm, host, check_memory=True,
+                         do_sr_check=True):
     """xapi_vm_helpers.assert_can_boot_here.
 
     What VM.start_on, resume_on and an in-pool migration check on the
@@ -211,8 +229,10 @@ def assert_can_boot_here(ctx, vm, host, check_memory=True):
     validate_basic_parameters(vm, rec)
     if not db.get('host', host)['enabled'] and not rec['is_control_domain']:
         raise errors.XapiError('HOST_DISABLED', host)
-    check_disks_reachable(ctx, vm, host)
-    if rec['power_state'] == 'Suspended' and rec['suspend_VDI'] != NULL:
+    if do_sr_check:
+        check_disks_reachable(ctx, vm, host)
+    if (do_sr_check and rec['power_state'] == 'Suspended'
+            and rec['suspend_VDI'] != NULL):
         sr = db.get('VDI', rec['suspend_VDI'])['SR']
         if not sr_attached_on(db, sr, host):
             raise errors.XapiError('VM_REQUIRES_SR', vm, sr)
@@ -748,6 +768,11 @@ def _plug(ctx, cls, ref, plug):
         if rec['currently_attached'] == plug:
             raise errors.XapiError('DEVICE_ALREADY_ATTACHED' if plug
                                    else 'DEVICE_ALREADY_DETACHED', ref)
+        if (plug and cls == 'VBD' and not rec['empty']
+                and db.exists('VDI', rec['VDI'])):
+            from xapi_sim.api import storage as storage_api
+            storage_api.assert_sr_plugged(
+                db, db.get('VDI', rec['VDI'])['SR'], vm['resident_on'])
         extra = {}
         if plug and cls == 'VBD':
             extra['device'] = _device_name(rec['userdevice'])

@@ -17,8 +17,6 @@ copied base: the leaf's physical_utilisation is nearly nothing, yet the
 disk still holds all its data, and the next plan must say so.
 """
 
-import unittest
-
 from sxm_core import migrate
 from sxm_core import plan as planmod
 from tests.functional.sxm_core import base
@@ -34,11 +32,6 @@ class TestPlanAfterRoundTrip(base.CoreTestCase):
     topology = base.topology_with({'pool-b': [
         {'name': 'small', 'type': 'ext', 'size': '24MiB'}]})
 
-    # The simulator does not expose VHD chains yet: a real SM lists each
-    # hidden parent as a "base copy" VDI (managed false) and names it in
-    # the child's sm_config vhd-parent; xapi_sim keeps the copied base of
-    # a mirror as an anonymous layer. Remove this once it exposes them.
-    @unittest.expectedFailure
     def test_plan_counts_the_whole_chain_after_there_and_back(self):
         vm, _ = self.make_vm(disks=DISKS)
         uuid = self.api.VM.get_uuid(vm)

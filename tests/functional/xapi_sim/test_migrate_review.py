@@ -166,7 +166,10 @@ class TestOperationsWhileMigrating(ReviewTestCase):
                                 % vdi)
 
         def in_progress(cls, ref):
-            return ['OTHER_OPERATION_IN_PROGRESS', cls, ref]
+            ops = (x.VM.get_current_operations(ref) if cls == 'VM'
+                   else x.VDI.get_current_operations(ref))
+            ((op_ref, op),) = ops.items()
+            return ['OTHER_OPERATION_IN_PROGRESS', cls, ref, op, op_ref]
 
         x = self.api
         refused = [

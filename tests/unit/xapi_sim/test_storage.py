@@ -334,7 +334,11 @@ class TestThickAccounting(StoreTestCase):
         self.addCleanup(snap.destroy)
         # New leaf at full size plus what the frozen base holds.
         self.assertEqual(16 * MiB + 5 * BLOCK, store.utilisation())
-        self.assertEqual(5 * BLOCK, snap.physical())
+        # As SM's VHD snapshot: the snapshot is an empty leaf over the
+        # frozen base copy, which holds the data.
+        self.assertEqual(0, snap.physical())
+        self.assertIs(disk.leaf.parent, snap.leaf.parent)
+        self.assertEqual(5 * BLOCK, snap.leaf.parent.physical())
 
     def test_sr_full_on_create(self):
         store = self.store(thick=True, size=16 * MiB)
