@@ -42,7 +42,6 @@ import signal
 import sys
 import threading
 import time
-import urllib.parse
 
 from oslo_config import cfg
 
@@ -267,19 +266,7 @@ def load_conf(path=None):
     return conf_.sxm
 
 
-def safe_url(url):
-    """A pool URL without user information (which may hold a password)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        host = parts.hostname or ''
-        if ':' in host:
-            host = '[%s]' % host
-        if parts.port is not None:
-            host = '%s:%d' % (host, parts.port)
-        return urllib.parse.urlunsplit((parts.scheme, host, parts.path,
-                                        '', ''))
-    except ValueError:
-        return '(an unparsable URL)'
+safe_url = sessions.safe_url
 
 
 def _password(env, prompt, fallback):
@@ -290,8 +277,9 @@ def _password(env, prompt, fallback):
         return fallback
     if sys.stdin is not None and sys.stdin.isatty():
         return getpass.getpass(prompt)
-    raise errors.SxmError('No password: set %s or connection_password in '
-                          'the --config-file.' % env)
+    raise errors.InvalidInput(reason='No password: set %s or '
+                              'connection_password in the --config-file.'
+                              % env)
 
 
 def _pool_kwargs(args, opts):
@@ -307,28 +295,27 @@ def _pool_kwargs(args, opts):
 
 
 def _log_in(pool, which):
-    """Log in once now, so that refused credentials name their pool."""
-    try:
-        with pool.session():
-            pass
-    except errors.AuthenticationFailed as exc:
-        raise errors.SxmError(
-            'XAPI refused the credentials of user %s for the %s pool at '
-            '%s.' % (exc.param('username') or pool.username, which,
-                     safe_url(pool.url))) from None
+    """Log in once now: bad credentials fail before any other prompt.
+
+    The refusal names its pool (``SessionPool(label=...)``).
+    """
+    with pool.session():
+        pass
 
 
 def _pools(args, opts, dest=True):
     url = args.url or opts.connection_url
     if not url:
-        raise errors.SxmError('Give the source pool master with --url (or '
-                              'SXM_URL, or [sxm] connection_url).')
+        raise errors.InvalidInput(reason='Give the source pool master with '
+                                  '--url (or SXM_URL, or [sxm] '
+                                  'connection_url).')
     username = args.username or opts.connection_username
     password = _password('SXM_PASSWORD', 'Password for %s@%s: '
                          % (username, safe_url(url)),
                          opts.connection_password)
     common = _pool_kwargs(args, opts)
-    source = sessions.SessionPool(url, username, password, **common)
+    source = sessions.SessionPool(url, username, password, label='source',
+                                  **common)
     dest_url = getattr(args, 'dest_url', None) if dest else None
     if not dest_url or dest_url == url:
         try:
@@ -345,7 +332,7 @@ def _pools(args, opts, dest=True):
                                   password if dest_user == username
                                   else None)
         target = sessions.SessionPool(dest_url, dest_user, dest_password,
-                                      **common)
+                                      label='destination', **common)
     except BaseException:
         source.close()
         raise
@@ -507,8 +494,12 @@ def fail(console, status, message, **extra):
     return status
 
 
-def run_migration(migrator, the_plan, console):
-    """Migrate with progress; SIGINT/SIGTERM cancel. Returns exit status."""
+def run_migration(migrator, the_plan, console, receipt=None):
+    """Migrate with progress; SIGINT/SIGTERM cancel. Returns exit status.
+
+    ``receipt`` is the migrate_receive answer the check used (the
+    migration logs it out); without one the migration asks for it.
+    """
     bar = console.plan_bar(the_plan)
     vm_name = the_plan.vm.name
 
@@ -523,13 +514,16 @@ def run_migration(migrator, the_plan, console):
 
     with SignalGuard() as guard:
         kind, value = run_worker(
-            lambda: migrator.migrate(the_plan, bar, guard.cancel),
+            lambda: migrator.migrate(the_plan, bar, guard.cancel,
+                                     receipt=receipt),
             guard, first, again)
         bar.close()
     cancelled = guard.cancel.is_set()
     if kind == 'error':
         exc = value
         state = getattr(exc, 'state', None)
+        if isinstance(exc, errors.MigrationFailed):
+            _clean_destination(migrator, the_plan, console)
         if cancelled:
             return fail(console, EXIT_CANCELLED, cancelled_message(
                 vm_name, state, the_plan.dest.name, the_plan.cross_pool),
@@ -549,11 +543,48 @@ def run_migration(migrator, the_plan, console):
     return EXIT_FAILED if result.warnings else EXIT_OK
 
 
+def _clean_destination(migrator, the_plan, console):
+    """After a failure: remove what xapi left at the destination."""
+    try:
+        removed = migrator.cleanup_destination(the_plan)
+    except errors.SxmError as exc:
+        console.note('Could not clean up the destination: %s' % exc,
+                     always=True)
+        return
+    if removed:
+        console.note('Removed what the migration left at the destination: '
+                     '%s.' % ', '.join(removed), always=True)
+
+
 def _plan_and_migrate(args, console, opts, source, dest):
     migrator = migrator_for(source, dest, opts)
     the_plan, problems = migrator.plan(args.vm, **_choices(args))
-    if not planmod.blocking(problems):
-        problems = migrator.check(the_plan)
+    if (args.command == 'migrate' and the_plan.nothing_to_move
+            and not planmod.blocking(problems)):
+        # In-pool with every disk in place: no empty VM.migrate_send.
+        if console.as_json:
+            console.json({'plan': progressmod.plan_json(the_plan, problems),
+                          'result': None, 'nothing_to_move': True})
+        else:
+            if not console.quiet:
+                console.result(planmod.format_plan(the_plan, problems))
+            console.result('Nothing to migrate.')
+        return EXIT_OK
+    receipt = None
+    try:
+        if not planmod.blocking(problems):
+            # The destination half, once: the check and the migration
+            # share this migrate_receive token.
+            receipt = migrator.receive(the_plan)
+            problems = migrator.check(the_plan, receipt)
+        return _checked(args, console, migrator, the_plan, problems,
+                        receipt)
+    finally:
+        if receipt is not None and args.command == 'plan':
+            receipt.release()
+
+
+def _checked(args, console, migrator, the_plan, problems, receipt):
     blocked = planmod.blocking(problems)
     if args.command == 'plan':
         if console.as_json:
@@ -566,6 +597,8 @@ def _plan_and_migrate(args, console, opts, source, dest):
             return EXIT_BAD_INPUT
         return EXIT_OK
     if blocked:
+        if receipt is not None:
+            receipt.release()
         if not console.as_json:
             console.result(planmod.format_plan(the_plan, problems))
         return fail(console, EXIT_BAD_INPUT,
@@ -573,7 +606,11 @@ def _plan_and_migrate(args, console, opts, source, dest):
                     plan=progressmod.plan_json(the_plan, problems))
     if not console.as_json and not console.quiet:
         console.result(planmod.format_plan(the_plan, problems) + '\n')
-    return run_migration(migrator, the_plan, console)
+    try:
+        return run_migration(migrator, the_plan, console, receipt)
+    finally:
+        if receipt is not None:
+            receipt.release()  # a no-op once the migration took it
 
 
 # -- list, watch, cancel, drain ---------------------------------------------
@@ -645,7 +682,8 @@ def _watch(args, console, opts, source, dest):
         try:
             outcome['value'] = fleet.watch(
                 source, info, progress=lambda f: bar.update(
-                    f * 100, 'copying' if f < 0.9 else 'finishing'))
+                    f * 100, 'copying' if f < 0.9 else 'finishing'),
+                stop=detached)
         except BaseException as exc:  # reported below, whatever
             outcome['error'] = exc
         finally:
@@ -656,12 +694,19 @@ def _watch(args, console, opts, source, dest):
         console.note('Watching the %s (Ctrl-C detaches; it does not '
                      'cancel).' % info.label())
         bar = console.bar(100, info.vm_name or info.task_uuid, unit='%')
-        threading.Thread(target=work, args=(bar,), name='sxm-watch',
-                         daemon=True).start()
+        worker = threading.Thread(target=work, args=(bar,),
+                                  name='sxm-watch', daemon=True)
+        worker.start()
         # Either the migration ends or the operator detaches.
         guard.wait(_Either(done, guard), detached.set, lambda: None)
+        if detached.is_set():
+            # The watch notices within one event.from and logs its
+            # private session out; a second Ctrl-C stops waiting for it.
+            guard.wait(_Either(done, guard, after=guard.count), lambda: None,
+                       lambda: None)
         bar.close()
-    if detached.is_set() and not done.is_set():
+    if detached.is_set() and 'value' not in outcome and isinstance(
+            outcome.get('error'), (errors.Detached, type(None))):
         return fail(console, EXIT_CANCELLED, 'Detached: the %s goes on '
                     '(not cancelled); `sxm watch %s` follows it again.'
                     % (info.label(), info.task_uuid))
@@ -681,12 +726,13 @@ def _watch(args, console, opts, source, dest):
 class _Either(object):
     """Ends a SignalGuard wait when ``done`` is set or a signal came."""
 
-    def __init__(self, done, guard):
+    def __init__(self, done, guard, after=0):
         self.done = done
         self.guard = guard
+        self.after = after
 
     def wait(self, timeout):
-        return self.done.wait(timeout) or self.guard.count > 0
+        return self.done.wait(timeout) or self.guard.count > self.after
 
 
 def _cancel(args, console, opts, source, dest):
@@ -784,9 +830,10 @@ def _drain_rows(outcomes, view, cancelled):
             nbytes, message = o.result.bytes_planned, '; '.join(
                 o.result.warnings)
         else:
-            started = o.vm_name in view.started
-            state = ('failed' if not cancelled else
-                     'cancelled' if started else 'skipped')
+            state = o.status
+            if cancelled and state == 'failed' and \
+                    o.vm_name not in view.started:
+                state = 'skipped'
             seconds, nbytes = view.seconds(o.vm_name), None
             message = one_line(o.error)
         rows.append({'vm_name': o.vm_name, 'vm_uuid': o.vm_uuid,
@@ -797,11 +844,13 @@ def _drain_rows(outcomes, view, cancelled):
 
 def _drain(args, console, opts, source, dest):
     if args.concurrency < 1:
-        raise errors.SxmError('--concurrency must be at least 1.')
+        raise errors.InvalidInput(reason='--concurrency must be at least '
+                                  '1.')
     if dest is source and not args.dest_host:
-        raise errors.SxmError('Give --dest-url (another pool) or --dest-host '
-                              '(another host of this pool): a drain moves '
-                              'the VMs off host %s.' % args.host)
+        raise errors.InvalidInput(
+            reason='Give --dest-url (another pool) or --dest-host (another '
+                   'host of this pool): a drain moves the VMs off host %s.'
+                   % args.host)
     names = [name for _, name, _ in fleet.running_vms(source, args.host)]
     view = _DrainView(console, names)
     migrator = migrator_for(source, dest, opts)

@@ -156,13 +156,18 @@ def _run(console, sim, pools, started):
     opts = cli.load_conf()
     migrator = cli.migrator_for(source, dest, opts)
     the_plan, problems = migrator.plan(uuid, tier='thin')
-    problems = problems if planmod.blocking(problems) else \
-        migrator.check(the_plan)
+    receipt = None
+    if not planmod.blocking(problems):
+        # The two halves, as the CLI runs them: one migrate_receive.
+        receipt = migrator.receive(the_plan)
+        problems = migrator.check(the_plan, receipt)
     out(planmod.format_plan(the_plan, problems) + '\n')
     if planmod.blocking(problems):
+        if receipt is not None:
+            receipt.release()
         return cli.EXIT_FAILED
     heartbeat_from = time.monotonic()
-    status = cli.run_migration(migrator, the_plan, console)
+    status = cli.run_migration(migrator, the_plan, console, receipt)
     if status:
         return status
 

@@ -21,34 +21,11 @@ and uuid when the caller gives a ``describe`` callback.
 """
 
 from sxm_core import redact
+from sxm_core import xapi_errors
 
-# Parameter names of the XAPI errors the core words or branches on, from
-# xen-api ocaml/idl/datamodel_errors.ml.
-ERROR_PARAMS = {
-    'HANDLE_INVALID': ('class', 'handle'),
-    'HOST_IS_SLAVE': ('master',),
-    'MIRROR_FAILED': ('vdi',),
-    'OPERATION_NOT_ALLOWED': ('reason',),
-    'SESSION_AUTHENTICATION_FAILED': ('username', 'message'),
-    'SESSION_INVALID': ('handle',),
-    'SR_BACKEND_FAILURE_44': ('status', 'stdout', 'stderr'),
-    'SR_DOES_NOT_SUPPORT_MIGRATION': ('sr',),
-    'TASK_CANCELLED': ('task',),
-    'TOO_MANY_STORAGE_MIGRATES': ('number',),
-    'UUID_INVALID': ('class', 'uuid'),
-    'VDI_CBT_ENABLED': ('vdi',),
-    'VDI_IN_USE': ('vdi', 'operation'),
-    'VDI_NEEDS_VM_FOR_MIGRATE': ('vdi',),
-    'VDI_NOT_IN_MAP': ('vdi',),
-    'VIF_NOT_IN_MAP': ('vif',),
-    'VM_BAD_POWER_STATE': ('vm', 'expected', 'actual'),
-    'VM_REQUIRES_SR': ('vm', 'sr'),
-    'HOST_CANNOT_ATTACH_NETWORK': ('host', 'network'),
-    'INTERFACE_HAS_NO_IP': ('pif',),
-    'PIF_HAS_NO_NETWORK_CONFIGURATION': ('pif',),
-    'CANNOT_CONTACT_HOST': ('host',),
-    'VM_MIGRATE_FAILED': ('vm', 'source', 'destination', 'msg'),
-}
+# Parameter names of XAPI errors (xen-api datamodel_errors.ml): the one
+# table the simulator uses too.
+ERROR_PARAMS = xapi_errors.PARAMS
 
 # How to say it, and what to do about it. %(name)s are the parameters,
 # already described ("VDI 'data' (uuid ...)") where a describer was given.
@@ -81,7 +58,7 @@ _WORDING = {
     'VM_REQUIRES_SR': '%(vm)s needs %(sr)s, which the target host cannot '
                       'see.',
     'HOST_CANNOT_ATTACH_NETWORK': '%(host)s has no interface on %(network)s.',
-    'INTERFACE_HAS_NO_IP': '%(pif)s has no IP address: configure the '
+    'INTERFACE_HAS_NO_IP': '%(interface)s has no IP address: configure the '
                            'migration network of the destination host.',
     'PIF_HAS_NO_NETWORK_CONFIGURATION': '%(pif)s has no IP configuration: '
                                         'configure the migration network '
@@ -92,6 +69,11 @@ _WORDING = {
     'VM_MIGRATE_FAILED': 'Migrating the memory of %(vm)s failed: '
                          '%(msg)s',
 }
+
+
+# Parameters that are refs of objects a describer can name.
+_DESCRIBED = frozenset(['vm', 'vdi', 'sr', 'vif', 'host', 'network', 'pif',
+                        'interface'])
 
 
 class SxmError(Exception):
@@ -129,8 +111,7 @@ class XapiFailure(SxmError):
         described = {}
         for i, name in enumerate(names):
             value = self.params[i] if i < len(self.params) else ''
-            if describe is not None and name in ('vm', 'vdi', 'sr', 'vif',
-                                                 'host', 'network', 'pif'):
+            if describe is not None and name in _DESCRIBED:
                 value = describe(name, value) or value
             described[name] = value
         wording = _WORDING.get(code)
@@ -146,10 +127,11 @@ class XapiFailure(SxmError):
 
     def param(self, name):
         """A parameter by its datamodel name, e.g. ``param('actual')``."""
-        names = ERROR_PARAMS.get(self.code, ())
-        if name not in names:
-            raise KeyError('%s has no parameter %r' % (self.code, name))
-        i = names.index(name)
+        try:
+            i = xapi_errors.index(self.code, name)
+        except ValueError:
+            raise KeyError('%s has no parameter %r'
+                           % (self.code, name)) from None
         return self.params[i] if i < len(self.params) else None
 
     @classmethod
@@ -187,7 +169,20 @@ class TaskCancelled(XapiFailure):
 
 
 class AuthenticationFailed(XapiFailure):
-    pass
+    """Refused credentials; ``pool`` (a URL without user info) when known."""
+
+    def __init__(self, code, params, call=None, describe=None, task=None,
+                 pool=None, pool_label=None):
+        self.pool = pool
+        super().__init__(code, params, call=call, describe=describe,
+                         task=task)
+        if pool:
+            user = self.param('username') or '?'
+            which = '%s pool' % pool_label if pool_label else 'pool'
+            text = ('XAPI refused the credentials of user %s for the %s '
+                    'at %s.' % (user, which, pool))
+            self.msg = redact.scrub(text)
+            self.args = (self.msg,)
 
 
 class TooManyStorageMigrates(XapiFailure):
@@ -223,7 +218,17 @@ class MigrationNotFound(NotFound):
 
 
 class ContactLost(SxmError):
-    """XAPI went silent while a task ran: the task may still be running."""
+    """XAPI went silent while a task ran: the task may still be running.
+
+    Not safe to roll back: the migration may still complete.
+    ``task_uuid`` names the task to follow (``fleet.watch``).
+    """
+
+    rollback_safe = False
+
+    @property
+    def task_uuid(self):
+        return self.kwargs.get('task_uuid')
 
     message = ('Lost contact with XAPI at %(url)s for %(seconds).0f s while '
                'waiting for %(what)s. Its task %(task_uuid)s may still be '
@@ -252,7 +257,16 @@ class PreflightFailed(SxmError):
 
 
 class MigrationFailed(SxmError):
-    """A migration failed or was cancelled; ``state`` says what is left."""
+    """A migration failed before its end; ``state`` says what is left.
+
+    XAPI ended the task (or it never started): nothing runs any more, the
+    source VM keeps its disks unless ``state`` says otherwise
+    (``source_intact``), so a caller may roll back. Compare
+    ``MigrationCancelled`` (the caller's cancel) and ``ContactLost`` (the
+    task may still run: do not roll back).
+    """
+
+    rollback_safe = True
 
     def __init__(self, cause, state=None):
         self.cause = cause
@@ -261,6 +275,85 @@ class MigrationFailed(SxmError):
         if state is not None:
             text = '%s\n%s' % (text, state.describe())
         super().__init__(text)
+
+    @property
+    def source_intact(self):
+        """False when the source VM is gone or could not be read."""
+        if self.state is None:
+            return True
+        return self.state.source_vm not in ('gone',) and not str(
+            self.state.source_vm).startswith('unknown')
+
+
+class MigrationCancelled(MigrationFailed):
+    """Cancelled on request before the point of no return.
+
+    XAPI ended the task ``cancelled`` (or it was never started): the
+    source VM keeps running with its disks.
+    """
+
+
+class Cancelled(SxmError):
+    """A cancel came while waiting, before anything was started."""
+
+    message = 'Cancelled while %(waiting)s.'
+
+
+class VerificationFailed(SxmError):
+    message = 'The migrated VM is not as planned: %(problems)s.'
+
+
+class CleanupFailed(SxmError):
+    """Some cleanup steps failed; ``errors`` is [(step, exception)]."""
+
+    def __init__(self, steps):
+        self.errors = list(steps)
+        super().__init__('Cleanup failed: ' + '; '.join(
+            '%s: %s' % (what, exc) for what, exc in self.errors))
+
+
+class MigrationCompleted(SxmError):
+    """A destination cleanup found the migration finished: nothing to undo.
+
+    The VM runs in the destination pool, or is gone from the source pool.
+    """
+
+    message = ('VM %(vm_uuid)s completed its migration to the pool at '
+               '%(pool)s (%(why)s): nothing was removed.')
+
+
+class MigrationRunning(SxmError):
+    message = ('A storage migration of VM %(vm_uuid)s is still running: '
+               'cancel it (or wait for its end) before cleaning up.')
+
+
+class PoolClosed(SxmError):
+    message = 'The session pool for %(url)s is closed.'
+
+
+class PoolExhausted(SxmError):
+    message = ('No free XAPI session to %(url)s after %(seconds).0f s: too '
+               'many concurrent calls for the session pool size.')
+
+
+class TaskVanished(SxmError):
+    message = 'The task of %(what)s was destroyed before it finished.'
+
+
+class InvalidInput(SxmError):
+    """Bad input from a user (CLI options, configuration)."""
+
+    message = '%(reason)s'
+
+
+class Detached(SxmError):
+    """A watch stopped on request; the migration itself goes on."""
+
+    message = 'Stopped watching the %(what)s; it goes on.'
+
+
+class DrainSkipped(Cancelled):
+    message = 'Drain cancelled before VM %(vm)s started.'
 
 
 class ErrorCollector(object):
@@ -285,8 +378,7 @@ class ErrorCollector(object):
 
     def raise_if_any(self):
         if self.errors:
-            raise SxmError('Cleanup failed: ' + '; '.join(
-                '%s: %s' % (what, exc) for what, exc in self.errors))
+            raise CleanupFailed(self.errors)
 
 
 class _Step(object):

@@ -131,7 +131,13 @@ class Outcome:
 
 @dataclasses.dataclass(frozen=True)
 class DrainOutcome:
-    """One VM of a drain: ``result`` (migrate.Result) or ``error``."""
+    """One VM of a drain: ``result`` (migrate.Result) or ``error``.
+
+    ``status`` says which: 'moved'; 'skipped' (the drain was cancelled
+    before this VM started: nothing was done to it); 'cancelled' (its
+    migration was cancelled before the point of no return: it runs on at
+    the source); 'failed'.
+    """
 
     vm_name: str
     vm_uuid: str
@@ -141,6 +147,25 @@ class DrainOutcome:
     @property
     def ok(self):
         return self.error is None
+
+    @property
+    def status(self):
+        if self.error is None:
+            return 'moved'
+        if isinstance(self.error, errors.DrainSkipped):
+            return 'skipped'
+        if isinstance(self.error, (errors.MigrationCancelled,
+                                   errors.Cancelled)):
+            return 'cancelled'
+        return 'failed'
+
+    @property
+    def skipped(self):
+        return self.status == 'skipped'
+
+    @property
+    def cancelled(self):
+        return self.status == 'cancelled'
 
 
 def _capital(text):
@@ -232,21 +257,24 @@ def find_migration(pool, ident):
     raise errors.MigrationNotFound(name=ident, pool=pool.url)
 
 
-def watch(pool, info, progress=None, cancel=None):
+def watch(pool, info, progress=None, cancel=None, stop=None):
     """Follow a migration to its end; returns its ``Outcome``.
 
     ``progress(fraction)`` is called as it moves; setting the
-    ``threading.Event`` ``cancel`` cancels the migration. Raises
+    ``threading.Event`` ``cancel`` cancels the migration; setting ``stop``
+    only stops watching (its private session is logged out) and raises
+    ``errors.Detached``: the migration goes on. Raises
     ``errors.ContactLost`` when the pool goes silent (the task may still
-    run) and ``errors.SxmError`` when the task vanished. When this process
-    holds the task's migrate_receive token (its own migration, after a
-    lost contact), the token is logged out once the task has ended.
+    run) and ``errors.TaskVanished`` when the task vanished. When this
+    process holds the task's migrate_receive token (its own migration,
+    after a lost contact), the token is logged out once the task has
+    ended.
     """
-    watcher = tasks.Watch(progress=progress, cancel=cancel)
+    watcher = tasks.Watch(progress=progress, cancel=cancel, stop=stop)
     try:
         value = tasks.wait_task(pool, info.task_ref, info.label(),
                                 watch=watcher, call='VM.migrate_send')
-    except errors.ContactLost:
+    except (errors.ContactLost, errors.Detached):
         raise
     except errors.XapiFailure as exc:
         migrate.RECEIVE_TOKENS.release(info.task_ref)
@@ -354,18 +382,23 @@ def drain(source_pool, dest_pool, host, choices=None, concurrency=2,
     def one(vm):
         ref, name, uuid = vm
         if cancel.is_set():
-            return DrainOutcome(name, uuid, error=errors.SxmError(
-                'Drain cancelled before VM %s started.' % name))
+            return DrainOutcome(name, uuid,
+                                error=errors.DrainSkipped(vm=name))
         try:
             the_plan, problems = migrator.plan(ref, **choices)
+            receipt = None
             if not migrate.planmod.blocking(problems):
-                problems = migrator.check(the_plan)
+                # One migrate_receive for the check and the migration.
+                receipt = migrator.receive(the_plan)
+                problems = migrator.check(the_plan, receipt)
             if migrate.planmod.blocking(problems):
+                if receipt is not None:
+                    receipt.release()
                 raise errors.PreflightFailed(
                     migrate.planmod.blocking(problems))
             result = migrator.migrate(
                 the_plan, progress=(lambda p: _call(on_progress, name, p)),
-                cancel=cancel)
+                cancel=cancel, receipt=receipt)
         except Exception as exc:  # one VM's failure is reported, not fatal
             LOG.error('Drain: VM %s failed: %s', name, exc)
             _call(on_done, name, exc)

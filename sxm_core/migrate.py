@@ -27,6 +27,7 @@ task has ended, never while it may still run.
 import dataclasses
 import threading
 import time
+import weakref
 
 from oslo_concurrency import lockutils
 import XenAPI
@@ -36,6 +37,8 @@ from sxm_core import errors
 from sxm_core import facts
 from sxm_core import plan as planmod
 from sxm_core import redact
+from sxm_core import retry
+from sxm_core import sessions
 from sxm_core import tasks
 
 LOG = redact.get_logger(__name__)
@@ -76,19 +79,110 @@ class ReceiveTokens(object):
             custodian.done()
         return True
 
+    def detach(self, task):
+        """Stop tracking ``task`` and keep its token alive (for a retry).
+
+        The token's custodian, if any, exits without logging it out.
+        """
+        with self._lock:
+            entry = self._tokens.pop(task, None)
+        if entry is not None and entry[2] is not None:
+            entry[2].done()
+
 
 RECEIVE_TOKENS = ReceiveTokens()
 
 
 @dataclasses.dataclass
 class Progress:
-    """What a progress callback gets."""
+    """What a progress callback gets.
+
+    ``bytes_*`` count the disks' data, ``memory_*`` the VM's memory
+    (0 of 0 for a move of disks only); during the 'mirror' and 'copy'
+    phases ``memory_done`` is 0, in 'memory' it grows with the task's
+    progress past the storage share, at 'done' it equals
+    ``memory_total``.
+    """
 
     fraction: float
     phase: str              # 'mirror', 'copy', 'memory', 'done'
     disk: object            # plan.DiskStep being moved, or None
     bytes_done: int
     bytes_total: int
+    memory_done: int = 0
+    memory_total: int = 0
+
+
+def progress_of(the_plan, fraction):
+    """The ``Progress`` of a migrate_send task at ``fraction`` (pure)."""
+    total = the_plan.bytes_to_move
+    memory = int(the_plan.vm.memory or 0)
+    phase, step = the_plan.phase(fraction)
+    storage = min(1.0, fraction / planmod.STORAGE_SHARE)
+    memory_done = 0
+    if phase == 'memory':
+        share = 1.0 - planmod.STORAGE_SHARE
+        memory_done = round(memory * max(0.0, min(
+            1.0, (fraction - planmod.STORAGE_SHARE) / share)))
+    return Progress(fraction, phase, step, int(storage * total), total,
+                    memory_done, memory)
+
+
+class Receipt(object):
+    """What ``host.migrate_receive`` answered: the destination map.
+
+    The destination half of a migration. ``dest`` is the map
+    ``VM.assert_can_migrate`` and ``VM.migrate_send`` take; its
+    ``session_id`` is a live session of the destination pool (a secret:
+    ``repr`` masks it, and it is never logged or persisted). ``release``
+    logs it out (idempotent); ``Migrator.send`` takes care of that once
+    its task has ended, so release a receipt yourself only when it is not
+    handed to ``send``.
+    """
+
+    def __init__(self, pool, dest, host_ref=None, network_ref=None):
+        self.pool = pool
+        self.dest = dest
+        self.host_ref = host_ref
+        self.network_ref = network_ref
+        self._lock = threading.Lock()
+        self._handed = False
+        redact.register(self.token)
+
+    @property
+    def token(self):
+        return (self.dest or {}).get('session_id')
+
+    @property
+    def released(self):
+        return self._handed
+
+    def __repr__(self):
+        return '<Receipt host=%s (token masked)>' % self.host_ref
+
+    def _take(self):
+        with self._lock:
+            handed, self._handed = self._handed, True
+        return not handed
+
+    def release(self):
+        """Log the token out unless that was done or handed on."""
+        if self._take():
+            self.pool.logout_token(self.token)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+
+def receive(dest_pool, host_ref, network_ref, options=None):
+    """``host.migrate_receive`` in the destination pool: a ``Receipt``."""
+    dest = dest_pool.call('host.migrate_receive', host_ref, network_ref,
+                          options or {})
+    return Receipt(dest_pool, dest, host_ref, network_ref)
 
 
 @dataclasses.dataclass
@@ -125,48 +219,95 @@ class StateReport:
 
 
 class HostSlots(object):
-    """At most ``limit`` storage migrations at once from one XAPI host."""
+    """At most ``limit`` storage migrations at once from one XAPI host.
+
+    Share one object between every Migrator of a process
+    (``shared_slots``) so that the limit holds across them. A waiter
+    wakes as soon as a slot is released in this process (a Condition).
+    With ``lock_path`` the slots are file locks shared with other
+    processes, whose releases cannot notify this one: then a waiter also
+    looks again every ``poll`` seconds. ``cancel_poll`` bounds how late a
+    set ``cancel`` Event is noticed (an Event cannot wake a Condition).
+    ``sleep`` is kept for compatibility and no longer used.
+    """
 
     def __init__(self, limit=2, lock_path=None, poll=0.5,
-                 sleep=time.sleep):
+                 sleep=time.sleep, cancel_poll=0.5):
         if not 1 <= limit <= constants.XAPI_MAX_STORAGE_MIGRATES:
             raise ValueError('limit must be 1..%d'
                              % constants.XAPI_MAX_STORAGE_MIGRATES)
         self.limit = limit
         self.lock_path = lock_path
         self.poll = poll
+        self.cancel_poll = cancel_poll
         self._sleep = sleep
         self._semaphores = lockutils.Semaphores()
+        self._released = threading.Condition()
+
+    def _try(self, host_uuid):
+        for i in range(self.limit):
+            name = 'sxm-storage-migrate-%s-%d' % (host_uuid, i)
+            cm = lockutils.lock(name, external=bool(self.lock_path),
+                                lock_path=self.lock_path, do_log=False,
+                                semaphores=self._semaphores,
+                                blocking=False)
+            try:
+                cm.__enter__()
+            except lockutils.AcquireLockFailedException:
+                continue
+            return _Held(cm, self)
+        return None
 
     def acquire(self, host_uuid, cancel=None):
-        """A context manager holding one slot of ``host_uuid``."""
-        while True:
-            for i in range(self.limit):
-                name = 'sxm-storage-migrate-%s-%d' % (host_uuid, i)
-                cm = lockutils.lock(name, external=bool(self.lock_path),
-                                    lock_path=self.lock_path, do_log=False,
-                                    semaphores=self._semaphores,
-                                    blocking=False)
-                try:
-                    cm.__enter__()
-                except lockutils.AcquireLockFailedException:
-                    continue
-                return _Held(cm)
-            if cancel is not None and cancel.is_set():
-                raise errors.SxmError('Cancelled while waiting for a free '
-                                      'storage migration slot.')
-            self._sleep(self.poll)
+        """A context manager holding one slot of ``host_uuid``.
+
+        Raises ``errors.Cancelled`` when ``cancel`` is set first.
+        """
+        with self._released:
+            while True:
+                held = self._try(host_uuid)
+                if held is not None:
+                    return held
+                if cancel is not None and cancel.is_set():
+                    raise errors.Cancelled(
+                        waiting='waiting for a free storage migration '
+                                'slot of host %s' % host_uuid)
+                bounds = [t for t in (
+                    self.poll if self.lock_path else None,
+                    self.cancel_poll if cancel is not None else None)
+                    if t is not None]
+                self._released.wait(min(bounds) if bounds else None)
+
+    def _notify(self):
+        with self._released:
+            self._released.notify_all()
+
+
+_SHARED_SLOTS = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_slots(limit=2, lock_path=None):
+    """The process's one ``HostSlots`` for (``limit``, ``lock_path``)."""
+    with _SHARED_LOCK:
+        key = (limit, lock_path)
+        if key not in _SHARED_SLOTS:
+            _SHARED_SLOTS[key] = HostSlots(limit, lock_path=lock_path)
+        return _SHARED_SLOTS[key]
 
 
 class _Held(object):
-    def __init__(self, cm):
+    def __init__(self, cm, slots=None):
         self._cm = cm
+        self._slots = slots
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self._cm.__exit__(None, None, None)
+        if self._slots is not None:
+            self._slots._notify()
         return False
 
 
@@ -191,7 +332,7 @@ class Migrator(object):
         self.seconds_per_gib = seconds_per_gib
         self.minimum_timeout = minimum_timeout
         self.stall_timeout = stall_timeout or None
-        self.slots = slots or HostSlots()
+        self.slots = slots or shared_slots()
         self.too_many_retries = too_many_retries
         self.too_many_interval = too_many_interval
         self._sleep = sleep
@@ -199,6 +340,26 @@ class Migrator(object):
         self._custodian = custodian
         # (what happened, clock) of the TOO_MANY_STORAGE_MIGRATES retries.
         self.retry_log = []
+        # id(plan) -> (weakref to the plan, its preflight problems).
+        self._preflights = {}
+        self._preflights_lock = threading.Lock()
+
+    def preflight(self, the_plan):
+        """``plan.preflight(the_plan)``, computed once per plan object."""
+        key = id(the_plan)
+        with self._preflights_lock:
+            entry = self._preflights.get(key)
+            if entry is not None and entry[0]() is the_plan:
+                return list(entry[1])
+        problems = planmod.preflight(the_plan)
+
+        def forget(_ref, key=key):
+            with self._preflights_lock:
+                self._preflights.pop(key, None)
+        with self._preflights_lock:
+            self._preflights[key] = (weakref.ref(the_plan, forget),
+                                     list(problems))
+        return list(problems)
 
     # -- planning --------------------------------------------------------
 
@@ -217,35 +378,60 @@ class Migrator(object):
                 else facts.read_pool(self.dest))
         vm_facts = facts.read_vm(self.source, ref)
         the_plan = planmod.build_plan(vm_facts, source, dest, **choices)
-        return the_plan, planmod.preflight(the_plan)
+        return the_plan, self.preflight(the_plan)
 
-    def check(self, the_plan):
-        """Local preflight plus xapi's own VM.assert_can_migrate."""
-        problems = planmod.preflight(the_plan)
+    def check(self, the_plan, receipt=None):
+        """Local preflight plus xapi's own VM.assert_can_migrate.
+
+        With ``receipt`` (from ``receive``) the check uses that token and
+        leaves it for ``migrate``/``send``; without, it asks for one and
+        logs it out again.
+        """
+        problems = self.preflight(the_plan)
         if planmod.blocking(problems):
             return problems
-        dest = {}
+        own = None
         try:
-            dest = self._receive(the_plan)
-            self.source.call('VM.assert_can_migrate', the_plan.vm.ref, dest,
-                             the_plan.live, the_plan.vdi_map,
-                             the_plan.vif_map, {})
+            if receipt is None:
+                receipt = own = self.receive(the_plan)
+            self.assert_can_migrate(the_plan, receipt)
         except errors.XapiFailure as exc:
-            exc = self._described(exc, the_plan)
             problems.append(planmod.Problem('xapi', 'XAPI refuses: %s'
                                             % exc))
         except errors.ConnectionFailed as exc:
             problems.append(planmod.Problem('connection', str(exc)))
         finally:
-            self.dest.logout_token(dest.get('session_id'))
+            if own is not None:
+                own.release()
         return problems
 
+    # -- the two halves ----------------------------------------------------
+
+    def receive(self, the_plan):
+        """The destination half: ``host.migrate_receive`` -> ``Receipt``.
+
+        Asked of the destination pool for the plan's host and migration
+        network. Hand it to ``check`` and then ``send`` (or ``migrate``),
+        which logs it out once the migration has ended.
+        """
+        return receive(self.dest, the_plan.dest_host.ref,
+                       the_plan.network.ref)
+
+    def assert_can_migrate(self, the_plan, receipt):
+        """The source half's check: ``VM.assert_can_migrate``.
+
+        Raises ``errors.XapiFailure`` worded with the plan's names.
+        """
+        try:
+            self.source.call('VM.assert_can_migrate', the_plan.vm.ref,
+                             receipt.dest, the_plan.live, the_plan.vdi_map,
+                             the_plan.vif_map, {})
+        except errors.XapiFailure as exc:
+            raise self._described(exc, the_plan) from None
+
     def _receive(self, the_plan):
-        dest = self.dest.call('host.migrate_receive', the_plan.dest_host.ref,
-                              the_plan.network.ref, {})
-        # The token is a live session of the destination pool.
-        redact.register(dest.get('session_id'))
-        return dest
+        # Kept for callers of the old private helper: a bare dest map.
+        return self.receive(the_plan).dest
 
     def _described(self, exc, the_plan):
         return errors.XapiFailure.from_details(
@@ -257,37 +443,72 @@ class Migrator(object):
 
     # -- execution -------------------------------------------------------
 
-    def migrate(self, the_plan, progress=None, cancel=None):
-        """Run a checked plan; returns a Result or raises MigrationFailed.
+    def migrate(self, the_plan, progress=None, cancel=None, receipt=None):
+        """Run a checked plan; returns a Result or raises.
 
-        Once XAPI reports the migration done, nothing turns it into a
-        failure: leftover removal and verification report problems in
-        ``Result.warnings``.
+        ``receipt`` is the one ``check`` used (``receive``); without it
+        the migration asks for one. Either way it is logged out once the
+        migration has ended. Raises ``errors.MigrationCancelled`` (the
+        cancel came before the point of no return: the source VM runs on),
+        ``errors.MigrationFailed`` (XAPI ended the migration: its
+        ``state`` says what is left, ``source_intact`` whether the source
+        is whole) or ``errors.ContactLost`` (the task may still run: do
+        not roll back). Once XAPI reports the migration done, nothing
+        turns it into a failure: leftover removal and verification report
+        problems in ``Result.warnings``.
         """
-        problems = planmod.blocking(planmod.preflight(the_plan))
+        problems = planmod.blocking(self.preflight(the_plan))
         if problems:
+            if receipt is not None:
+                receipt.release()
             raise errors.PreflightFailed(problems)
+        if receipt is None:
+            receipt = self.receive(the_plan)
+        return self.send(the_plan, receipt, progress=progress,
+                         cancel=cancel)
+
+    def send(self, the_plan, receipt, progress=None, cancel=None):
+        """The source half: ``Async.VM.migrate_send`` with ``receipt``.
+
+        Waits for a storage migration slot of the source host, starts the
+        migration with the plan's disk and network maps, follows it and
+        verifies the outcome; see ``migrate`` for what it returns and
+        raises. The receipt is logged out once the task has ended (kept
+        while a task that lost contact may still use it).
+        """
         vm = the_plan.vm
         cancel = cancel or threading.Event()
-        before = self._target_vdis(the_plan)
-        started = self._clock()
-        host_uuid = self._source_host_uuid(the_plan)
         what = 'migration of %s' % vm.label()
+        try:
+            before = self._target_vdis(the_plan)
+            started = self._clock()
+            host_uuid = self._source_host_uuid(the_plan)
+        except BaseException:
+            receipt.release()
+            raise
         LOG.info('Starting %s to pool %s (%s to move)', what,
                  the_plan.dest.name,
                  planmod.human_bytes(the_plan.bytes_to_move))
         try:
             with self.slots.acquire(host_uuid, cancel):
-                new_vm = self._send(the_plan, what, progress, cancel)
+                new_vm = self._send(the_plan, what, progress, cancel,
+                                    receipt)
         except errors.ContactLost:
             # The source pool is silent: asking it what is left would only
             # hang. The error names the task, which may still be running.
             LOG.error('%s: lost contact with the source pool', what)
             raise
         except errors.SxmError as exc:
+            receipt.release()  # a no-op when its task released it
             state = self.report_state(the_plan, before)
+            if isinstance(exc, (errors.TaskCancelled, errors.Cancelled)):
+                LOG.warning('%s cancelled: %s', what, exc)
+                raise errors.MigrationCancelled(exc, state) from None
             LOG.error('%s failed: %s', what, exc)
             raise errors.MigrationFailed(exc, state) from None
+        except BaseException:
+            receipt.release()
+            raise
         result = Result(vm_ref=new_vm, vm_uuid=vm.uuid, seconds=0.0,
                         bytes_planned=the_plan.bytes_to_move, disks=[],
                         leftovers_removed=[], warnings=[])
@@ -301,21 +522,18 @@ class Migrator(object):
         for warning in result.warnings:
             LOG.warning('%s: %s', what, warning)
         if progress is not None:
+            memory = int(the_plan.vm.memory or 0)
             progress(Progress(1.0, 'done', None, the_plan.bytes_to_move,
-                              the_plan.bytes_to_move))
+                              the_plan.bytes_to_move, memory, memory))
         LOG.info('%s finished in %.1f s', what, result.seconds)
         return result
 
-    def _send(self, the_plan, what, progress, cancel):
+    def _send(self, the_plan, what, progress, cancel, receipt):
         total = the_plan.bytes_to_move
 
         def on_progress(fraction):
-            if progress is None:
-                return
-            phase, step = the_plan.phase(fraction)
-            progress(Progress(fraction, phase, step,
-                              int(min(1.0, fraction / planmod.STORAGE_SHARE)
-                                  * total), total))
+            if progress is not None:
+                progress(progress_of(the_plan, fraction))
 
         describe = describer(the_plan)
         watch = tasks.Watch(progress=on_progress, cancel=cancel,
@@ -323,45 +541,51 @@ class Migrator(object):
                                                      + the_plan.vm.memory),
                             stall_timeout=self.stall_timeout,
                             describe=describe, clock=self._clock)
-        attempt = 0
-        while True:
-            try:
-                return self._send_once(the_plan, what, watch, describe)
-            except errors.TooManyStorageMigrates:
-                if attempt >= self.too_many_retries or cancel.is_set():
-                    raise
-                attempt += 1
-                self.retry_log.append(('refused', self._clock()))
-                LOG.warning('Host busy with other storage migrations; '
-                            'retry %d of %d when one of them ends (at most '
-                            '%d s)', attempt, self.too_many_retries,
-                            self.too_many_interval)
-                if self._sleep is not None:
-                    self._sleep(self.too_many_interval)
-                else:
-                    self._wait_for_slot(the_plan, cancel)
-                if cancel.is_set():
-                    raise errors.SxmError('Cancelled while waiting to '
-                                          'retry %s.' % what)
-                self.retry_log.append(('retry', self._clock()))
+        attempts = []
 
-    def _send_once(self, the_plan, what, watch, describe):
+        def once():
+            if attempts:
+                if cancel.is_set():
+                    raise errors.Cancelled(waiting='waiting to retry the '
+                                           + what)
+                self.retry_log.append(('retry', self._clock()))
+            attempts.append(self._clock())
+            return self._send_once(the_plan, what, watch, describe,
+                                   receipt)
+
+        def on_retry(exc, attempt, seconds):
+            self.retry_log.append(('refused', self._clock()))
+            LOG.warning('Host busy with other storage migrations; '
+                        'retry %d of %d when one of them ends (at most '
+                        '%d s)', attempt, self.too_many_retries,
+                        self.too_many_interval)
+
+        def wait(seconds):
+            if self._sleep is not None:
+                self._sleep(seconds)
+            else:
+                self._wait_for_slot(the_plan, cancel)
+
+        # The same receipt for every attempt: migrate_receive runs once.
+        return retry.call(
+            once, self.too_many_retries,
+            retry_if=lambda exc: (isinstance(
+                exc, errors.TooManyStorageMigrates) and not cancel.is_set()),
+            delay=lambda attempt: self.too_many_interval, wait=wait,
+            on_retry=on_retry)
+
+    def _send_once(self, the_plan, what, watch, describe, receipt):
         """One migrate_send: start it, hold its token, wait for its end."""
-        dest = self._receive(the_plan)
-        token = dest.get('session_id')
+        token = receipt.token
         method = 'VM.migrate_send'
         try:
             task = self.source.call(
-                'Async.' + method, the_plan.vm.ref, dest, the_plan.live,
-                the_plan.vdi_map, the_plan.vif_map, {})
+                'Async.' + method, the_plan.vm.ref, receipt.dest,
+                the_plan.live, the_plan.vdi_map, the_plan.vif_map, {})
         except errors.XapiFailure as exc:
-            self.dest.logout_token(token)
             raise errors.XapiFailure.from_details(
                 [exc.code] + exc.params, call=method,
                 describe=describe) from None
-        except BaseException:
-            self.dest.logout_token(token)
-            raise
         custodian = None
         if self._custodian is not None:
             try:
@@ -369,12 +593,14 @@ class Migrator(object):
             except Exception:  # the migration matters more than the guard
                 LOG.exception('Could not start the token custodian of %s',
                               what)
+        # From here the task's end logs the token out, not the receipt.
+        receipt._take()
         RECEIVE_TOKENS.hold(task, self.dest, token, custodian)
         # The destination pool is not needed until the task ends: a
         # process killed meanwhile leaves no login of its own there.
         if self.dest is not self.source:
             self.dest.release_idle()
-        ended = silent = False
+        ended = silent = busy = False
         try:
             value = tasks.wait_task(self.source, task, what, watch=watch,
                                     call=method)
@@ -385,12 +611,20 @@ class Migrator(object):
             # silent pool about it would only hang.
             silent = True
             raise
+        except errors.TooManyStorageMigrates:
+            # Refused before it began: the token serves the retry.
+            ended = busy = True
+            raise
         except errors.XapiFailure:
             ended = True  # the task's own error: it has ended
             raise
         finally:
             if not silent and (ended or not self._task_running(task)):
-                RECEIVE_TOKENS.release(task)
+                if busy:
+                    RECEIVE_TOKENS.detach(task)
+                    receipt._handed = False
+                else:
+                    RECEIVE_TOKENS.release(task)
                 self._destroy_task(task, what)
 
     def _task_running(self, task):
@@ -491,7 +725,7 @@ class Migrator(object):
                     problems.append('disk %s is on SR %s, not %s' % (
                         vbd_rec['userdevice'], sr_uuid, step.dest_sr.uuid))
         if problems:
-            raise errors.SxmError('; '.join(problems))
+            raise errors.VerificationFailed(problems='; '.join(problems))
 
     def _remove_leftovers(self, the_plan, result):
         """Strip sm_config base_mirror that older xapi left on new VDIs."""
@@ -558,6 +792,18 @@ class Migrator(object):
         except errors.SxmError as exc:
             new.append('(could not list: %s)' % exc)
         return StateReport(source_vm, source_host, dest_vm, new)
+
+    def cleanup_destination(self, the_plan):
+        """Remove what a failed or aborted migration left at the destination.
+
+        See ``cleanup_destination``; the source VM must still exist in the
+        source pool (else the migration completed and nothing is removed).
+        Safe to call twice. Returns what was removed.
+        """
+        keep = [s.disk.uuid for s in the_plan.disks + the_plan.snapshot_disks]
+        return cleanup_destination(self.dest, the_plan.vm.uuid, keep,
+                                   cross_pool=the_plan.cross_pool,
+                                   source_pool=self.source)
 
     # -- single VDIs (Cinder) ------------------------------------------------
 
@@ -648,6 +894,94 @@ class Migrator(object):
         except errors.SxmError:
             self.source.call('VBD.create', dict(fields, VDI=rec['VDI']))
             raise
+
+
+def cleanup_destination(dest_pool, vm_uuid, source_vdis=(), cross_pool=True,
+                        source_pool=None):
+    """Remove what a failed or aborted migration of ``vm_uuid`` left.
+
+    In the destination pool: across pools, a halted VM record with the
+    source VM's uuid (and its snapshots) and the VDIs of its disks; in
+    either case, VDIs still marked as mirror targets (``sm_config
+    base_mirror``) of the VM's disks ``source_vdis`` (uuids). A VDI with
+    one of those uuids is never removed: a shared SR's VDI keeps its uuid
+    in both pools. xapi normally removes all this itself; this is for
+    what a crash or a lost connection left.
+
+    Raises ``errors.MigrationCompleted`` when the VM runs in the
+    destination pool, or is gone from ``source_pool`` (when given): the
+    migration finished and nothing may be removed. Safe to call twice:
+    the second call finds nothing. Returns [description of each removed
+    object]; a step that fails does not stop the others
+    (``errors.CleanupFailed`` at the end).
+    """
+    keep = set(source_vdis)
+    removed = []
+    undo = errors.ErrorCollector()
+    pool_name = sessions.safe_url(dest_pool.url)
+    if source_pool is not None:
+        try:
+            ref = source_pool.call('VM.get_by_uuid', vm_uuid)
+            ops = source_pool.call('VM.get_current_operations', ref)
+        except errors.XapiFailure as exc:
+            if exc.code not in ('UUID_INVALID', 'HANDLE_INVALID') or \
+                    not cross_pool:
+                raise
+            raise errors.MigrationCompleted(
+                vm_uuid=vm_uuid, pool=pool_name,
+                why='the source VM is gone') from None
+        if STORAGE_OPERATION in ops.values():
+            raise errors.MigrationRunning(vm_uuid=vm_uuid)
+    with dest_pool.session() as s:
+        x = s.xenapi
+        vdis = []   # refs of VDIs created for the VM
+        if cross_pool:
+            try:
+                vm = x.VM.get_by_uuid(vm_uuid)
+            except XenAPI.Failure as failure:
+                if failure.details[:1] != ['UUID_INVALID']:
+                    raise
+                vm = None
+            if vm is not None:
+                rec = x.VM.get_record(vm)
+                if rec['power_state'] != constants.HALTED:
+                    raise errors.MigrationCompleted(
+                        vm_uuid=vm_uuid, pool=pool_name,
+                        why='the VM is %s there' % rec['power_state'])
+                for owner in list(rec['snapshots']) + [vm]:
+                    for vbd in x.VM.get_VBDs(owner):
+                        vbd_rec = x.VBD.get_record(vbd)
+                        if vbd_rec['type'] == 'CD' or \
+                                vbd_rec['VDI'] == NULL:
+                            continue
+                        if x.VDI.get_uuid(vbd_rec['VDI']) not in keep:
+                            vdis.append(vbd_rec['VDI'])
+                for owner in list(rec['snapshots']) + [vm]:
+                    with undo.context('removing VM %s', owner):
+                        x.VM.destroy(owner)
+                        removed.append('VM %s' % (
+                            vm_uuid if owner == vm else owner))
+        marks = {'/' + uuid for uuid in keep}
+        for ref, rec in x.VDI.get_all_records().items():
+            mark = (rec.get('sm_config') or {}).get('base_mirror', '')
+            if rec['uuid'] not in keep and any(
+                    mark.endswith(m) for m in marks) and ref not in vdis:
+                vdis.append(ref)
+        for vdi in vdis:
+            with undo.context('removing VDI %s', vdi):
+                try:
+                    uuid = x.VDI.get_uuid(vdi)
+                    x.VDI.destroy(vdi)
+                except XenAPI.Failure as failure:
+                    if failure.details[:1] == ['HANDLE_INVALID']:
+                        continue  # gone already: cleaned twice
+                    raise
+                removed.append('VDI %s' % uuid)
+    if removed:
+        LOG.info('Removed what the migration of VM %s left in the pool at '
+                 '%s: %s', vm_uuid, pool_name, ', '.join(removed))
+    undo.raise_if_any()
+    return removed
 
 
 def describer(the_plan):

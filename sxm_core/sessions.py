@@ -44,6 +44,7 @@ import XenAPI
 
 from sxm_core import errors
 from sxm_core import redact
+from sxm_core import retry
 
 LOG = redact.get_logger(__name__)
 
@@ -154,6 +155,21 @@ def ssl_context(ca_file=None, insecure=False):
     return ssl.create_default_context(cafile=ca_file)
 
 
+def safe_url(url):
+    """A pool URL without user information (which may hold a password)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ''
+        if ':' in host:
+            host = '[%s]' % host
+        if parts.port is not None:
+            host = '%s:%d' % (host, parts.port)
+        return urllib.parse.urlunsplit((parts.scheme, host, parts.path,
+                                        '', ''))
+    except ValueError:
+        return '(an unparsable URL)'
+
+
 def _read_only(method):
     return method.rsplit('.', 1)[-1].startswith('get_')
 
@@ -164,7 +180,8 @@ class SessionPool(object):
     ``call_timeout``, ``long_call_timeout`` and ``event_grace`` set the
     read timeout of each call (see the module's docstring);
     ``contact_timeout`` is how long a task waiter tolerates a silent pool
-    before it gives up with ``errors.ContactLost``.
+    before it gives up with ``errors.ContactLost``. ``label`` names the
+    pool's role in messages ("source", "destination").
     """
 
     def __init__(self, url, username, password, maxsize=4, block=True,
@@ -172,7 +189,7 @@ class SessionPool(object):
                  ca_file=None, insecure=False, retries=3, backoff=0.5,
                  originator='openstack-sxm', session_factory=None,
                  sleep=time.sleep, long_call_timeout=300.0,
-                 event_grace=5.0, contact_timeout=30.0):
+                 event_grace=5.0, contact_timeout=30.0, label=None):
         parts = urllib.parse.urlsplit(url or '')
         if parts.scheme not in ('http', 'https') or not parts.hostname:
             raise ValueError('XAPI URL must be http(s)://host[:port]/, got '
@@ -180,6 +197,7 @@ class SessionPool(object):
         if maxsize < 1:
             raise ValueError('maxsize must be at least 1')
         self.url = url
+        self.label = label
         self.username = username
         self._password = redact.register(password)
         self.block = block
@@ -233,8 +251,24 @@ class SessionPool(object):
         return session
 
     def _login(self, timeout=None):
+        """A logged-in session; connection errors retried with backoff.
+
+        ``timeout`` (a caller's deadline) means one bounded attempt.
+        """
+        def on_retry(exc, attempt, delay):
+            LOG.warning('Cannot log in to %(url)s (%(err)s); retrying in '
+                        '%(delay).1f s', {'url': safe_url(self.url),
+                                          'err': exc, 'delay': delay})
+
+        return retry.call(
+            lambda: self._login_once(timeout),
+            retries=0 if timeout is not None else self.retries,
+            retry_if=lambda exc: isinstance(exc, errors.ConnectionFailed),
+            delay=retry.backoff(self.backoff), wait=self._sleep,
+            on_retry=on_retry)
+
+    def _login_once(self, timeout):
         redirects = 0
-        attempt = 0
         while True:
             session = self._factory(self.url)
             # vars(): a plain XenAPI.Session answers any attribute
@@ -247,37 +281,40 @@ class SessionPool(object):
                 session.login_with_password(self.username, self._password,
                                             API_VERSION, self.originator)
             except XenAPI.Failure as failure:
-                exc = errors.XapiFailure.from_failure(
-                    failure, call='session.login_with_password')
+                self._discard(session)
+                details = list(getattr(failure, 'details', None) or [])
+                exc = errors.XapiFailure.from_details(
+                    details, call='session.login_with_password')
                 if (isinstance(exc, errors.HostIsSlave)
                         and redirects < MAX_REDIRECTS):
                     redirects += 1
-                    self._follow_master(exc.param('master'))
+                    self._follow_master(exc.param('master_ip_address'))
                     continue
+                if isinstance(exc, errors.AuthenticationFailed):
+                    # Name the pool: a CLI or a driver may talk to several.
+                    exc = errors.AuthenticationFailed(
+                        exc.code, details[1:], call=exc.call,
+                        pool=safe_url(self.url), pool_label=self.label)
+                # Chained: a traceback still shows XAPI's own answer.
                 raise exc
             except xmlrpc.client.Fault as fault:
-                exc = errors.ConnectionFailed(url=self.url,
-                                              reason=fault.faultString,
-                                              during='login')
+                self._discard(session)
+                raise errors.ConnectionFailed(
+                    url=safe_url(self.url), reason=fault.faultString,
+                    during='login') from None
             except CONNECTION_ERRORS as err:
-                exc = errors.ConnectionFailed(url=self.url, reason=err,
-                                              during='login')
-            else:
-                redact.register(session.handle)
-                session.sxm_handle = session.handle
-                if transport is not None:
-                    transport.set_timeout(self.call_timeout)
-                    session.sxm_timeouts = self.timeouts
-                LOG.debug('Logged in to %s as %s', self.url, self.username)
-                return session
-            if attempt >= self.retries or timeout is not None:
-                raise exc
-            delay = self.backoff * (2 ** attempt)
-            attempt += 1
-            LOG.warning('Cannot log in to %(url)s (%(err)s); retrying in '
-                        '%(delay).1f s', {'url': self.url, 'err': exc,
-                                          'delay': delay})
-            self._sleep(delay)
+                self._discard(session)
+                raise errors.ConnectionFailed(
+                    url=safe_url(self.url), reason=err,
+                    during='login') from None
+            redact.register(session.handle)
+            session.sxm_handle = session.handle
+            if transport is not None:
+                transport.set_timeout(self.call_timeout)
+                session.sxm_timeouts = self.timeouts
+            LOG.debug('Logged in to %s as %s', safe_url(self.url),
+                      self.username)
+            return session
 
     def _follow_master(self, master):
         parts = urllib.parse.urlsplit(self.url)
@@ -292,16 +329,13 @@ class SessionPool(object):
 
     def _get(self):
         if self._closed:
-            raise errors.SxmError('The session pool for %s is closed.'
-                                  % self.url)
+            raise errors.PoolClosed(url=safe_url(self.url))
         try:
             session = self._queue.get(block=self.block,
                                       timeout=self.pool_timeout)
         except queue.Empty:
-            raise errors.SxmError(
-                'No free XAPI session to %s after %.0f s: too many '
-                'concurrent calls for the session pool size.'
-                % (self.url, self.pool_timeout))
+            raise errors.PoolExhausted(url=safe_url(self.url),
+                                       seconds=self.pool_timeout) from None
         if session is not None:
             return session
         try:
@@ -441,29 +475,33 @@ class SessionPool(object):
         Raises ``errors.XapiFailure`` (or a subclass) for an XAPI error and
         ``errors.ConnectionFailed`` when the pool master cannot be reached.
         """
-        attempt = 0
-        while True:
-            try:
-                with self.session() as session:
-                    try:
-                        return _invoke(session, method, args)
-                    except XenAPI.Failure as failure:
-                        raise errors.XapiFailure.from_failure(
-                            failure, call=method) from None
-            except errors.ConnectionFailed as exc:
-                err = exc.kwargs.get('reason')
-                refused = isinstance(err, ConnectionRefusedError)
-                if (exc.kwargs.get('during') == 'login'  # retried already
-                        or not (refused or _read_only(method))
-                        or attempt >= self.retries):
-                    raise
-                delay = self.backoff * (2 ** attempt)
-                attempt += 1
-                LOG.warning('%(method)s to %(url)s failed (%(err)s); '
-                            'retrying in %(delay).1f s',
-                            {'method': method, 'url': self.url, 'err': err,
-                             'delay': delay})
-                self._sleep(delay)
+        def once():
+            with self.session() as session:
+                try:
+                    return _invoke(session, method, args)
+                except XenAPI.Failure as failure:
+                    raise errors.XapiFailure.from_failure(
+                        failure, call=method) from None
+
+        def retry_if(exc):
+            # Logins retried already; a call that may have reached XAPI
+            # is retried only when it reads.
+            if not isinstance(exc, errors.ConnectionFailed) or \
+                    exc.kwargs.get('during') == 'login':
+                return False
+            refused = isinstance(exc.kwargs.get('reason'),
+                                 ConnectionRefusedError)
+            return refused or _read_only(method)
+
+        def on_retry(exc, attempt, delay):
+            LOG.warning('%(method)s to %(url)s failed (%(err)s); '
+                        'retrying in %(delay).1f s',
+                        {'method': method, 'url': safe_url(self.url),
+                         'err': exc.kwargs.get('reason'), 'delay': delay})
+
+        return retry.call(once, self.retries, retry_if,
+                          delay=retry.backoff(self.backoff),
+                          wait=self._sleep, on_retry=on_retry)
 
     def release_idle(self):
         """Log out the idle sessions (a long wait is coming).

@@ -78,15 +78,18 @@ class Watch(object):
     """What to do while waiting: callbacks and limits, all optional.
 
     ``progress(fraction)`` is called when progress moves; ``cancel`` is a
-    ``threading.Event`` the caller sets to cancel; ``timeout`` bounds the
-    whole wait and ``stall_timeout`` the time without progress (seconds,
-    None for no bound); ``clock`` is injectable for tests.
+    ``threading.Event`` the caller sets to cancel; ``stop`` one it sets to
+    stop waiting without cancelling (the wait raises ``errors.Detached``
+    within one event.from timeout); ``timeout`` bounds the whole wait and
+    ``stall_timeout`` the time without progress (seconds, None for no
+    bound); ``clock`` is injectable for tests.
     """
 
     def __init__(self, progress=None, cancel=None, timeout=None,
-                 stall_timeout=None, clock=None, describe=None):
+                 stall_timeout=None, clock=None, describe=None, stop=None):
         self.progress = progress
         self.cancel = cancel
+        self.stop = stop
         self.timeout = timeout
         self.stall_timeout = stall_timeout
         self.clock = clock or time.monotonic
@@ -147,6 +150,8 @@ class _Waiter(object):
     def police(self, session):
         """Cancel on request, timeout or stall; raise once cancel is moot."""
         watch, now = self.watch, self.watch.clock()
+        if watch.stop is not None and watch.stop.is_set():
+            raise errors.Detached(what=self.what)
         reason = None
         if watch.cancel is not None and watch.cancel.is_set():
             reason = 'request'
@@ -201,10 +206,13 @@ def wait_task(pool, task, what, watch=None, call=None):
                         'watching again', what, exc)
             delay = min(2.0, 0.25 * 2 ** failures,
                         limit - (now - waiter.last_answer))
-            if waiter.watch.cancel is not None:
-                waiter.watch.cancel.wait(delay)
+            wake = waiter.watch.stop or waiter.watch.cancel
+            if wake is not None:
+                wake.wait(delay)
             else:
                 time.sleep(delay)
+            if waiter.watch.stop is not None and waiter.watch.stop.is_set():
+                raise errors.Detached(what=what) from None
 
 
 def _task_uuid(waiter):
@@ -235,9 +243,7 @@ def _wait(pool, waiter, login_timeout):
                 if event['ref'] != waiter.task:
                     continue
                 if event['operation'] == 'del':
-                    raise errors.SxmError(
-                        'The task of %s was destroyed before it finished.'
-                        % waiter.what)
+                    raise errors.TaskVanished(what=waiter.what)
                 record = event.get('snapshot') or record
             if first and record is None:
                 record = _get_record(session, waiter.task)

@@ -103,6 +103,22 @@ class TestSessionPool(base.CoreTestCase):
                                 'pool.get_all')
         self.assertIn('refused the credentials of user root', str(exc))
         self.assertNotIn('not-xapi-sim', str(exc))
+        # The refusal names its pool (without user info), from the core.
+        self.assertEqual('XAPI refused the credentials of user root for '
+                         'the pool at %s.' % self.url('pool-a'), str(exc))
+        self.assertEqual(self.url('pool-a'), exc.pool)
+
+    def test_wrong_password_names_the_pools_role_and_hides_user_info(self):
+        url = self.url('pool-b').replace('://', '://root:secret-pw@')
+        pool = sessions.SessionPool(url, 'root', 'not-xapi-sim',
+                                    label='destination')
+        self.addCleanup(pool.close)
+        exc = self.assertRaises(errors.AuthenticationFailed, pool.call,
+                                'pool.get_all')
+        self.assertEqual('XAPI refused the credentials of user root for '
+                         'the destination pool at %s.' % self.url('pool-b'),
+                         str(exc))
+        self.assertNotIn('secret-pw', str(exc))
 
     def test_unreachable_master(self):
         sleeps = []

@@ -279,3 +279,29 @@ class TestErrorCollector(testtools.TestCase):
         with errs.context('copy at 100%'):
             raise ValueError('x')
         self.assertEqual('copy at 100%', errs.errors[0][0])
+
+
+class TestNoBareSxmError(testtools.TestCase):
+    """Callers branch on types: the core never raises a bare SxmError."""
+
+    def test_no_call_constructs_a_bare_sxm_error(self):
+        import ast
+        import os
+
+        import sxm_core
+        root = list(sxm_core.__path__)[0]
+        found = []
+        for name in sorted(os.listdir(root)):
+            if not name.endswith('.py'):
+                continue
+            path = os.path.join(root, name)
+            with open(path) as f:
+                tree = ast.parse(f.read(), path)
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.Call):
+                    continue
+                func = node.func
+                called = getattr(func, 'id', getattr(func, 'attr', None))
+                if called == 'SxmError':
+                    found.append('%s:%d' % (name, node.lineno))
+        self.assertEqual([], found)

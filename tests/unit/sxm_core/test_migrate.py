@@ -13,6 +13,8 @@
 """migrate: HostSlots with threads, and the pure helpers of the Migrator."""
 
 import dataclasses
+import subprocess
+import sys
 import threading
 import time
 
@@ -28,6 +30,15 @@ from tests.unit.sxm_core import fakes
 
 # Generous: these waits normally take milliseconds.
 DEADLINE = 10.0
+
+HOLD_IN_ANOTHER_PROCESS = """
+import sys
+from sxm_core import migrate
+slots = migrate.HostSlots(limit=1, lock_path=sys.argv[1])
+with slots.acquire('host-1'):
+    print('held', flush=True)
+    sys.stdin.readline()
+"""
 
 
 class Holders(object):
@@ -262,3 +273,131 @@ class TestTimeoutCountsMemory(testtools.TestCase):
         (_, watch), = self.watches
         # 1 GiB of memory and 36 MiB of disks, at 1 s per MiB.
         self.assertEqual(10 + 1024 + 36, watch.timeout)
+
+
+class TestSlotsWake(testtools.TestCase):
+    """A waiter wakes when a slot is released, not at its next poll."""
+
+    def holders(self, slots):
+        h = Holders(slots)
+        self.addCleanup(h.join)
+        return h
+
+    def test_a_release_in_this_process_wakes_a_waiter(self):
+        # Polls an hour apart: only the release's notification can wake
+        # the waiter within the test's deadline.
+        slots = migrate.HostSlots(limit=1, poll=3600, cancel_poll=3600)
+        first = self.holders(slots)
+        first.start('host-1')
+        first.wait_entered(1)
+        second = self.holders(slots)
+        waiting = second.start('host-1', threading.Event())
+        time.sleep(0.05)
+        self.assertEqual({}, second.holding)
+        first.release.set()
+        second.wait_entered(1)
+        self.assertEqual({'host-1': 1}, second.holding)
+        second.release.set()
+        waiting.join(DEADLINE)
+        self.assertEqual([], first.errors + second.errors)
+
+    def test_other_processes_releases_are_polled(self):
+        # Another process holds the only slot: its release notifies
+        # nobody here, the bounded poll finds the slot free.
+        path = self.useFixture(fixtures.TempDir()).path
+        other = subprocess.Popen(
+            [sys.executable, '-c', HOLD_IN_ANOTHER_PROCESS, path],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.addCleanup(other.wait, DEADLINE)
+        self.addCleanup(other.kill)
+        self.assertEqual('held\n', other.stdout.readline())
+        h = self.holders(migrate.HostSlots(limit=1, lock_path=path,
+                                           poll=0.01))
+        h.start('host-1')
+        time.sleep(0.1)
+        self.assertEqual({}, h.holding)
+        other.stdin.write('release\n')
+        other.stdin.flush()
+        h.wait_entered(1)
+        self.assertEqual({'host-1': 1}, h.holding)
+
+    def test_one_object_per_process_by_default(self):
+        self.assertIs(migrate.shared_slots(), migrate.shared_slots())
+        self.assertIsNot(migrate.shared_slots(2), migrate.shared_slots(1))
+        m1 = migrate.Migrator(source=object())
+        m2 = migrate.Migrator(source=object())
+        self.assertIs(m1.slots, m2.slots)
+        self.assertIs(migrate.shared_slots(), m1.slots)
+
+
+class TestProgressOf(testtools.TestCase):
+    """Progress carries the memory phase as well as the disks."""
+
+    def setUp(self):
+        super().setUp()
+        w = f.World()
+        vm = dataclasses.replace(w.vm, memory=f.GiB)
+        self.plan = planmod.build_plan(vm, w.a, w.b)
+        self.total = self.plan.bytes_to_move
+
+    def test_while_disks_move_no_memory_is_done(self):
+        p = migrate.progress_of(self.plan, planmod.STORAGE_SHARE / 2)
+        self.assertIn(p.phase, ('mirror', 'copy'))
+        self.assertEqual(self.total // 2, p.bytes_done)
+        self.assertEqual((0, f.GiB), (p.memory_done, p.memory_total))
+
+    def test_the_memory_phase(self):
+        half = planmod.STORAGE_SHARE + (1 - planmod.STORAGE_SHARE) / 2
+        p = migrate.progress_of(self.plan, half)
+        self.assertEqual('memory', p.phase)
+        self.assertIsNone(p.disk)
+        self.assertEqual(self.total, p.bytes_done)
+        self.assertEqual(f.GiB // 2, p.memory_done)
+        self.assertEqual(f.GiB, p.memory_total)
+        end = migrate.progress_of(self.plan, 1.0)
+        self.assertEqual(f.GiB, end.memory_done)
+
+    def test_old_callers_still_build_progress_positionally(self):
+        p = migrate.Progress(0.5, 'copy', None, 1, 2)
+        self.assertEqual((0, 0), (p.memory_done, p.memory_total))
+
+
+class TestTypedOutcomes(testtools.TestCase):
+    """A caller can tell an abort from a failure from a lost contact."""
+
+    def test_cancelled_is_a_failure_whose_rollback_is_safe(self):
+        state = migrate.StateReport('Running', 'h', 'none', [])
+        exc = errors.MigrationCancelled(
+            errors.TaskCancelled('TASK_CANCELLED', ['OpaqueRef:t']), state)
+        self.assertIsInstance(exc, errors.MigrationFailed)
+        self.assertTrue(exc.rollback_safe)
+        self.assertTrue(exc.source_intact)
+
+    def test_a_failure_says_whether_the_source_is_whole(self):
+        gone = errors.MigrationFailed(
+            errors.XapiFailure('MIRROR_FAILED', ['OpaqueRef:v']),
+            migrate.StateReport('gone', '', 'Running', []))
+        self.assertNotIsInstance(gone, errors.MigrationCancelled)
+        self.assertFalse(gone.source_intact)
+
+    def test_contact_lost_is_not_safe_to_roll_back(self):
+        exc = errors.ContactLost(url='https://p/', seconds=30,
+                                 what='migration', task_uuid='t-1')
+        self.assertFalse(exc.rollback_safe)
+        self.assertEqual('t-1', exc.task_uuid)
+        self.assertNotIsInstance(exc, errors.MigrationFailed)
+
+    def test_drain_outcomes_say_skipped_or_cancelled(self):
+        from sxm_core import fleet
+        cases = [
+            (None, 'moved'),
+            (errors.DrainSkipped(vm='a'), 'skipped'),
+            (errors.MigrationCancelled(errors.Cancelled(waiting='x')),
+             'cancelled'),
+            (errors.MigrationFailed(errors.SxmError('boom')), 'failed'),
+        ]
+        for error, status in cases:
+            o = fleet.DrainOutcome('a', 'u', result=None, error=error)
+            self.assertEqual(status, o.status)
+        self.assertTrue(fleet.DrainOutcome('a', 'u', error=cases[1][0])
+                        .skipped)
