@@ -39,6 +39,7 @@ connection_username`` and ``remote_pool_passwords[pool uuid]`` or
 """
 
 import threading
+import time
 
 from nova import exception
 from nova.objects import migrate_data as migrate_data_obj
@@ -109,6 +110,28 @@ def progress_fields(progress, memory_total):
         'memory_remaining': memory_total - memory_done,
     }
     return {k: v or None for k, v in fields.items()}
+
+
+def decide_block(requested, unreachable, host_name):
+    """Whether a live migration moves the disks (Storage XenMotion).
+
+    ``requested`` is the API's block_migration: True, False or None
+    ('auto'); ``unreachable`` labels the disks on storage the destination
+    host cannot reach (it is only looked at when ``requested`` is not
+    True). 'auto' keeps the disks where they are when the destination
+    reaches all of them (a pool migration that copies nothing), else moves
+    them; False with such disks is refused.
+    """
+    if requested is True:
+        return True
+    if not unreachable:
+        return False
+    if requested is False:
+        raise exception.InvalidSharedStorage(
+            path=', '.join(unreachable),
+            reason='disks on storage host %s cannot reach; use a block '
+                   'migration' % host_name)
+    return True
 
 
 def problems_text(problems):
@@ -228,22 +251,14 @@ class LiveMigrationOps(object):
             # Disks can stay when every one is on storage the destination
             # host reaches: try that first unless a block migration was
             # asked for.
-            shared_plan = None
+            the_plan = None
             if requested is not True:
-                shared_plan, problems = self._plan(migrator, instance, facts,
-                                                   block_migration=False)
-                if any(s.transfer for s in shared_plan.disks):
-                    if requested is False:
-                        raise exception.InvalidSharedStorage(
-                            path=', '.join(
-                                s.disk.label() for s in shared_plan.disks
-                                if s.transfer),
-                            reason='disks on storage host %s cannot reach; '
-                                   'use a block migration' %
-                                   facts['host_name'])
-                    shared_plan = None
-            block = shared_plan is None
-            the_plan = shared_plan
+                the_plan, problems = self._plan(migrator, instance, facts,
+                                                block_migration=False)
+            block = decide_block(
+                requested, [s.disk.label() for s in (
+                    the_plan.disks if the_plan else ()) if s.transfer],
+                facts['host_name'])
             if block:
                 the_plan, problems = self._plan(migrator, instance, facts,
                                                 block_migration=True)
@@ -339,20 +354,34 @@ class LiveMigrationOps(object):
 
 
 class _Reporter(object):
-    """Writes migration progress to the Migration and the Instance."""
+    """Writes migration progress to the Migration and the Instance.
 
-    def __init__(self, instance, migration, memory_total):
+    Two database writes per report: at most one report per ``interval``
+    seconds (and one per phase), so that the event loop following the
+    XAPI task is not held up by them.
+    """
+
+    def __init__(self, instance, migration, memory_total, interval=1.0,
+                 clock=time.monotonic):
         self.instance = instance
         self.migration = migration
         self.memory_total = memory_total
+        self.interval = interval
+        self._clock = clock
         self._last = None
+        self._saved_at = None
 
     def __call__(self, progress):
         percent = int(progress.fraction * 100)
         key = (percent, progress.phase)
         if key == self._last:
             return
+        now = self._clock()
+        if (self._last is not None and progress.phase == self._last[1]
+                and now - self._saved_at < self.interval):
+            return
         self._last = key
+        self._saved_at = now
         if self.migration is not None:
             for name, value in progress_fields(
                     progress, self.memory_total).items():

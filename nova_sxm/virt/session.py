@@ -88,7 +88,9 @@ class XapiConnection(object):
                                   'the XAPI pool master of this host.')
         self.settings = settings
         self.pool = sessions.SessionPool(**settings.pool_kwargs)
-        self.slots = migrate.HostSlots(
+        # The process's one HostSlots: every nova-compute driver (and
+        # every Migrator) of this process counts against the same limit.
+        self.slots = migrate.shared_slots(
             settings.max_concurrent_storage_migrations, settings.lock_path)
 
     def call(self, method, *args):

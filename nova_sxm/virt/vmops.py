@@ -298,7 +298,11 @@ class VMOps(object):
 
     def snapshot(self, context, instance, image_id, update_task_state):
         call = self._conn.call
-        ref = self.require(instance)
+        ref = self.lookup(instance)
+        if ref is None:
+            # What nova's drivers say (libvirt: no domain) and what the
+            # compute manager expects: the instance went away meanwhile.
+            raise exception.InstanceNotRunning(instance_id=instance.uuid)
         root = self._disks(ref).get(ROOT)
         if root is None:
             raise exception.NovaException('Instance %s has no root disk to '

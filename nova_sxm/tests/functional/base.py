@@ -81,6 +81,45 @@ def api_paste_ini():
     raise RuntimeError('nova api-paste.ini not found under %s' % sys.prefix)
 
 
+class SimulatorPools(fixtures.Fixture):
+    """``pool-a`` and ``pool-b`` of a fresh XAPI simulator.
+
+    The interface the tests use, shared with ``LivePools`` (real pools):
+    ``url(pool)``, ``username``, ``passwords``, TLS settings, and
+    ``simulated`` (True: the simulator's control interface and guest
+    checker are there too).
+    """
+
+    simulated = True
+    export_timeout = 30
+    # Extra [sxm] flags of the compute of each pool.
+    compute_flags = {}
+
+    def __init__(self, topology=None):
+        super().__init__()
+        self.topology = topology
+
+    def _setUp(self):
+        self.simfix = self.useFixture(
+            simfixture.SimulatorFixture(self.topology))
+        self.username = self.simfix.username
+        self.passwords = {
+            spec['name']: spec.get('password', self.simfix.password)
+            for spec in self.simfix.sim.topology['pools']}
+
+    def url(self, pool):
+        return self.simfix.url(pool)
+
+    def session_kwargs(self):
+        return {}
+
+    def tls_flags(self):
+        return {}
+
+    def ssl_context(self):
+        return None
+
+
 class SxmServicesTestCase(integrated_helpers.ProviderUsageBaseTestCase):
     """Nova services, two SXM computes, one simulator per test."""
 
@@ -99,43 +138,52 @@ class SxmServicesTestCase(integrated_helpers.ProviderUsageBaseTestCase):
     wait_writes = simhelpers.TwoPoolsTestCase.wait_writes
     stop_and_check = simhelpers.TwoPoolsTestCase.stop_and_check
 
+    def pool_source(self):
+        """Where the two pools come from: here, a fresh simulator."""
+        return SimulatorPools(self.topology)
+
     def setUp(self):
+        # Chosen first: a live source without its settings skips the test
+        # before any Nova service starts.
+        source = self.pool_source()
         self.useFixture(ShimFixture())
         CONF.set_override('api_paste_config', api_paste_ini(), group='wsgi')
         self.addCleanup(CONF.clear_override, 'api_paste_config',
                         group='wsgi')
         # Started first, stopped last: after the computes.
-        self.simfix = self.useFixture(
-            simfixture.SimulatorFixture(self.topology))
-        self.sim = self.simfix.sim
-        self.passwords = {
-            spec['name']: spec.get('password', self.simfix.password)
-            for spec in self.sim.topology['pools']}
+        self.pools = self.useFixture(source)
+        self.passwords = self.pools.passwords
+        if self.pools.simulated:
+            self.simfix = self.pools.simfix
+            self.sim = self.simfix.sim
         super().setUp()
         self.xapi = {}
         self.ctl = {}
         for pool in POOLS:
             session = self._login(pool)
             self.xapi[pool] = session.xenapi
-            self.ctl[pool] = control.Control(self.simfix.url(pool),
-                                             session.handle)
+            if self.pools.simulated:
+                self.ctl[pool] = control.Control(self.pools.url(pool),
+                                                 session.handle)
         self.computes_started = {}
         for host, pool in HOSTS.items():
-            self.start_sxm_compute(host, pool,
-                                   **self.compute_flags.get(host, {}))
+            flags = dict(self.pools.compute_flags.get(pool, {}))
+            flags.update(self.compute_flags.get(host, {}))
+            self.start_sxm_compute(host, pool, **flags)
 
     def _login(self, pool):
-        session = XenAPI.Session(self.simfix.url(pool))
-        session.login_with_password(self.simfix.username,
+        session = XenAPI.Session(self.pools.url(pool),
+                                 **self.pools.session_kwargs())
+        session.login_with_password(self.pools.username,
                                     self.passwords[pool], '2.21', 'tests')
         self.addCleanup(simhelpers.SimTestCase._close, session)
         return session
 
     def sxm_flags(self, pool, **extra):
-        opts = dict(connection_url=self.simfix.url(pool),
-                    connection_username=self.simfix.username,
+        opts = dict(connection_url=self.pools.url(pool),
+                    connection_username=self.pools.username,
                     connection_password=self.passwords[pool],
-                    connect_retries=1)
+                    connect_retries=1, **self.pools.tls_flags())
         opts.update(extra)
         self.flags(group='sxm', **opts)
 
@@ -225,6 +273,23 @@ class SxmServicesTestCase(integrated_helpers.ProviderUsageBaseTestCase):
         session = self._login(pool)
         query = urllib.parse.urlencode({'session_id': session.handle,
                                         'vdi': vdi_uuid})
-        url = '%sexport_raw_vdi?%s' % (self.simfix.url(pool), query)
-        with urllib.request.urlopen(url, timeout=30) as resp:
+        url = '%sexport_raw_vdi?%s' % (self.pools.url(pool), query)
+        with urllib.request.urlopen(url, timeout=self.pools.export_timeout,
+                                    context=self.pools.ssl_context()) as resp:
             return resp.read()
+
+    def export_digest(self, pool, vdi_uuid):
+        """sha256 of a VDI's bytes (/export_raw_vdi), read in chunks."""
+        import hashlib
+        import urllib.parse
+        import urllib.request
+        session = self._login(pool)
+        query = urllib.parse.urlencode({'session_id': session.handle,
+                                        'vdi': vdi_uuid})
+        url = '%sexport_raw_vdi?%s' % (self.pools.url(pool), query)
+        digest = hashlib.sha256()
+        with urllib.request.urlopen(url, timeout=self.pools.export_timeout,
+                                    context=self.pools.ssl_context()) as resp:
+            for chunk in iter(lambda: resp.read(1 << 20), b''):
+                digest.update(chunk)
+        return digest.hexdigest()

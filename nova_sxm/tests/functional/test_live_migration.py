@@ -24,12 +24,14 @@ from nova import context as nova_context
 from nova import objects
 
 from nova_sxm.tests.functional import base
+from nova_sxm.tests.functional import scenarios
 from nova_sxm.tests.functional import test_servers
 
 MiB = base.MiB
 
 
-class LiveMigrationBase(base.SxmServicesTestCase):
+class LiveMigrationBase(scenarios.ScenarioHelpers,
+                        base.SxmServicesTestCase):
 
     def setUp(self):
         super().setUp()
@@ -42,7 +44,7 @@ class LiveMigrationBase(base.SxmServicesTestCase):
             networks=[{'port': self.neutron.port_1['id']}])
         _, rec = self.vm_of(self.server, 'pool-a')
         self.vm_uuid = rec['uuid']
-        self.pool_b_vdis = set(self.xapi['pool-b'].VDI.get_all())
+        self.pool_b_vdis = self.managed_vdis('pool-b')
 
     def start_guest(self, rate=16 * 1024):
         self.write(self.vm_uuid, ('0', '4'), rate=rate, seed=5,
@@ -71,8 +73,7 @@ class LiveMigrationBase(base.SxmServicesTestCase):
     def assert_source_intact(self):
         """Still on host1, running; nothing new left in pool-b."""
         self.assert_on('host1', 'pool-a', 'pool-b')
-        self.assertEqual(self.pool_b_vdis,
-                         set(self.xapi['pool-b'].VDI.get_all()))
+        self.assertEqual(self.pool_b_vdis, self.managed_vdis('pool-b'))
         self.stop_and_check(self.vm_uuid, ctl=self.ctl['pool-a'],
                             devices=('0', '4'), written=True)
 
@@ -132,21 +133,6 @@ class LiveMigrationTest(LiveMigrationBase):
         self.write(self.vm_uuid, ('0', '4'), rate=16 * 1024, seed=9,
                    ctl=self.ctl[pool])
         self.wait_writes(self.vm_uuid, 5, ctl=self.ctl[pool])
-
-    def test_abort_during_copy(self):
-        # Slow enough to catch the copy in flight.
-        self.ctl['pool-a'].configure(bandwidth=512 * 1024)
-        self.start_guest()
-        self.migrate(True)
-        migration = self.poll(lambda: [
-            m for m in self.api.api_get(
-                '/servers/%s/migrations' % self.server['id']
-            ).body['migrations'] if m['disk_processed_bytes']],
-            what='the copy to start')[0]
-        self.api.api_delete('/servers/%s/migrations/%s'
-                            % (self.server['id'], migration['id']))
-        self.wait_migration(self.server, ['cancelled'], ignore=self.earlier)
-        self.assert_source_intact()
 
     def test_fault_mid_mirror(self):
         self.ctl['pool-a'].configure(bandwidth=1 * MiB)
@@ -244,6 +230,85 @@ class InPoolLiveMigrationTest(base.SxmServicesTestCase):
                             devices=('0',), written=True)
 
 
+class InPoolBlockMigrationTest(base.SxmServicesTestCase):
+    """pool-b's second host has its own local SR: its disks move in-pool.
+
+    host3 manages pool-b-host2 and puts disks on that host's local SR;
+    block_migration true to host2 (pool-b-host1) is an in-pool Storage
+    XenMotion (VM.migrate_send within the pool, empty VIF map) that copies
+    them to pool-b-host1's local SR.
+    """
+
+    topology = test_servers.two_host_topology()
+    LOCAL2 = 'Local storage (pool-b-host2)'
+
+    def setUp(self):
+        super().setUp()
+        api = self.xapi['pool-b']
+        host2 = api.host.get_by_name_label('pool-b-host2')[0]
+        # A host's local SR, as its installer makes it (seen by it only).
+        self.sim.pools['pool-b'].add_sr(self.LOCAL2, 'ext', 64 * 1024 * MiB,
+                                        host=host2)
+        self.start_sxm_compute('host3', 'pool-b', host_name='pool-b-host2',
+                               sr_matching_filter='name-label:' + self.LOCAL2)
+
+    def test_block_migration_moves_local_disks_in_pool(self):
+        image = self.make_image(random.Random(8).randbytes(2 * MiB))
+        flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
+                                     ephemeral=1)
+        server = self._create_server(
+            image_uuid=image, flavor_id=flavor, host='host3',
+            networks=[{'port': self.neutron.port_1['id']}])
+        api = self.xapi['pool-b']
+        vm, rec = self.vm_of(server, 'pool-b')
+        before = self.disks_of(vm, 'pool-b')
+        local2 = self.sr_uuid('pool-b', self.LOCAL2)
+        self.assertEqual({local2}, {api.SR.get_uuid(d['SR'])
+                                    for d in before.values()})
+        self.ctl['pool-b'].configure(bandwidth=4 * MiB)
+        self.write(rec['uuid'], ('0', '4'), rate=16 * 1024, seed=13,
+                   ctl=self.ctl['pool-b'])
+        self.wait_writes(rec['uuid'], 5, ctl=self.ctl['pool-b'])
+        earlier = self.migration_ids(server)
+        self.api.post_server_action(server['id'], {
+            'os-migrateLive': {'host': 'host2', 'block_migration': True}})
+        self.wait_migration(server, ['completed'], ignore=earlier)
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self.assertEqual('host2', server['OS-EXT-SRV-ATTR:host'])
+        vm, rec = self.vm_of(server, 'pool-b')
+        self.assertEqual('Running', rec['power_state'])
+        self.assertEqual('pool-b-host1', api.host.get_name_label(
+            rec['resident_on']))
+        # Every disk is a new VDI on pool-b-host1's local SR; the old ones
+        # are gone (base copies, managed=false, are not the instance's).
+        after = self.disks_of(vm, 'pool-b')
+        self.assertEqual({'0', '4'}, set(after))
+        ext = self.sr_uuid('pool-b', 'Local storage (ext)')
+        self.assertEqual({ext}, {api.SR.get_uuid(d['SR'])
+                                 for d in after.values()})
+        left = {api.VDI.get_uuid(v) for v in api.VDI.get_all()
+                if api.VDI.get_managed(v)}
+        self.assertEqual(set(), {d['uuid'] for d in before.values()} & left)
+        # The VIF kept its port (an in-pool move keeps the network).
+        vifs = [api.VIF.get_record(v) for v in api.VM.get_VIFs(vm)]
+        self.assertEqual([self.neutron.port_1['id']],
+                         [v['other_config']['neutron-port-id']
+                          for v in vifs])
+        # The bytes did travel, through migrate_send within the pool.
+        moved = [m for m in self.ctl['pool-b'].migrations()
+                 if m['vm'] == rec['uuid']]
+        self.assertEqual(1, len(moved))
+        self.assertGreater(moved[0]['bytes_sent'], 0)
+        # Placement: the allocation moved to pool-b-host1's provider.
+        allocations = self._get_allocations_by_server_uuid(server['id'])
+        self.assertEqual({api.host.get_uuid(rec['resident_on'])},
+                         set(allocations))
+        self.assertEqual(256, list(allocations.values())[0]['resources'][
+            'MEMORY_MB'])
+        self.stop_and_check(rec['uuid'], ctl=self.ctl['pool-b'],
+                            devices=('0', '4'), written=True)
+
+
 def other_password_topology():
     topo = base.simhelpers.topology_with({})
     topo['pools'][1]['password'] = OTHER_PASSWORD
@@ -278,3 +343,83 @@ class RemotePoolPasswordTest(LiveMigrationBase):
         self.assert_on('host2', 'pool-b', 'pool-a')
         self.assertNotIn(OTHER_PASSWORD, logs.output)
         self.assertNotIn(self.simfix.password, logs.output)
+
+
+class ConcurrentMigrationBase(LiveMigrationBase):
+    """Two servers of host1 live-migrate to host2 at the same time."""
+
+    def setUp(self):
+        super().setUp()
+        flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
+                                     ephemeral=1)
+        image = self.make_image(random.Random(6).randbytes(4 * MiB))
+        self.other = self._create_server(
+            image_uuid=image, flavor_id=flavor, host='host1',
+            networks='none')
+        _, rec = self.vm_of(self.other, 'pool-a')
+        self.other_uuid = rec['uuid']
+        # The most storage migrations the source host ran at once, as the
+        # simulator's xapi counted them.
+        sim = self.sim
+        original = sim.storage_migrate_slot
+        self.peak = [0]
+
+        def counting(host):
+            slot = original(host)
+            self.peak[0] = max(self.peak[0], sim._migrates[host])
+            return slot
+        sim.storage_migrate_slot = counting
+        self.addCleanup(delattr, sim, 'storage_migrate_slot')
+
+    def migrate_both(self):
+        self.ctl['pool-a'].configure(bandwidth=2 * MiB)
+        self.start_guest()
+        self.write(self.other_uuid, ('0', '4'), rate=16 * 1024, seed=11,
+                   ctl=self.ctl['pool-a'])
+        self.wait_writes(self.other_uuid, 5, ctl=self.ctl['pool-a'])
+        earlier_other = self.migration_ids(self.other)
+        self.migrate(True)
+        self.api.post_server_action(self.other['id'], {
+            'os-migrateLive': {'host': 'host2', 'block_migration': True}})
+        self.wait_migration(self.server, ['completed'], ignore=self.earlier)
+        self.wait_migration(self.other, ['completed'], ignore=earlier_other)
+        for server, vm_uuid in ((self.server, self.vm_uuid),
+                                (self.other, self.other_uuid)):
+            found = self._wait_for_state_change(server, 'ACTIVE')
+            self.assertEqual('host2', found['OS-EXT-SRV-ATTR:host'])
+            _, rec = self.vm_of(server, 'pool-b')
+            self.assertEqual('Running', rec['power_state'])
+            self.assertEqual((None, None), self.vm_of(server, 'pool-a'))
+            self.stop_and_check(vm_uuid, ctl=self.ctl['pool-b'],
+                                devices=('0', '4'), written=True)
+        done = [m for m in self.ctl['pool-a'].migrations()
+                if m['vm'] in (self.vm_uuid, self.other_uuid)]
+        self.assertEqual({self.vm_uuid, self.other_uuid},
+                         {m['vm'] for m in done})
+
+
+class OneSlotConcurrentMigrationTest(ConcurrentMigrationBase):
+    """host1 allows one storage migration at a time: the second waits."""
+
+    compute_flags = {'host1': {'max_concurrent_storage_migrations': 1}}
+
+    def test_second_waits_for_the_slot(self):
+        self.migrate_both()
+        self.assertEqual(1, self.peak[0])
+
+
+class TooManyStorageMigratesTest(ConcurrentMigrationBase):
+    """xapi refuses one with TOO_MANY_STORAGE_MIGRATES: it is retried."""
+
+    compute_flags = {'host1': {'too_many_migrates_interval': 1}}
+
+    def test_both_run_and_the_refused_one_is_retried(self):
+        logs = self.useFixture(fixtures.FakeLogger(level=logging.INFO))
+        self.ctl['pool-a'].fault_inject(
+            'prepare', code='TOO_MANY_STORAGE_MIGRATES', params=['3'])
+        self.migrate_both()
+        # The refusal happened (the fault fired) and was retried.
+        self.assertEqual([], self.ctl['pool-a'].call('faults'))
+        self.assertIn('Host busy with other storage migrations',
+                      logs.output)
+        self.assertLessEqual(self.peak[0], 2)

@@ -74,9 +74,6 @@ class SxmDriverSuiteTestCase(test_virt_drivers._VirtDriverTestCase,
         "attaches 'xensm' volumes only")
     test_attach_detach_different_power_states = test_attach_detach_volume
     test_swap_volume = test_attach_detach_volume
-    test_snapshot_not_running = _skip(
-        'expects InstanceNotRunning for an instance that was never '
-        'spawned; the driver says InstanceNotFound')
     test_get_volume_connector_storage_ip = _skip(
         "expects [DEFAULT] my_block_storage_ip as the connector's ip; "
         "here the XenServer host reaches the storage: its address is used")

@@ -123,3 +123,73 @@ class ProgressFieldsTest(testtools.TestCase):
             core_migrate.Progress(0.9, 'copy', None, 130, 100), 0)
         self.assertEqual((100, None),
                          (fields['disk_processed'], fields['disk_remaining']))
+
+
+class _Saved(object):
+    """Records what each save() wrote (a Migration or an Instance)."""
+
+    def __init__(self):
+        self.saves = []
+
+    def save(self):
+        self.saves.append(dict(vars(self), saves=None))
+
+
+class ReporterTest(testtools.TestCase):
+    """Progress reaches the database at most once a second per phase."""
+
+    def setUp(self):
+        super().setUp()
+        self.now = [0.0]
+        self.instance, self.migration = _Saved(), _Saved()
+        self.report = migration._Reporter(self.instance, self.migration,
+                                          1000, interval=1.0,
+                                          clock=lambda: self.now[0])
+
+    def progress(self, fraction, phase, done):
+        self.report(core_migrate.Progress(fraction, phase, None, done, 100))
+
+    def test_throttled_within_a_phase(self):
+        for step in range(10):          # ten reports in 0.9 s
+            self.progress(0.05 * step, 'mirror', step * 10)
+            self.now[0] += 0.1
+        self.assertEqual(1, len(self.migration.saves))
+        self.now[0] = 1.0
+        self.progress(0.5, 'mirror', 100)   # 1 s after the first: saved
+        self.assertEqual(2, len(self.migration.saves))
+        self.assertEqual(100, self.migration.saves[-1]['disk_processed'])
+        self.assertEqual(50, self.instance.saves[-1]['progress'])
+
+    def test_new_phase_and_end_always_saved(self):
+        self.progress(0.1, 'mirror', 10)
+        self.progress(0.9, 'memory', 100)
+        self.progress(1.0, 'done', 100)
+        self.assertEqual(3, len(self.migration.saves))
+        self.assertEqual(100, self.instance.saves[-1]['progress'])
+        self.assertEqual(1000, self.migration.saves[-1]['memory_processed'])
+
+
+class DecideBlockTest(testtools.TestCase):
+    """block_migration True / False / 'auto' (None) against the disks."""
+
+    def test_true_always_moves_the_disks(self):
+        self.assertTrue(migration.decide_block(True, [], 'h2'))
+        self.assertTrue(migration.decide_block(True, ['root'], 'h2'))
+
+    def test_auto_keeps_disks_the_destination_reaches(self):
+        # Shared storage (or the same SR in the pool): nothing is copied.
+        self.assertFalse(migration.decide_block(None, [], 'h2'))
+
+    def test_auto_moves_disks_the_destination_cannot_reach(self):
+        self.assertTrue(migration.decide_block(None, ['root'], 'h2'))
+
+    def test_false_with_shared_storage(self):
+        self.assertFalse(migration.decide_block(False, [], 'h2'))
+
+    def test_false_refused_with_unreachable_disks(self):
+        exc = self.assertRaises(exception.InvalidSharedStorage,
+                                migration.decide_block, False,
+                                ['root', 'ephemeral'], 'pool-b-host1')
+        self.assertIn('root, ephemeral', str(exc))
+        self.assertIn('pool-b-host1', str(exc))
+        self.assertIn('block migration', str(exc))
