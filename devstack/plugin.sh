@@ -1,16 +1,22 @@
 #!/bin/bash
 #
-# plugin.sh - devstack plugin of openstack-sxm: the Nova compute driver for
-# XenServer / XCP-ng with Storage XenMotion.
+# plugin.sh - devstack plugin of openstack-sxm: the Nova compute driver and
+# the Cinder volume driver for XenServer / XCP-ng with Storage XenMotion.
 #
 # Sourced by stack.sh, unstack.sh and clean.sh as
 #   source plugin.sh <stack|unstack|clean> [phase]
 # with the variables of ./settings already set.
 
 SXM_COMPUTE_DRIVER=sxm.driver.SxmDriver
+SXM_VOLUME_DRIVER=cinder_sxm.driver.SxmVolumeDriver
 
 function sxm_runs_nova_compute {
     is_service_enabled n-cpu && [[ "$VIRT_DRIVER" == "sxm" ]]
+}
+
+# An empty SXM_CINDER_BACKEND leaves Cinder alone.
+function sxm_runs_cinder_volume {
+    is_service_enabled c-vol && [[ -n "$SXM_CINDER_BACKEND" ]]
 }
 
 # The interpreter nova-compute runs under (devstack's global venv or not).
@@ -75,7 +81,7 @@ sys.exit(importlib.util.find_spec("nova.virt.sxm.driver") is None)'; then
     fi
 }
 
-function configure_sxm_nova {
+function sxm_check_xenapi {
     if [[ -z "$XENAPI_CONNECTION_URL" ]]; then
         die $LINENO "XENAPI_CONNECTION_URL is not set: name the XAPI pool" \
             "master in local.conf, e.g. https://xenserver1.example.org/"
@@ -85,6 +91,10 @@ function configure_sxm_nova {
         die $LINENO "XENAPI_PASSWORD is not set: give the password of" \
             "$XENAPI_USER on the pool at $XENAPI_CONNECTION_URL in local.conf"
     fi
+}
+
+function configure_sxm_nova {
+    sxm_check_xenapi
     mkdir -p "$SXM_LOCK_PATH"
 
     iniset "$NOVA_CONF" DEFAULT compute_driver "$SXM_COMPUTE_DRIVER"
@@ -97,6 +107,55 @@ function configure_sxm_nova {
     fi
     iniset "$NOVA_CONF" sxm sr_matching_filter "$SXM_SR_MATCHING_FILTER"
     iniset "$NOVA_CONF" sxm lock_path "$SXM_LOCK_PATH"
+}
+
+# The backend section, as devstack's lib/cinder_backends/* write theirs, and
+# its name added to [DEFAULT] enabled_backends, which configure_cinder has
+# already written from CINDER_ENABLED_BACKENDS.
+function configure_sxm_cinder {
+    local be=$SXM_CINDER_BACKEND
+    sxm_check_xenapi
+    mkdir -p "$SXM_LOCK_PATH"
+
+    iniset "$CINDER_CONF" "$be" volume_driver "$SXM_VOLUME_DRIVER"
+    iniset "$CINDER_CONF" "$be" volume_backend_name "$be"
+    iniset "$CINDER_CONF" "$be" sxm_connection_url "$XENAPI_CONNECTION_URL"
+    iniset "$CINDER_CONF" "$be" sxm_connection_username "$XENAPI_USER"
+    sxm_iniset_secret "$CINDER_CONF" "$be" sxm_connection_password \
+        XENAPI_PASSWORD
+    iniset "$CINDER_CONF" "$be" sxm_srs "$SXM_CINDER_SRS"
+    iniset "$CINDER_CONF" "$be" sxm_lock_path "$SXM_LOCK_PATH"
+
+    local enabled
+    enabled=$(iniget "$CINDER_CONF" DEFAULT enabled_backends)
+    if [[ ",$enabled," != *",$be,"* ]]; then
+        iniset "$CINDER_CONF" DEFAULT enabled_backends \
+            "${enabled:+$enabled,}$be"
+    fi
+}
+
+# One volume type per NAME[:POOL] of SXM_CINDER_VOLUME_TYPES, bound to the
+# backend and that pool (an SR's name label; default: NAME). A type that
+# exists is left as it is.
+function create_sxm_volume_types {
+    local oscli=(openstack --os-cloud devstack-admin
+        --os-region-name "$REGION_NAME")
+    local entries entry name pool
+    IFS=, read -r -a entries <<< "$SXM_CINDER_VOLUME_TYPES"
+    for entry in "${entries[@]}"; do
+        name=${entry%%:*}
+        pool=${entry#*:}
+        if [[ -z "$name" ]]; then
+            continue
+        fi
+        if "${oscli[@]}" volume type show "$name" > /dev/null 2>&1; then
+            echo "Volume type $name exists: left as it is"
+            continue
+        fi
+        "${oscli[@]}" volume type create \
+            --property volume_backend_name="$SXM_CINDER_BACKEND" \
+            --property pool_name="$pool" "$name"
+    done
 }
 
 function configure_sxm_tempest {
@@ -119,6 +178,17 @@ if is_service_enabled sxm; then
         if sxm_runs_nova_compute; then
             echo_summary "Configuring nova-compute for XenServer (SXM)"
             configure_sxm_nova
+        fi
+        if sxm_runs_cinder_volume; then
+            echo_summary "Configuring cinder-volume backend" \
+                "$SXM_CINDER_BACKEND (SXM)"
+            configure_sxm_cinder
+        fi
+    elif [[ "$1" == "stack" && "$2" == "extra" ]]; then
+        if is_service_enabled c-api && [[ -n "$SXM_CINDER_BACKEND" ]]; then
+            echo_summary "Creating the volume types of backend" \
+                "$SXM_CINDER_BACKEND (SXM)"
+            create_sxm_volume_types
         fi
     elif [[ "$1" == "stack" && "$2" == "test-config" ]]; then
         if sxm_runs_nova_compute && is_service_enabled tempest; then

@@ -80,6 +80,36 @@ $option = $value
     $xtrace
 }
 
+# iniget: copied from devstack's inc/ini-config (openstack/devstack
+# 119e36c9, Apache-2.0).
+function iniget {
+    local xtrace
+    xtrace=$(set +o | grep xtrace)
+    set +o xtrace
+    local file=$1
+    local section=$2
+    local option=$3
+    local line
+
+    line=$(sed -ne "/^\[$section\]/,/^\[.*\]/ { /^$option[ \t]*=/ p; }" "$file")
+    echo ${line#*=}
+    $xtrace
+}
+
+# The openstack client: records its argv shell-quoted (printf %q), one call
+# a line. "volume type show NAME" succeeds for the names listed in
+# $SXM_TEST_VOLUME_TYPES (comma separated), as if they existed.
+function openstack {
+    local quoted
+    quoted=$(printf '%q ' openstack "$@")
+    _record "${quoted% }"
+    local args=" $* "
+    if [[ "$args" == *" volume type show "* ]]; then
+        local name=${!#}
+        [[ ",$SXM_TEST_VOLUME_TYPES," == *",$name,"* ]]
+    fi
+}
+
 # Recorders.
 function setup_install {
     _record setup_install "$@"
