@@ -45,6 +45,26 @@ def topology_with(extra_srs):
     return topo
 
 
+def spy_sessions(test, sim, pool):
+    """Every session ref ``pool`` of ``sim`` creates from now on (a list).
+
+    Wraps the simulator's database ``add`` of that pool until ``test``
+    ends: logins and host.migrate_receive both create their session there.
+    """
+    db = sim.pools[pool].db
+    created = []
+    original = db.add
+
+    def add(cls, record, ref=None):
+        ref = original(cls, record, ref)
+        if cls == 'session':
+            created.append(ref)
+        return ref
+    db.add = add
+    test.addCleanup(delattr, db, 'add')
+    return created
+
+
 class SimTestCase(testtools.TestCase):
     """One fresh simulator per test; ``session`` and ``api`` to pool-a.
 

@@ -250,18 +250,7 @@ class SxmServicesTestCase(integrated_helpers.ProviderUsageBaseTestCase):
 
     def spy_sessions(self, pool):
         """Every session ref ``pool`` creates from now on (a list)."""
-        db = self.sim.pools[pool].db
-        created = []
-        original = db.add
-
-        def add(cls, record, ref=None):
-            ref = original(cls, record, ref)
-            if cls == 'session':
-                created.append(ref)
-            return ref
-        db.add = add
-        self.addCleanup(delattr, db, 'add')
-        return created
+        return simhelpers.spy_sessions(self, self.sim, pool)
 
     def sr_uuid(self, pool, name):
         api = self.xapi[pool]

@@ -162,20 +162,5 @@ class CoreTestCase(simhelpers.TwoPoolsTestCase):
                              % (len(left), pool))
 
     def spy_sessions(self, pool):
-        """Every session ref the pool creates from now on (a list).
-
-        Wraps the simulator's database ``add`` of that pool: logins and
-        host.migrate_receive both create their session there.
-        """
-        db = self.sim.pools[pool].db
-        created = []
-        original = db.add
-
-        def add(cls, record, ref=None):
-            ref = original(cls, record, ref)
-            if cls == 'session':
-                created.append(ref)
-            return ref
-        db.add = add
-        self.addCleanup(delattr, db, 'add')
-        return created
+        """Every session ref the pool creates from now on (a list)."""
+        return simhelpers.spy_sessions(self, self.sim, pool)
