@@ -20,6 +20,7 @@ import XenAPI
 from sxm_core import errors
 from sxm_core import plan as planmod
 from sxm_core import redact
+from tests.unit import sourcewalk
 
 VDI = 'OpaqueRef:3f0c0c0e-0000-4000-8000-000000000001'
 VDI_UUID = '9a1f6c1e-5b0e-4f43-a1a5-3c1f9d7a2b11'
@@ -285,23 +286,7 @@ class TestNoBareSxmError(testtools.TestCase):
     """Callers branch on types: the core never raises a bare SxmError."""
 
     def test_no_call_constructs_a_bare_sxm_error(self):
-        import ast
-        import os
-
         import sxm_core
-        root = list(sxm_core.__path__)[0]
-        found = []
-        for name in sorted(os.listdir(root)):
-            if not name.endswith('.py'):
-                continue
-            path = os.path.join(root, name)
-            with open(path) as f:
-                tree = ast.parse(f.read(), path)
-            for node in ast.walk(tree):
-                if not isinstance(node, ast.Call):
-                    continue
-                func = node.func
-                called = getattr(func, 'id', getattr(func, 'attr', None))
-                if called == 'SxmError':
-                    found.append('%s:%d' % (name, node.lineno))
+        found = ['%s:%d' % (path, node.lineno) for path, node in
+                 sourcewalk.calls_to(sxm_core, 'SxmError')]
         self.assertEqual([], found)

@@ -18,7 +18,6 @@ table accepts, so that the core can read its parameters by name.
 """
 
 import ast
-import os
 import subprocess
 import sys
 
@@ -26,6 +25,7 @@ import testtools
 
 from sxm_core import errors
 from sxm_core import xapi_errors
+from tests.unit import sourcewalk
 import xapi_sim
 from xapi_sim import errors as sim_errors
 
@@ -35,35 +35,23 @@ def simulator_raises():
 
     Misses are calls whose code is not a string literal.
     """
-    root = list(xapi_sim.__path__)[0]
     found, misses = {}, []
-    for folder, _, files in os.walk(root):
-        for name in files:
-            if not name.endswith('.py'):
-                continue
-            path = os.path.join(folder, name)
-            with open(path) as f:
-                tree = ast.parse(f.read(), path)
-            for node in ast.walk(tree):
-                if not isinstance(node, ast.Call):
-                    continue
-                func = node.func
-                called = getattr(func, 'id', getattr(func, 'attr', None))
-                if called != 'XapiError' or not node.args:
-                    continue
-                first = node.args[0]
-                # 'A' if x else 'B' names two codes.
-                options = ([first.body, first.orelse]
-                           if isinstance(first, ast.IfExp) else [first])
-                if not all(isinstance(o, ast.Constant)
-                           and isinstance(o.value, str) for o in options):
-                    misses.append(os.path.relpath(path, root))
-                    continue
-                rest = node.args[1:]
-                count = ('*' if any(isinstance(a, ast.Starred) for a in rest)
-                         else len(rest))
-                for option in options:
-                    found.setdefault(option.value, set()).add(count)
+    for path, node in sourcewalk.calls_to(xapi_sim, 'XapiError'):
+        if not node.args:
+            continue
+        first = node.args[0]
+        # 'A' if x else 'B' names two codes.
+        options = ([first.body, first.orelse]
+                   if isinstance(first, ast.IfExp) else [first])
+        if not all(isinstance(o, ast.Constant)
+                   and isinstance(o.value, str) for o in options):
+            misses.append(path)
+            continue
+        rest = node.args[1:]
+        count = ('*' if any(isinstance(a, ast.Starred) for a in rest)
+                 else len(rest))
+        for option in options:
+            found.setdefault(option.value, set()).add(count)
     return found, misses
 
 
