@@ -54,6 +54,7 @@ from cinder_sxm import conf
 from cinder_sxm import imageops
 from cinder_sxm import stats
 from cinder_sxm import volumeops
+from sxm_core import attach
 from sxm_core import conf as core_conf
 from sxm_core import errors
 from sxm_core import migrate
@@ -181,7 +182,7 @@ class SxmVolumeDriver(driver.VolumeDriver):
             'volume_backend_name': self.backend_name,
             'vendor_name': 'XenServer/XCP-ng',
             'driver_version': self.VERSION,
-            'storage_protocol': stats.DRIVER_VOLUME_TYPE,
+            'storage_protocol': attach.DRIVER_VOLUME_TYPE,
             'pools': pools,
         }
 
@@ -289,10 +290,10 @@ class SxmVolumeDriver(driver.VolumeDriver):
                              if sr_rec['shared'] else {})
         tier = volume_utils.extract_host(volume.host, 'pool')
         try:
-            return stats.connection_info(
+            return attach.connection_info(
                 volume.id, volume.provider_location, sr_rec,
                 self._pool_id(), connector, device_config, tier=tier)
-        except stats.CrossPoolRefused as exc:
+        except attach.CrossPoolRefused as exc:
             raise exception.VolumeBackendAPIException(data=str(exc))
 
     def terminate_connection(self, volume, connector, **kwargs):

@@ -11,21 +11,18 @@
 # under the License.
 
 
-"""Pure functions: pool stats, location_info, connection info.
+"""Pure functions: pool stats and location_info.
 
 No XAPI calls here: they take records (dicts as XAPI returns them) and
 return what Cinder wants, so they are tested without a simulator.
 """
 
 DRIVER_NAME = 'SxmVolumeDriver'
-DRIVER_VOLUME_TYPE = 'xensm'  # shared with nova_sxm's volume attach
 GiB = 1 << 30
 THIN_TYPES = frozenset(('ext', 'file', 'nfs'))
 THICK_TYPES = frozenset(('lvm', 'lvmoiscsi', 'lvmohba'))
 # SR types that hold no movable volumes.
 UNMOVABLE_TYPES = frozenset(('iso', 'udev'))
-# device_config keys that must not leave the driver.
-_SECRET_KEYS = ('password', 'secret', 'chappassword', 'incoming_chappassword')
 
 
 def _gib(value):
@@ -74,59 +71,3 @@ def pool_stats(sr_rec, pool_uuid, max_over_subscription_ratio,
         'sxm_sr_type': sr_rec['type'],
         'sxm_shared': bool(sr_rec['shared']),
     }
-
-
-def public_device_config(device_config):
-    """A PBD's device_config without its secrets."""
-    return {k: v for k, v in (device_config or {}).items()
-            if not any(s in k.lower() for s in _SECRET_KEYS)}
-
-
-def introduce_data(sr_rec, device_config):
-    """What another XAPI pool needs to SR.introduce (and plug) this SR."""
-    return {'sr_uuid': sr_rec['uuid'],
-            'name_label': sr_rec['name_label'],
-            'type': sr_rec['type'],
-            'content_type': sr_rec['content_type'],
-            'shared': bool(sr_rec['shared']),
-            'device_config': public_device_config(device_config)}
-
-
-def consumer_pool(connector):
-    """The XAPI pool uuid a connector names, or None.
-
-    nova_sxm's get_volume_connector says ``xapi_pool_uuid``; ``sxm_pool_uuid``
-    is accepted as well.
-    """
-    if not connector:
-        return None
-    return connector.get('xapi_pool_uuid') or connector.get('sxm_pool_uuid')
-
-
-class CrossPoolRefused(Exception):
-    """A pool-local SR's volume asked for from another XAPI pool."""
-
-
-def connection_info(volume_id, vdi_uuid, sr_rec, pool_uuid, connector,
-                    device_config=None, tier=None):
-    """The ``xensm`` connection info for ``connector``.
-
-    Raises CrossPoolRefused when the consumer is another XAPI pool and the
-    SR is local to this one.
-    """
-    data = {'volume_id': volume_id, 'vdi_uuid': vdi_uuid,
-            'sr_uuid': sr_rec['uuid'], 'pool_uuid': pool_uuid,
-            'sr_type': sr_rec['type'], 'shared': bool(sr_rec['shared'])}
-    consumer = consumer_pool(connector)
-    if consumer is not None and consumer != pool_uuid:
-        if not sr_rec['shared']:
-            raise CrossPoolRefused(
-                'Volume %(vol)s is on tier %(tier)s (SR %(sr)s, type '
-                '%(type)s), local to XAPI pool %(pool)s; the consumer is '
-                'in XAPI pool %(other)s. Retype the volume to a shared '
-                'tier (an nfs-like SR) first.'
-                % {'vol': volume_id, 'tier': tier or sr_rec['name_label'],
-                   'sr': sr_rec['uuid'], 'type': sr_rec['type'],
-                   'pool': pool_uuid, 'other': consumer})
-        data['introduce'] = introduce_data(sr_rec, device_config)
-    return {'driver_volume_type': DRIVER_VOLUME_TYPE, 'data': data}

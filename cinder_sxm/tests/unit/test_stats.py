@@ -11,7 +11,7 @@
 # under the License.
 
 
-"""Pool stats, location_info and connection info from SR records."""
+"""Pool stats and location_info from SR records."""
 
 import testtools
 
@@ -77,51 +77,3 @@ class TestLocationInfo(testtools.TestCase):
                      'SxmVolumeDriver:%s' % POOL, 'SxmVolumeDriver::sr',
                      'SxmVolumeDriver:%s:sr:extra' % POOL):
             self.assertIsNone(stats.parse_location_info(text), text)
-
-
-class TestConnectionInfo(testtools.TestCase):
-
-    def info(self, rec, connector, device_config=None):
-        return stats.connection_info('vol-1', 'vdi-1', rec, POOL, connector,
-                                     device_config, tier='silver')
-
-    def test_same_pool_names_sr_and_vdi(self):
-        got = self.info(sr(type='lvmoiscsi', shared=False),
-                        {'xapi_pool_uuid': POOL, 'host': 'h'})
-        self.assertEqual('xensm', got['driver_volume_type'])
-        self.assertEqual({'volume_id': 'vol-1', 'vdi_uuid': 'vdi-1',
-                          'sr_uuid': 'sr-uuid-1', 'pool_uuid': POOL,
-                          'sr_type': 'lvmoiscsi', 'shared': False},
-                         got['data'])
-
-    def test_other_pool_shared_sr_carries_introduce_without_secrets(self):
-        got = self.info(sr(), {'xapi_pool_uuid': 'other-pool'},
-                        {'server': '10.0.0.5', 'serverpath': '/export',
-                         'password': 'hunter22',
-                         'chappassword_secret': 'x-secret'})
-        self.assertEqual({'sr_uuid': 'sr-uuid-1', 'name_label': 'silver',
-                          'type': 'nfs', 'content_type': 'user',
-                          'shared': True,
-                          'device_config': {'server': '10.0.0.5',
-                                            'serverpath': '/export'}},
-                         got['data']['introduce'])
-        self.assertNotIn('hunter22', repr(got))
-
-    def test_sxm_pool_uuid_key_is_accepted(self):
-        got = self.info(sr(), {'sxm_pool_uuid': 'other-pool'}, {})
-        self.assertIn('introduce', got['data'])
-
-    def test_other_pool_local_sr_is_refused_with_advice(self):
-        exc = self.assertRaises(
-            stats.CrossPoolRefused, self.info,
-            sr(name_label='gold', type='lvmoiscsi', shared=False),
-            {'xapi_pool_uuid': 'other-pool'})
-        msg = str(exc)
-        for part in ('vol-1', 'silver', 'lvmoiscsi', 'other-pool',
-                     'shared tier'):
-            self.assertIn(part, msg)
-
-    def test_unknown_consumer_gets_the_plain_info(self):
-        for connector in (None, {}, {'host': 'cinder-volume-1'}):
-            got = self.info(sr(), connector)
-            self.assertNotIn('introduce', got['data'])
