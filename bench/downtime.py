@@ -87,6 +87,7 @@ import XenAPI
 from xapi_sim import control
 from xapi_sim import sim as simmod
 from xapi_sim import storage
+from xapi_sim import vmbuild
 
 MiB = 1 << 20
 BLOCK_SIZE = 64 * 1024          # guest write size: a whole 64 KiB block
@@ -279,30 +280,10 @@ class Client(object):
 
     def vm_with_disk(self, sr, size, image, label):
         """A halted VM with one prefilled disk (userdevice 0) and a VIF."""
-        x = self.xenapi
-        vdi = x.VDI.create({
-            'name_label': label + '-disk', 'name_description': '',
-            'SR': sr, 'virtual_size': str(size), 'type': 'user',
-            'sharable': False, 'read_only': False, 'other_config': {},
-            'xenstore_data': {}, 'sm_config': {}, 'tags': []})
+        vm, (vdi,) = vmbuild.create_vm(self.xenapi, label, [(size, sr)],
+                                       network=self.network(), start=False)
         self.import_raw(vdi, image)
-        memory = str(256 * MiB)
-        vm = x.VM.create({
-            'name_label': label, 'name_description': 'bench/downtime.py',
-            'memory_static_max': memory, 'memory_dynamic_max': memory,
-            'memory_dynamic_min': memory, 'memory_static_min': memory,
-            'VCPUs_max': '1', 'VCPUs_at_startup': '1',
-            'is_a_template': False, 'other_config': {}})
-        x.VBD.create({
-            'VM': vm, 'VDI': vdi, 'userdevice': '0', 'bootable': True,
-            'mode': 'RW', 'type': 'Disk', 'empty': False,
-            'other_config': {}, 'qos_algorithm_type': '',
-            'qos_algorithm_params': {}})
-        vif = x.VIF.create({
-            'VM': vm, 'network': self.network(), 'device': '0', 'MAC': '',
-            'MTU': '1500', 'other_config': {}, 'qos_algorithm_type': '',
-            'qos_algorithm_params': {}})
-        return vm, vdi, vif
+        return vm, vdi, self.xenapi.VM.get_VIFs(vm)[0]
 
 
 # -- one run -----------------------------------------------------------------

@@ -42,6 +42,7 @@ from sxm_core import migrate  # noqa: E402
 from sxm_core import sessions  # noqa: E402
 from xapi_sim import control  # noqa: E402
 from xapi_sim import sim as simmod  # noqa: E402
+from xapi_sim import vmbuild  # noqa: E402
 
 MiB = 1 << 20
 CHUNK = 4 * MiB
@@ -106,32 +107,9 @@ class Client(object):
 
     def running_vm(self, label, size, image):
         x = self.x
-        sr = [r for r, s in x.SR.get_all_records().items()
-              if s['type'] == 'ext'][0]
-        net = [r for r, n in x.network.get_all_records().items()
-               if n['bridge'] == 'xenbr0'][0]
-        vdi = x.VDI.create({
-            'name_label': label + '-disk', 'name_description': '',
-            'SR': sr, 'virtual_size': str(size), 'type': 'user',
-            'sharable': False, 'read_only': False, 'other_config': {},
-            'xenstore_data': {}, 'sm_config': {}, 'tags': []})
+        sr = vmbuild.find_sr(x, 'ext')
+        vm, (vdi,) = vmbuild.create_vm(x, label, [(size, sr)], start=False)
         self.import_raw(vdi, image)
-        memory = str(256 * MiB)
-        vm = x.VM.create({
-            'name_label': label, 'name_description': 'bench/evacuate.py',
-            'memory_static_max': memory, 'memory_dynamic_max': memory,
-            'memory_dynamic_min': memory, 'memory_static_min': memory,
-            'VCPUs_max': '1', 'VCPUs_at_startup': '1',
-            'is_a_template': False, 'other_config': {}})
-        x.VBD.create({
-            'VM': vm, 'VDI': vdi, 'userdevice': '0', 'bootable': True,
-            'mode': 'RW', 'type': 'Disk', 'empty': False,
-            'other_config': {}, 'qos_algorithm_type': '',
-            'qos_algorithm_params': {}})
-        x.VIF.create({
-            'VM': vm, 'network': net, 'device': '0', 'MAC': '',
-            'MTU': '1500', 'other_config': {}, 'qos_algorithm_type': '',
-            'qos_algorithm_params': {}})
         x.VM.start(vm, False, False)
         return x.VM.get_uuid(vm)
 
