@@ -204,41 +204,32 @@ def _parser():
             epilog=epilog,
             formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    p = add('plan', 'show what a migration would do and whether it can run',
-            ENVIRONMENT + '\n' + EXIT_PLAN + '\n' + OUTPUT)
-    p.add_argument('vm', help='VM name label or uuid')
-    _connection_options(p)
-    _choice_options(p)
-    _json_option(p)
-
-    p = add('migrate', 'run a live storage migration; Ctrl-C cancels it '
-            'and the source VM keeps running',
-            ENVIRONMENT + '\n' + EXIT_MIGRATE + '\n' + OUTPUT)
-    p.add_argument('vm', help='VM name label or uuid')
-    _connection_options(p)
-    _choice_options(p)
-    _json_option(p)
+    for name, text, exits in (
+            ('plan', 'show what a migration would do and whether it can '
+             'run', EXIT_PLAN),
+            ('migrate', 'run a live storage migration; Ctrl-C cancels it '
+             'and the source VM keeps running', EXIT_MIGRATE)):
+        p = add(name, text, ENVIRONMENT + '\n' + exits + '\n' + OUTPUT)
+        p.add_argument('vm', help='VM name label or uuid')
+        _connection_options(p)
+        _choice_options(p)
+        _json_option(p)
 
     p = add('list', 'list the storage migrations running in a pool',
             ENVIRONMENT + '\n' + EXIT_LIST + '\n' + OUTPUT)
     _connection_options(p, dest=False)
     _json_option(p)
 
-    p = add('watch', 'follow a running storage migration (started by any '
-            'client); Ctrl-C detaches and does not cancel it',
-            ENVIRONMENT + '\n' + EXIT_WATCH + '\n' + OUTPUT)
-    p.add_argument('ident', metavar='TASK_OR_VM',
-                   help='task uuid or ref, or VM name or uuid')
-    _connection_options(p, dest=False)
-    _json_option(p)
-
-    p = add('cancel', 'cancel a running storage migration and wait for it '
-            'to end; the source VM keeps running',
-            ENVIRONMENT + '\n' + EXIT_CANCEL + '\n' + OUTPUT)
-    p.add_argument('ident', metavar='TASK_OR_VM',
-                   help='task uuid or ref, or VM name or uuid')
-    _connection_options(p, dest=False)
-    _json_option(p)
+    for name, text, exits in (
+            ('watch', 'follow a running storage migration (started by any '
+             'client); Ctrl-C detaches and does not cancel it', EXIT_WATCH),
+            ('cancel', 'cancel a running storage migration and wait for it '
+             'to end; the source VM keeps running', EXIT_CANCEL)):
+        p = add(name, text, ENVIRONMENT + '\n' + exits + '\n' + OUTPUT)
+        p.add_argument('ident', metavar='TASK_OR_VM',
+                       help='task uuid or ref, or VM name or uuid')
+        _connection_options(p, dest=False)
+        _json_option(p)
 
     p = add('drain', 'migrate every running VM of a host away, a few at a '
             'time; Ctrl-C cancels the running ones and skips the rest',
@@ -283,15 +274,13 @@ def _password(env, prompt, fallback):
 
 
 def _pool_kwargs(args, opts):
-    return dict(ca_file=args.ca_file or opts.ca_file,
-                insecure=bool(args.insecure) or opts.insecure,
-                login_timeout=opts.login_timeout,
-                call_timeout=opts.call_timeout,
-                long_call_timeout=opts.long_call_timeout,
-                event_grace=opts.event_grace,
-                contact_timeout=opts.contact_timeout,
-                maxsize=opts.session_pool_size,
-                retries=opts.connect_retries)
+    """The [sxm] settings but for what the command line overrides."""
+    kwargs = conf.pool_kwargs(opts)
+    for key in ('url', 'username', 'password'):
+        del kwargs[key]
+    kwargs.update(ca_file=args.ca_file or opts.ca_file,
+                  insecure=bool(args.insecure) or opts.insecure)
+    return kwargs
 
 
 def _log_in(pool, which):
