@@ -63,6 +63,7 @@ PARAMS = {
     # Current xapi sends four; older releases sent [class; object].
     'OTHER_OPERATION_IN_PROGRESS': ('class', 'object', 'operation_type',
                                     'operation_ref'),
+    'PBD_EXISTS': ('sr', 'host', 'pbd'),
     'PERMISSION_DENIED': ('message',),
     'PIF_HAS_NO_NETWORK_CONFIGURATION': ('pif',),
     # Declared without parameters; xapi_session.ml sends [user; message].
@@ -121,7 +122,7 @@ PARAMS = {
 # SMAPIv1 backend errors (SR_BACKEND_FAILURE_<n>, generated from the SM
 # error table, not in the datamodel): [code; status; message; details].
 _SM_BACKEND = ('status', 'stdout', 'stderr')
-for _n in (44, 46, 47, 79, 82):
+for _n in (44, 46, 47, 79, 82, 95, 96, 101, 102, 107):
     PARAMS['SR_BACKEND_FAILURE_%d' % _n] = _SM_BACKEND
 
 # Codes whose wire arity varies between xapi releases or raise sites.

@@ -409,13 +409,43 @@ class Pool(object):
             'capabilities': list(SM_FEATURES.get(sr_type, ())),
             'driver_filename': '/opt/xensource/sm/%sSR' % sr_type.upper()})
 
-    def _add_pbd(self, host, sr):
+    def _device_config(self, sr):
+        """What an SR's PBDs carry, as an operator's sr-create gives it.
+
+        A PBD of the SR already there (another host's, or the same SR's
+        in another pool) gives it; else a value typical of the SR type.
+        """
+        rec = self.db.get('SR', sr)
+        for pbd in rec['PBDs']:
+            return dict(self.db.get('PBD', pbd)['device_config'])
+        other = self.sim.find_pbd_config(rec['uuid'], exclude=self)
+        if other is not None:
+            return other
+        uuid, address = rec['uuid'], getattr(self, 'address', '127.0.0.1')
+        return {
+            'nfs': {'server': address, 'serverpath': '/exports/sr-%s' % uuid},
+            'lvmoiscsi': {'target': address, 'port': '3260',
+                          'targetIQN': 'iqn.2026-01.org.xapi-sim:storage',
+                          'SCSIid': '36001405%s' % uuid.replace('-', '')[:24]},
+            'lvmohba': {'SCSIid': '3600a0980%s'
+                        % uuid.replace('-', '')[:23]},
+            'lvm': {'device': '/dev/sdb'},
+            'ext': {'device': '/dev/sda3'},
+            'file': {'location': '/var/run/sr-mount/%s' % uuid},
+            'iso': {'location': '/opt/xensource/packages/iso',
+                    'legacy_mode': 'true'},
+            'udev': {'location': '/dev/xapi/cd'},
+        }.get(rec['type'], {})
+
+    def _add_pbd(self, host, sr, device_config=None):
+        if device_config is None:
+            device_config = self._device_config(sr)
         return self.db.add('PBD', {'host': host, 'SR': sr,
-                                   'device_config': {},
+                                   'device_config': dict(device_config),
                                    'currently_attached': True})
 
     def add_sr(self, name, sr_type, physical_size, shared=False, uuid=None,
-               default=False, host=None):
+               default=False, host=None, device_config=None):
         if sr_type not in SM_FEATURES:
             raise ValueError('unknown SR type %r (one of %s)'
                              % (sr_type, ', '.join(sorted(SM_FEATURES))))
@@ -436,8 +466,10 @@ class Pool(object):
             sr = self.db.add('SR', fields)
             hosts = (self.db.all_refs('host') if shared
                      else [host or self.master])
+            if device_config is None:
+                device_config = self._device_config(sr)
             for h in hosts:
-                self._add_pbd(h, sr)
+                self._add_pbd(h, sr, device_config)
             shared_store = (self.sim.find_store(uuid)
                             if shared and uuid else None)
             if shared_store is not None:

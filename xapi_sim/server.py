@@ -25,6 +25,7 @@
 import base64
 import http.server
 import json
+import socket
 import threading
 import urllib.parse
 import xml.parsers.expat
@@ -291,6 +292,41 @@ def _write_sparse(disk, offset, data):
         pos += take
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    """Keeps the connections it serves, so that stop() can end them.
+
+    Without that a keep-alive client would still get answers from a
+    stopped pool (its handler thread lives on the open connection).
+    """
+
+    daemon_threads = True
+
+    def __init__(self, *args, **kwargs):
+        self._open = set()
+        self._open_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address):
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self):
+        with self._open_lock:
+            open_now, self._open = list(self._open), set()
+        for request in open_now:
+            try:
+                request.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # the peer closed it meanwhile
+            request.close()
+
+
 class PoolServer(object):
     """A threaded HTTP server for one pool; ``url`` once started.
 
@@ -300,8 +336,7 @@ class PoolServer(object):
 
     def __init__(self, pool, host='127.0.0.1', port=0, member_of=None):
         self.pool = pool
-        self.httpd = http.server.ThreadingHTTPServer((host, port), _Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((host, port), _Handler)
         self.httpd.pool = pool
         self.httpd.member_of = member_of
         self.host, self.port = self.httpd.server_address[:2]
@@ -317,4 +352,5 @@ class PoolServer(object):
     def stop(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+        self.httpd.close_connections()
         self._thread.join(timeout=10)

@@ -13,7 +13,10 @@
 """The simulator: several pools in one process, each at its own URL.
 
 Topology comes from a JSON document (see ``DEFAULT_TOPOLOGY``); sizes may
-be integers or strings such as ``"8GiB"``. A host may give its
+be integers or strings such as ``"8GiB"``. An SR may give the
+``device_config`` of its PBDs (default: what its type typically has, e.g.
+``server`` and ``serverpath`` for nfs; an SR with the uuid of another
+pool's SR copies that one's). A host may give its
 ``memory`` (default 64GiB, dom0 takes 4GiB) and ``cpus`` (default 8).
 Guests (``guest.Domain``) belong to the simulator, not to a pool, so that
 a VM keeps running, with the same writer threads, when it moves to another
@@ -133,7 +136,8 @@ class Simulator(object):
         for sr in spec.get('srs', []):
             p.add_sr(sr['name'], sr['type'], parse_size(sr['size']),
                      shared=sr.get('shared', False), uuid=sr.get('uuid'),
-                     default=sr.get('default', False))
+                     default=sr.get('default', False),
+                     device_config=sr.get('device_config'))
         self.pools[name] = p
         self.servers[name] = srv
 
@@ -223,6 +227,18 @@ class Simulator(object):
                 with p.db.lock:
                     if p.db.get('SR', sr)['uuid'] == sr_uuid:
                         return store
+        return None
+
+    def find_pbd_config(self, sr_uuid, exclude=None):
+        """The device_config another pool's PBD of SR ``sr_uuid`` has."""
+        for p in self.pools.values():
+            if p is exclude:
+                continue
+            with p.db.lock:
+                sr = p.db.by_uuid['SR'].get(sr_uuid)
+                if sr is not None:
+                    for pbd in p.db.get('SR', sr)['PBDs']:
+                        return dict(p.db.get('PBD', pbd)['device_config'])
         return None
 
     def link(self):

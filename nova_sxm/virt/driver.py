@@ -22,10 +22,13 @@ Support matrix (what is not listed is not supported):
 * spawn (Glance raw and vhd images, root, swap and ephemeral disks,
   VIFs), destroy, reboot (soft, hard), power off / on, pause / unpause,
   suspend / resume, snapshot (to Glance, ``[sxm] image_upload_format``),
-  attach / detach of ``xensm`` volumes, plug / unplug VIFs;
+  attach / detach of ``xensm`` volumes (a shared SR of another XAPI pool
+  is introduced here and forgotten with its last VBD), plug / unplug VIFs;
 * live migration: in a pool or to another pool, with (Storage XenMotion)
   or without (shared storage) block migration, progress in the
-  Migration record, abort;
+  Migration record, abort; attached volumes stay on their SR when the
+  destination pool can reach it (a shared SR), else the migration is
+  refused before anything is copied;
 * not supported (NotImplementedError): cold migration and resize,
   live_migration_force_complete (XAPI has no post-copy, and memory
   migration is already the last, short phase), consoles and console
@@ -75,9 +78,9 @@ class SxmDriver(driver.ComputeDriver):
         self._host = hostmod.HostState(self._conn)
         self._vif = vifmod.VifOps(self._conn)
         self._vmops = vmopsmod.VMOps(self._conn, self._host, self._vif)
-        self._volumeops = volumeops.VolumeOps(self._conn)
+        self._volumeops = volumeops.VolumeOps(self._conn, self._host)
         self._migration = migration.LiveMigrationOps(
-            self._conn, self._host, self._vmops, self._vif)
+            self._conn, self._host, self._vmops, self._vif, self._volumeops)
         self.active_migrations = self._migration.active_migrations
 
     # -- host ----------------------------------------------------------------
@@ -182,6 +185,7 @@ class SxmDriver(driver.ComputeDriver):
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):
         self._vmops.destroy(instance, destroy_disks=destroy_disks)
+        self._release_volume_srs(block_device_info)
 
     def cleanup(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, migrate_data=None, destroy_vifs=True,
@@ -189,6 +193,17 @@ class SxmDriver(driver.ComputeDriver):
         # After a live migration the VM is gone from this host (another
         # pool, or another host of this pool): lookup() finds nothing.
         self._vmops.destroy(instance, destroy_disks=destroy_disks)
+        self._release_volume_srs(block_device_info)
+
+    def _release_volume_srs(self, block_device_info):
+        # Nova detaches a deleted server's volumes without detach_volume:
+        # the SRs introduced for them go when nothing else uses them.
+        for vol, info in migration.volume_connections(block_device_info):
+            try:
+                self._volumeops.release_sr(info['data']['sr_uuid'])
+            except Exception as exc:
+                LOG.warning('Could not forget the SR of volume %s: %s',
+                            vol, exc)
 
     def reboot(self, context, instance, network_info, reboot_type,
                block_device_info=None, bad_volumes_callback=None,
@@ -268,14 +283,17 @@ class SxmDriver(driver.ComputeDriver):
     def check_can_live_migrate_source(self, context, instance,
                                       dest_check_data,
                                       block_device_info=None):
-        return self._migration.check_source(instance, dest_check_data)
+        return self._migration.check_source(instance, dest_check_data,
+                                            block_device_info)
 
     def get_instance_disk_info(self, instance, block_device_info=None):
         return self._migration.disk_info(instance)
 
     def pre_live_migration(self, context, instance, block_device_info,
                            network_info, disk_info, migrate_data):
-        return self._migration.pre_live_migration(instance, migrate_data)
+        return self._migration.pre_live_migration(instance,
+                                                  block_device_info,
+                                                  migrate_data)
 
     def live_migration(self, context, instance, dest, post_method,
                        recover_method, block_migration=False,
@@ -294,7 +312,8 @@ class SxmDriver(driver.ComputeDriver):
 
     def post_live_migration(self, context, instance, block_device_info,
                             migrate_data=None):
-        pass
+        self._migration.post_at_source(instance, block_device_info,
+                                       migrate_data)
 
     def post_live_migration_at_source(self, context, instance, network_info):
         # The VM record left this host with the migration: nothing to do.
@@ -311,7 +330,7 @@ class SxmDriver(driver.ComputeDriver):
                                                block_device_info,
                                                destroy_disks=True,
                                                migrate_data=None):
-        self._migration.rollback_at_destination(instance)
+        self._migration.rollback_at_destination(instance, migrate_data)
 
     def check_instance_shared_storage_local(self, context, instance):
         return None

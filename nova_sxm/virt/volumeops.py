@@ -10,13 +10,21 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Cinder volumes as VDIs of an SR the pool already knows.
+"""Cinder volumes as VDIs, in this pool or on a shared SR of another.
 
-``connection_info``::
+``connection_info`` is built by ``sxm_core.attach.connection_info``::
 
     {'driver_volume_type': 'xensm',
-     'data': {'sr_uuid': '<SR uuid>', 'vdi_uuid': '<VDI uuid>',
-              'volume_id': '<cinder volume id>'}}
+     'data': {'volume_id', 'vdi_uuid', 'sr_uuid', 'pool_uuid' (the XAPI
+              pool the volume's SR belongs to), 'sr_type', 'shared',
+              'introduce': {...}  (only for a consumer in another pool:
+              what SR.introduce and PBD.create need, without secrets)}}
+
+An SR this pool does not know is introduced (SR.introduce, one PBD per
+host for a shared SR, PBD.plug, SR.scan) and marked with
+``other_config[INTRODUCED_KEY]``; when its last VBD in this pool goes the
+SR is forgotten again (PBD.unplug, SR.forget). An SR without that mark was
+set up by the operator and is never forgotten.
 
 The VBD carries ``other_config['nova_volume_id']``. A volume's VBD is found
 by its device and that key, never by VDI uuid: Cinder's live retype moves
@@ -24,13 +32,17 @@ the VDI to another SR, which gives it a new uuid.
 """
 
 from nova import exception
+from oslo_concurrency import lockutils
 from oslo_log import log as logging
+from oslo_utils import excutils
 from sxm_core import constants
 from sxm_core import errors
 
 LOG = logging.getLogger(__name__)
 DRIVER_TYPE = 'xensm'
 VOLUME_KEY = 'nova_volume_id'
+# On an SR this driver introduced: the XAPI pool the SR belongs to.
+INTRODUCED_KEY = 'nova-sxm-introduced-from'
 NULL = constants.OPAQUE_NULL
 
 
@@ -47,17 +59,177 @@ def userdevice(mountpoint):
     raise exception.InvalidDevicePath(path=mountpoint)
 
 
-def _volume_id(connection_info):
+def volume_id(connection_info):
     return (connection_info.get('serial')
             or connection_info.get('data', {}).get('volume_id') or '')
 
 
+def volume_data(connection_info):
+    """The ``data`` of an xensm connection; VolumeDriverNotFound if not."""
+    kind = connection_info.get('driver_volume_type')
+    if kind != DRIVER_TYPE:
+        raise exception.VolumeDriverNotFound(driver_type=kind)
+    return connection_info['data']
+
+
+def _lock(sr_uuid):
+    # Attach (introduce) and detach (forget) of one SR in this process.
+    return lockutils.lock('sxm-volume-sr-%s' % sr_uuid)
+
+
 class VolumeOps(object):
 
-    def __init__(self, conn):
+    def __init__(self, conn, host):
         self._conn = conn
+        self._host = host
 
-    def _vdi(self, data):
+    # -- SRs -----------------------------------------------------------------
+
+    def _sr_by_uuid(self, sr_uuid):
+        try:
+            return self._conn.call('SR.get_by_uuid', sr_uuid)
+        except errors.XapiFailure as exc:
+            if exc.code == 'UUID_INVALID':
+                return None
+            raise
+
+    def connect_sr(self, connection_info):
+        """The SR ref of a volume in this pool, introduced if need be.
+
+        Returns (sr_ref, introduced): ``introduced`` is True when this
+        call introduced the SR. Raises VolumeAttachFailed naming the volume
+        when the SR is another pool's and cannot be introduced here.
+        """
+        with _lock(volume_data(connection_info)['sr_uuid']):
+            return self._connect(connection_info)
+
+    def _connect(self, connection_info):
+        # Called with the SR's lock held.
+        data = volume_data(connection_info)
+        vol = volume_id(connection_info)
+        sr_uuid = data['sr_uuid']
+        sr = self._sr_by_uuid(sr_uuid)
+        if sr is not None:
+            if self._introduced_here(sr):
+                # Ours: another host of the pool may have introduced it
+                # before this host was added to the pool.
+                self._plug_on(sr, self._host.host_ref, data)
+            return sr, False
+        home = data.get('pool_uuid')
+        intro = data.get('introduce')
+        if not intro or home == self._host.pool_uuid:
+            raise exception.VolumeAttachFailed(
+                volume_id=vol,
+                reason='its SR %s (%s) is not known in XAPI pool %s '
+                       'and the connection info carries nothing to '
+                       'introduce it: the SR is local to XAPI pool %s. '
+                       'Retype the volume to a shared tier.'
+                       % (sr_uuid, data.get('sr_type', '?'),
+                          self._host.pool_uuid, home or '?'))
+        return self._introduce(vol, data, intro), True
+
+    def _introduced_here(self, sr):
+        return INTRODUCED_KEY in self._conn.call('SR.get_other_config', sr)
+
+    def _introduce(self, vol, data, intro):
+        call = self._conn.call
+        sr_uuid = data['sr_uuid']
+        LOG.info('Introducing SR %s (%s) of XAPI pool %s for volume %s',
+                 sr_uuid, intro['type'], data.get('pool_uuid'), vol)
+        sr = call('SR.introduce', sr_uuid, intro.get('name_label', ''),
+                  intro.get('name_description', ''), intro['type'],
+                  intro.get('content_type', 'user'),
+                  bool(intro.get('shared')), intro.get('sm_config') or {})
+        try:
+            call('SR.add_to_other_config', sr, INTRODUCED_KEY,
+                 data.get('pool_uuid') or '')
+            hosts = (call('host.get_all') if intro.get('shared')
+                     else [self._host.host_ref])
+            # This host first: the others are a convenience (VM.start
+            # elsewhere in the pool), this one is the attach.
+            hosts.sort(key=lambda h: h != self._host.host_ref)
+            for host in hosts:
+                if host == self._host.host_ref:
+                    self._plug_on(sr, host, data, intro)
+                    continue
+                try:
+                    self._plug_on(sr, host, data, intro)
+                except errors.XapiFailure as exc:
+                    LOG.warning('SR %s introduced for volume %s cannot be '
+                                'plugged on host %s: %s', sr_uuid, vol,
+                                host, exc)
+            call('SR.scan', sr)
+        except Exception as exc:
+            try:
+                self._forget(sr, sr_uuid)
+            except Exception:
+                LOG.exception('Could not forget SR %s again after a failed '
+                              'attach of volume %s', sr_uuid, vol)
+            if isinstance(exc, errors.XapiFailure):
+                raise exception.VolumeAttachFailed(
+                    volume_id=vol,
+                    reason='SR %s of XAPI pool %s cannot be attached in '
+                           'XAPI pool %s: %s'
+                           % (sr_uuid, data.get('pool_uuid'),
+                              self._host.pool_uuid, exc))
+            raise
+        return sr
+
+    def _plug_on(self, sr, host, data, intro=None):
+        call = self._conn.call
+        for pbd in call('SR.get_PBDs', sr):
+            rec = call('PBD.get_record', pbd)
+            if rec['host'] == host:
+                if not rec['currently_attached']:
+                    call('PBD.plug', pbd)
+                return pbd
+        intro = intro or data.get('introduce')
+        if not intro:
+            return None
+        pbd = call('PBD.create', {'host': host, 'SR': sr,
+                                  'device_config': intro['device_config'],
+                                  'other_config': {}})
+        call('PBD.plug', pbd)
+        return pbd
+
+    def _forget(self, sr, sr_uuid):
+        """PBD.unplug every PBD, then SR.forget (best effort on undo)."""
+        call = self._conn.call
+        for pbd in call('SR.get_PBDs', sr):
+            if call('PBD.get_currently_attached', pbd):
+                call('PBD.unplug', pbd)
+        call('SR.forget', sr)
+        LOG.info('Forgot SR %s, introduced for volumes', sr_uuid)
+
+    def _in_use(self, sr):
+        call = self._conn.call
+        for vdi in call('SR.get_VDIs', sr):
+            if call('VDI.get_VBDs', vdi):
+                return True
+        return False
+
+    def release_sr(self, sr_uuid):
+        """Forget SR ``sr_uuid`` if introduced here and no longer used.
+
+        Only an SR this driver introduced, and only when no VBD in this
+        pool uses one of its VDIs. Returns whether it was forgotten.
+        """
+        with _lock(sr_uuid):
+            return self._release(sr_uuid)
+
+    def _release(self, sr_uuid):
+        # Called with the SR's lock held.
+        sr = self._sr_by_uuid(sr_uuid)
+        if sr is None or not self._introduced_here(sr):
+            return False
+        if self._in_use(sr):
+            return False
+        self._forget(sr, sr_uuid)
+        return True
+
+    # -- VDIs and VBDs -------------------------------------------------------
+
+    def find_vdi(self, sr, data):
         call = self._conn.call
         try:
             return call('VDI.get_by_uuid', data['vdi_uuid'])
@@ -65,7 +237,6 @@ class VolumeOps(object):
             pass
         # A VDI created through another host or pool: rescan its SR.
         try:
-            sr = call('SR.get_by_uuid', data['sr_uuid'])
             call('SR.scan', sr)
             return call('VDI.get_by_uuid', data['vdi_uuid'])
         except errors.XapiFailure as exc:
@@ -76,16 +247,28 @@ class VolumeOps(object):
 
     def attach(self, vm_ref, instance, connection_info, mountpoint,
                running):
-        kind = connection_info.get('driver_volume_type')
-        if kind != DRIVER_TYPE:
-            raise exception.VolumeDriverNotFound(driver_type=kind)
-        data = connection_info['data']
-        vdi = self._vdi(data)
+        data = volume_data(connection_info)
+        vol = volume_id(connection_info)
+        # Held until the VBD exists: a detach of another volume on the
+        # same SR must not forget it in between.
+        with _lock(data['sr_uuid']):
+            sr, introduced = self._connect(connection_info)
+            try:
+                self._attach(vm_ref, sr, data, vol, mountpoint, running)
+            except Exception:
+                with excutils.save_and_reraise_exception():
+                    if introduced:
+                        self._release(data['sr_uuid'])
+        LOG.info('Attached volume %s at %s', vol, mountpoint,
+                 instance=instance)
+
+    def _attach(self, vm_ref, sr, data, vol, mountpoint, running):
+        vdi = self.find_vdi(sr, data)
         vbd = self._conn.call('VBD.create', {
             'VM': vm_ref, 'VDI': vdi, 'userdevice': userdevice(mountpoint),
             'bootable': False, 'mode': 'RW', 'type': 'Disk',
             'empty': False, 'unpluggable': True,
-            'other_config': {VOLUME_KEY: _volume_id(connection_info)},
+            'other_config': {VOLUME_KEY: vol},
             'qos_algorithm_type': '', 'qos_algorithm_params': {}})
         if running:
             try:
@@ -93,12 +276,11 @@ class VolumeOps(object):
             except errors.XapiFailure:
                 self._conn.call('VBD.destroy', vbd)
                 raise
-        LOG.info('Attached volume %s at %s', _volume_id(connection_info),
-                 mountpoint, instance=instance)
 
     def find_vbd(self, vm_ref, connection_info, mountpoint):
+        """The VBD of a volume: by device and volume id, not VDI uuid."""
         want_dev = userdevice(mountpoint)
-        want_id = _volume_id(connection_info)
+        want_id = volume_id(connection_info)
         for vbd in self._conn.call('VM.get_VBDs', vm_ref):
             rec = self._conn.call('VBD.get_record', vbd)
             if (rec['userdevice'] == want_dev
@@ -106,13 +288,32 @@ class VolumeOps(object):
                 return vbd
         return None
 
+    def volume_vdis(self, vm_ref):
+        """{VDI uuid: (volume id, SR uuid)} of a VM's volumes."""
+        call = self._conn.call
+        out = {}
+        for vbd in call('VM.get_VBDs', vm_ref):
+            rec = call('VBD.get_record', vbd)
+            vol = rec['other_config'].get(VOLUME_KEY)
+            if vol and rec['VDI'] != NULL:
+                vdi = call('VDI.get_record', rec['VDI'])
+                out[vdi['uuid']] = (vol, call('SR.get_uuid', vdi['SR']))
+        return out
+
     def detach(self, vm_ref, instance, connection_info, mountpoint):
         vbd = self.find_vbd(vm_ref, connection_info, mountpoint)
         if vbd is None:
             LOG.warning('Volume %s is not attached at %s; nothing to '
-                        'detach', _volume_id(connection_info), mountpoint,
+                        'detach', volume_id(connection_info), mountpoint,
                         instance=instance)
             return
-        if self._conn.call('VBD.get_currently_attached', vbd):
-            self._conn.call('VBD.unplug', vbd)
-        self._conn.call('VBD.destroy', vbd)
+        call = self._conn.call
+        vdi = call('VBD.get_VDI', vbd)
+        # The SR the VDI is on now (a retype may have moved it).
+        sr_uuid = call('SR.get_uuid', call('VDI.get_SR', vdi)) \
+            if vdi != NULL else None
+        if call('VBD.get_currently_attached', vbd):
+            call('VBD.unplug', vbd)
+        call('VBD.destroy', vbd)
+        if sr_uuid is not None:
+            self.release_sr(sr_uuid)

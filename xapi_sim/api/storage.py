@@ -255,6 +255,8 @@ def vdi_disable_cbt(ctx, vdi):
 
 @method('SR.scan', ['sr'])
 def sr_scan(ctx, sr):
+    with ctx.db.lock:
+        assert_sr_plugged(ctx.db, sr)
     ctx.pool.introduce_from_store(sr)
     with ctx.db.lock:
         rec = ctx.db.get('SR', sr)
@@ -276,12 +278,68 @@ def _sr_unavailable(sr_uuid):
                             '%s]' % sr_uuid, '')
 
 
+def _missing_config(sr_type, config):
+    """The SM error for a device_config key an SR type's driver requires.
+
+    In the order the drivers check (NFSSR.load, LVMoISCSISR.load); codes
+    and descriptions from SM's XE_SR_ERRORCODES.xml.
+    """
+    if sr_type == 'nfs':
+        if not config.get('serverpath'):
+            return errors.XapiError(
+                'SR_BACKEND_FAILURE_101', '',
+                'The request is missing the serverpath parameter', '')
+        if not config.get('server'):
+            return errors.XapiError(
+                'SR_BACKEND_FAILURE_102', '',
+                'The request is missing the server parameter', '')
+    elif sr_type == 'lvmoiscsi':
+        if not config.get('target'):
+            return errors.XapiError(
+                'SR_BACKEND_FAILURE_95', '',
+                'The request is missing the target parameter', '')
+        if not config.get('targetIQN'):
+            return errors.XapiError(
+                'SR_BACKEND_FAILURE_96', '',
+                'The request is missing or has an incorrect target IQN '
+                'parameter', '')
+        if not config.get('SCSIid'):
+            return errors.XapiError(
+                'SR_BACKEND_FAILURE_107', '',
+                'The SCSIid parameter is missing or incorrect', '')
+    return None
+
+
+# device_config keys that name the storage itself, per SR type.
+_STORAGE_KEYS = {'nfs': ('server', 'serverpath'),
+                 'lvmoiscsi': ('target', 'targetIQN', 'SCSIid')}
+
+
+def _check_device_config(ctx, rec, config):
+    """What SM says when plugging with a device_config that cannot work.
+
+    A missing key is refused as the SR type's driver refuses it; keys that
+    name the storage and differ from the PBDs of the same SR in another
+    pool reach other storage: the SR is not there.
+    """
+    missing = _missing_config(rec['type'], config)
+    if missing is not None:
+        raise missing
+    home = ctx.pool.sim.find_pbd_config(rec['uuid'], exclude=ctx.pool)
+    for key in _STORAGE_KEYS.get(rec['type'], ()):
+        if home and key in home and home[key] != config[key]:
+            raise _sr_unavailable(rec['uuid'])
+
+
 @method('PBD.plug', ['self'])
 def pbd_plug(ctx, pbd):
     with ctx.db.lock:
-        sr = ctx.db.get('PBD', pbd)['SR']
+        pbd_rec = ctx.db.get('PBD', pbd)
+        sr = pbd_rec['SR']
         rec = ctx.db.get('SR', sr)
+        config = dict(pbd_rec['device_config'])
         bound = sr in ctx.pool.stores
+    _check_device_config(ctx, rec, config)
     if not bound and rec['type'] not in ('iso', 'udev'):
         # An introduced SR: attach the storage that carries its uuid.
         store = ctx.pool.sim.find_store(rec['uuid'])
@@ -307,7 +365,10 @@ def pbd_unplug(ctx, pbd):
                 if (vbd_rec['currently_attached'] and not vbd_rec['empty']
                         and db.exists('VDI', vbd_rec['VDI'])
                         and db.get('VDI', vbd_rec['VDI'])['SR']
-                        == rec['SR']):
+                        == rec['SR']
+                        # Metadata VDIs (DR) do not hold an unplug back.
+                        and db.get('VDI', vbd_rec['VDI'])['type']
+                        != 'metadata'):
                     active.append(vbd_rec['VDI'])
         if active:
             raise vdis_in_use(active)
@@ -316,6 +377,21 @@ def pbd_unplug(ctx, pbd):
 
 @method('PBD.create', ['args'])
 def pbd_create(ctx, record):
+    """Xapi_pbd.create_common: one PBD per (SR, host); no SRmaster key."""
+    if isinstance(record, dict):
+        config = record.get('device_config')
+        if isinstance(config, dict) and 'SRmaster' in config:
+            raise errors.XapiError('VALUE_NOT_SUPPORTED', 'SRmaster',
+                                   config['SRmaster'],
+                                   'This key is for internal use only')
+        with ctx.db.lock:
+            sr, host = record.get('SR'), record.get('host')
+            if ctx.db.exists('SR', sr):
+                for pbd in ctx.db.get('SR', sr)['PBDs']:
+                    if ctx.db.get('PBD', pbd)['host'] == host:
+                        raise errors.XapiError('PBD_EXISTS', sr, host, pbd)
+            return generic.create_record(ctx, 'PBD', record,
+                                         extra={'currently_attached': False})
     return generic.create_record(ctx, 'PBD', record,
                                  extra={'currently_attached': False})
 

@@ -22,6 +22,7 @@ import random
 import fixtures
 from nova import context as nova_context
 from nova import objects
+from oslo_serialization import jsonutils
 
 from nova_sxm.tests.functional import base
 from nova_sxm.tests.functional import scenarios
@@ -423,3 +424,29 @@ class TooManyStorageMigratesTest(ConcurrentMigrationBase):
         self.assertIn('Host busy with other storage migrations',
                       logs.output)
         self.assertLessEqual(self.peak[0], 2)
+
+
+class DiskInfoTest(LiveMigrationBase):
+    """get_instance_disk_info counts what a disk's whole VHD chain holds."""
+
+    def test_after_a_migration_the_chain_is_counted(self):
+        self.migrate(True)
+        self.wait_migration(self.server, ['completed'], ignore=self.earlier)
+        ref = self.assert_on('host2', 'pool-b', 'pool-a')
+        ctxt = nova_context.get_admin_context()
+        instance = objects.Instance.get_by_uuid(ctxt, self.server['id'])
+        driver = self.computes['host2'].manager.driver
+        info = {d['userdevice']: d for d in jsonutils.loads(
+            driver.get_instance_disk_info(instance))}
+        self.assertEqual({'0', '4'}, set(info))
+        root = self.disks_of(ref, 'pool-b')['0']
+        # The migrated leaf alone holds less than the image written into
+        # the disk; its base copy holds the rest, and both count.
+        self.assertLess(int(root['physical_utilisation']),
+                        len(self.image_data))
+        self.assertGreaterEqual(info['0']['disk_size'], len(self.image_data))
+        self.assertEqual(root['uuid'], info['0']['path'])
+        self.assertEqual(1 << 30, info['0']['virt_disk_size'])
+        self.assertEqual(info['0']['virt_disk_size']
+                         - info['0']['disk_size'],
+                         info['0']['over_committed_disk_size'])

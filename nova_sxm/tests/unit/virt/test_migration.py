@@ -118,6 +118,21 @@ class ProgressFieldsTest(testtools.TestCase):
             core_migrate.Progress(1.0, 'done', None, 100, 100), 1000)
         self.assertEqual(1000, done['memory_processed'])
 
+    def test_memory_from_the_core(self):
+        # The core's own memory counts win over the fraction and the
+        # driver's estimate of the VM's memory.
+        fields = migration.progress_fields(
+            core_migrate.Progress(0.95, 'memory', None, 100, 100,
+                                  memory_done=300, memory_total=2000), 1000)
+        self.assertEqual((2000, 300, 1700),
+                         (fields['memory_total'], fields['memory_processed'],
+                          fields['memory_remaining']))
+        done = migration.progress_fields(
+            core_migrate.Progress(1.0, 'done', None, 100, 100,
+                                  memory_done=0, memory_total=2000), 1000)
+        self.assertEqual((2000, None), (done['memory_processed'],
+                                        done['memory_remaining']))
+
     def test_bytes_never_exceed_total(self):
         fields = migration.progress_fields(
             core_migrate.Progress(0.9, 'copy', None, 130, 100), 0)
@@ -193,3 +208,35 @@ class DecideBlockTest(testtools.TestCase):
         self.assertIn('root, ephemeral', str(exc))
         self.assertIn('pool-b-host1', str(exc))
         self.assertIn('block migration', str(exc))
+
+
+class TestVolumeReach(testtools.TestCase):
+    """Whether a volume can follow its VM to another XAPI pool."""
+
+    DATA = {'volume_id': 'vol-1', 'sr_uuid': 'sr-1', 'pool_uuid': 'pool-a',
+            'sr_type': 'lvmoiscsi', 'shared': False}
+
+    def test_pool_local_sr_of_another_pool_is_named(self):
+        why = migration.unreachable_volume('vol-1', self.DATA, 'pool-b',
+                                           'host-b', False)
+        for part in ('volume vol-1', 'sr-1', 'lvmoiscsi', 'pool-a',
+                     'host-b', 'pool-b', 'Retype the volume to a shared'):
+            self.assertIn(part, why)
+
+    def test_reachable_cases(self):
+        reach = migration.unreachable_volume
+        # Its own pool, an SR the destination already knows, a shared SR.
+        self.assertIsNone(reach('vol-1', self.DATA, 'pool-a', 'h', False))
+        self.assertIsNone(reach('vol-1', self.DATA, 'pool-b', 'h', True))
+        self.assertIsNone(reach('vol-1', dict(self.DATA, shared=True),
+                                'pool-b', 'h', False))
+
+    def test_only_xensm_volumes_count(self):
+        bdi = {'block_device_mapping': [
+            {'connection_info': {'driver_volume_type': 'xensm',
+                                 'serial': 'vol-1', 'data': self.DATA}},
+            {'connection_info': {'driver_volume_type': 'iscsi',
+                                 'data': {}}}]}
+        self.assertEqual(['vol-1'], [v for v, _ in
+                                     migration.volume_connections(bdi)])
+        self.assertEqual([], migration.volume_connections(None))
