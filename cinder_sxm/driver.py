@@ -59,6 +59,7 @@ from sxm_core import conf as core_conf
 from sxm_core import errors
 from sxm_core import migrate
 from sxm_core import sessions
+from sxm_core import volumes
 
 LOG = logging.getLogger(__name__)
 CONF = cfg.CONF
@@ -95,6 +96,7 @@ class SxmVolumeDriver(driver.VolumeDriver):
         self._ops = None
         self._transfers = None
         self._slots = None
+        self._lock_path = None
         self._pool_uuid = None
         self.backend_name = None
 
@@ -123,6 +125,7 @@ class SxmVolumeDriver(driver.VolumeDriver):
         self._slots = migrate.HostSlots(
             limit=view.max_concurrent_storage_migrations,
             lock_path=view.lock_path)
+        self._lock_path = view.lock_path
 
     def check_for_setup_error(self):
         srs = self.configuration.sxm_srs
@@ -207,6 +210,13 @@ class SxmVolumeDriver(driver.VolumeDriver):
                         ', '.join(sorted(srs))))
         return srs[name]
 
+    def _locked(self, volume_id):
+        """The volume's lock: a move waits for it, and it for a move.
+
+        Keyed on the volume id, which a move keeps (the VDI uuid changes).
+        """
+        return volumes.volume_lock(volume_id, self._lock_path)
+
     def _vdi(self, volume):
         vdi = self._ops.find_vdi(volume.provider_location)
         if vdi is None:
@@ -225,8 +235,9 @@ class SxmVolumeDriver(driver.VolumeDriver):
 
     def delete_volume(self, volume):
         try:
-            self._ops.destroy(volume.provider_location,
-                              'volume %s' % volume.id)
+            with self._locked(volume.id):
+                self._ops.destroy(volume.provider_location,
+                                  'volume %s' % volume.id)
         except errors.XapiFailure as exc:
             if exc.code == 'VDI_IN_USE':
                 raise exception.VolumeIsBusy(volume_name=volume.name)
@@ -237,21 +248,23 @@ class SxmVolumeDriver(driver.VolumeDriver):
                 data='Deleting volume %s: %s' % (volume.id, exc))
 
     def extend_volume(self, volume, new_size):
-        with _translated('Extending volume %s to %s GiB'
-                         % (volume.id, new_size)):
+        with self._locked(volume.id), _translated(
+                'Extending volume %s to %s GiB' % (volume.id, new_size)):
             self._ops.resize(self._vdi(volume), new_size, volume.name)
 
     def create_cloned_volume(self, volume, src_vref):
         sr = self._target_sr(volume)
-        with _translated('Cloning volume %s' % src_vref.id):
+        with self._locked(src_vref.id), _translated(
+                'Cloning volume %s' % src_vref.id):
             uuid = self._ops.clone_or_copy(
                 src_vref.provider_location, sr['ref'], volume.size, volume,
                 'volume %s' % src_vref.id)
         return {'provider_location': uuid}
 
     def create_snapshot(self, snapshot):
-        with _translated('Snapshot %s of volume %s'
-                         % (snapshot.id, snapshot.volume_id)):
+        with self._locked(snapshot.volume_id), _translated(
+                'Snapshot %s of volume %s' % (snapshot.id,
+                                              snapshot.volume_id)):
             uuid = self._ops.snapshot(snapshot.volume.provider_location,
                                       snapshot)
         return {'provider_location': uuid}
@@ -318,21 +331,29 @@ class SxmVolumeDriver(driver.VolumeDriver):
                              disable_sparse=False):
         meta = image_service.show(context, image_id)
         fmt = self._image_format(image_id, meta.get('disk_format') or 'raw')
-        with image_utils.temporary_file(prefix='sxm-image-') as tmp:
-            image_utils.fetch(context, image_service, image_id, tmp,
-                              None, None)
-            with _translated('Writing image %s to volume %s'
-                             % (image_id, volume.id)):
+        # The volume manager has fetched (and checked) the image already
+        # when it creates a volume from it: do not download it twice.
+        fetched = image_utils.TemporaryImages.for_image_service(
+            image_service).get(context, image_id)
+        with contextlib.ExitStack() as stack:
+            if fetched is None:
+                fetched = stack.enter_context(
+                    image_utils.temporary_file(prefix='sxm-image-'))
+                image_utils.fetch(context, image_service, image_id, fetched,
+                                  None, None)
+            with self._locked(volume.id), _translated(
+                    'Writing image %s to volume %s' % (image_id, volume.id)):
                 vdi = self._vdi(volume)
                 self._transfers.upload(
-                    vdi, tmp, fmt, 'import of image %s' % image_id)
+                    vdi, fetched, fmt, 'import of image %s' % image_id)
 
     def copy_volume_to_image(self, context, volume, image_service,
                              image_meta):
         fmt = self._image_format(image_meta['id'],
                                  image_meta.get('disk_format') or 'raw')
         with image_utils.temporary_file(prefix='sxm-image-') as tmp:
-            with _translated('Reading volume %s' % volume.id):
+            with self._locked(volume.id), _translated(
+                    'Reading volume %s' % volume.id):
                 vdi = self._vdi(volume)
                 with open(tmp, 'wb') as out:
                     self._transfers.download(
@@ -387,12 +408,20 @@ class SxmVolumeDriver(driver.VolumeDriver):
             return False, None
 
     def _try_move(self, context, volume, host, why):
+        # Under the volume's lock from the first look until the new VDI is
+        # labelled: a second move that waited finds the old VDI gone and
+        # refuses.
+        with self._locked(volume.id):
+            return self._locked_move(context, volume, host, why)
+
+    def _locked_move(self, context, volume, host, why):
         target = stats.parse_location_info(
             host.get('capabilities', {}).get('location_info'))
         current = self._ops.find_vdi(volume.provider_location)
         if current is None:
-            LOG.warning('Cannot %s volume %s: its VDI %s is missing', why,
-                        volume.id, volume.provider_location)
+            LOG.warning('Cannot %s volume %s: its VDI %s is missing (moved '
+                        'or removed meanwhile)', why, volume.id,
+                        volume.provider_location)
             return False, None
         if target is not None and self._ops.sr_record(
                 self._ops.call('VDI.get_SR', current))['uuid'] == target[1]:
@@ -402,26 +431,31 @@ class SxmVolumeDriver(driver.VolumeDriver):
             LOG.warning('Cannot %s volume %s to %s: %s', why, volume.id,
                         host.get('host'), reason)
             return False, None
-        live = any(self._ops.call('VBD.get_currently_attached', vbd)
-                   for vbd in self._ops.vbds(current))
-        how = 'live (VDI.pool_migrate)' if live else 'VDI.copy'
         try:
-            new = self._migrator().move_vdi(volume.provider_location,
-                                            target[1])
+            result = self._migrator().move_vdi(
+                volume.provider_location, target[1], lock=False)
         except errors.SxmError as exc:
             LOG.error('%s of volume %s to %s failed: %s', why, volume.id,
                       host.get('host'), exc)
             return False, None
+        if not result.moved:
+            return True, None
         try:
-            self._ops.label_volume(self._ops.require_vdi(new, volume.id),
-                                   volume)
+            self._ops.label_volume(
+                self._ops.require_vdi(result.vdi_uuid, volume.id), volume)
         except errors.SxmError as exc:
-            LOG.warning('Could not label VDI %s of volume %s: %s', new,
-                        volume.id, exc)
+            LOG.warning('Could not label VDI %s of volume %s: %s',
+                        result.vdi_uuid, volume.id, exc)
+        how = 'live (VDI.pool_migrate)' if result.live else 'VDI.copy'
         LOG.info('Moved volume %s (%s, %s) to SR %s: VDI %s is now %s',
-                 volume.id, why, how, target[1], volume.provider_location,
-                 new)
-        return True, {'provider_location': new}
+                 volume.id, why, how, result.sr_uuid,
+                 volume.provider_location, result.vdi_uuid)
+        if result.leftovers:
+            LOG.warning('Volume %s moved to SR %s, but its former VDI(s) %s '
+                        'could not be removed: they are unused, destroy '
+                        'them when their SR allows', volume.id,
+                        result.sr_uuid, ', '.join(result.leftovers))
+        return True, {'provider_location': result.vdi_uuid}
 
     def retype(self, context, volume, new_type, diff, host):
         return self._move(context, volume, host, 'retype')

@@ -97,8 +97,10 @@ MIGRATION_OPTS = [
     cfg.StrOpt('lock_path',
                help='Directory for the file locks that limit storage '
                     'migrations per host across processes on this node '
-                    '(nova-compute and cinder-volume may share a host). '
-                    'Unset: the limit holds within one process only.\n\n'
+                    '(nova-compute and cinder-volume may share a host), '
+                    'and for the per-volume locks that keep two moves of '
+                    'one volume apart. Unset: they hold within one process '
+                    'only.\n\n'
                     'Related options:\n\n'
                     '* max_concurrent_storage_migrations'),
     cfg.IntOpt('too_many_migrates_retries', default=10, min=0,

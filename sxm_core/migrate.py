@@ -40,6 +40,7 @@ from sxm_core import redact
 from sxm_core import retry
 from sxm_core import sessions
 from sxm_core import tasks
+from sxm_core import volumes
 
 LOG = redact.get_logger(__name__)
 NULL = constants.OPAQUE_NULL
@@ -807,26 +808,42 @@ class Migrator(object):
 
     # -- single VDIs (Cinder) ------------------------------------------------
 
-    def move_vdi(self, vdi_uuid, sr, progress=None, cancel=None):
+    def move_vdi(self, vdi_uuid, sr, progress=None, cancel=None,
+                 lock_key=None, lock=True):
         """Move one VDI to SR ``sr`` (ref, uuid or name) in this pool.
 
         Plugged into a running VM: ``VDI.pool_migrate`` (live; the VBD
         follows, the VDI gets a new uuid). Otherwise ``VDI.copy``, the VBDs
         of a halted VM recreated on the copy, then ``VDI.destroy`` of the
-        original.
-        Returns the VDI's uuid afterwards (unchanged when it is already on
-        ``sr``).
+        original. Returns a ``volumes.VdiMove``.
+
+        Holds ``volumes.volume_lock(lock_key or vdi_uuid)`` (across
+        processes when the slots have a lock path) unless ``lock`` is False
+        because the caller holds it. A move that waited for another finds
+        the VDI gone when that one moved it: ``errors.NotFound``.
         """
+        if not lock:
+            return self._move_vdi(vdi_uuid, sr, progress, cancel)
+        with volumes.volume_lock(lock_key or vdi_uuid, self.slots.lock_path):
+            return self._move_vdi(vdi_uuid, sr, progress, cancel)
+
+    def _move_vdi(self, vdi_uuid, sr, progress, cancel):
         pool = self.source
-        pool_facts = facts.read_pool(pool)
-        target = pool_facts.find('SR', sr)
-        vdi = pool.call('VDI.get_by_uuid', vdi_uuid)
+        sr_ref, sr_uuid, sr_name = volumes.find_sr(pool, sr)
+        try:
+            vdi = pool.call('VDI.get_by_uuid', vdi_uuid)
+        except errors.XapiFailure as exc:
+            if exc.code != 'UUID_INVALID':
+                raise
+            raise errors.NotFound(
+                'No VDI %s in pool %s (was it moved or removed meanwhile?)'
+                % (vdi_uuid, pool.url)) from None
         rec = pool.call('VDI.get_record', vdi)
-        if rec['SR'] == target.ref:
-            return vdi_uuid  # already there: nothing to move
+        if rec['SR'] == sr_ref:
+            return volumes.VdiMove(vdi_uuid, sr_uuid, moved=False)
         size = int(rec['virtual_size'])
-        what = "move of VDI '%s' (%s) to %s" % (rec['name_label'], vdi_uuid,
-                                                target.label())
+        what = "move of VDI '%s' (%s) to SR '%s' (%s)" % (
+            rec['name_label'], vdi_uuid, sr_name, sr_uuid)
         watch = tasks.Watch(
             progress=(lambda f: progress(Progress(f, 'copy', None,
                                                   int(f * size), size)))
@@ -840,10 +857,18 @@ class Migrator(object):
                                   pool.call('VM.get_resident_on', vm))
             with self.slots.acquire(host_uuid, cancel):
                 new = tasks.call_async(pool, 'VDI.pool_migrate',
-                                       (vdi, target.ref, {}), what,
+                                       (vdi, sr_ref, {}), what,
                                        watch=watch)
-            return pool.call('VDI.get_uuid', new)
-        new = tasks.call_async(pool, 'VDI.copy', (vdi, target.ref), what,
+            new_uuid = pool.call('VDI.get_uuid', new)
+            # xapi removes the original itself; one still there is left.
+            left = () if new_uuid == vdi_uuid or not self._vdi_exists(
+                vdi_uuid) else (vdi_uuid,)
+            if left:
+                LOG.warning('%s done, but xapi left the original VDI %s '
+                            'behind', what, vdi_uuid)
+            return volumes.VdiMove(new_uuid, sr_uuid, moved=True, live=True,
+                                   leftovers=left)
+        new = tasks.call_async(pool, 'VDI.copy', (vdi, sr_ref), what,
                                watch=watch)
         # A halted VM keeps its disk: its VBDs move to the copy. Until they
         # all have, the original is the volume; after, the copy is.
@@ -863,14 +888,29 @@ class Migrator(object):
                 LOG.error('Undoing %s left: %s', what, undo.errors)
             raise
         new_uuid = pool.call('VDI.get_uuid', new)
+        left = ()
         try:
             pool.call('VDI.destroy', vdi)
         except errors.SxmError as exc:
-            # The copy is in use now: never remove it; the original is a
-            # leftover for the operator.
-            LOG.warning('%s done, but the original VDI %s could not be '
-                        'removed: %s', what, vdi_uuid, exc)
-        return new_uuid
+            # The copy is in use now: never remove it. The original may be
+            # gone all the same (only the reply was lost): look.
+            if self._vdi_exists(vdi_uuid):
+                left = (vdi_uuid,)
+                LOG.warning('%s done, but the original VDI %s could not be '
+                            'removed (%s): it is unused, destroy it when '
+                            'its SR allows', what, vdi_uuid, exc)
+        return volumes.VdiMove(new_uuid, sr_uuid, moved=True, live=False,
+                               leftovers=left)
+
+    def _vdi_exists(self, vdi_uuid):
+        """False only when XAPI says so: after a move, never raise."""
+        try:
+            self.source.call('VDI.get_by_uuid', vdi_uuid)
+        except errors.XapiFailure as exc:
+            return exc.code != 'UUID_INVALID'
+        except errors.SxmError:
+            pass
+        return True
 
     def _running_vbd(self, vbds):
         """A VBD of ``vbds`` plugged into a running VM, or None."""

@@ -15,11 +15,14 @@
 
 Detached: VDI.copy to the new SR, then the source is destroyed. Attached
 to a running VM: VDI.pool_migrate while the guest keeps writing, and the
-guest checker confirms every byte.
+guest checker confirms every byte. A failed move leaves the volume where
+it was; two moves of one volume never run at once.
 """
 
 import logging
+import threading
 
+from cinder.tests.functional.api import client
 import fixtures
 
 from xapi_sim import vmbuild
@@ -209,3 +212,154 @@ class TestRetype(base.SxmCinderTestCase):
         self.assertEqual(gold_before, self.vdis_on('gold'))
         self.wait_writes(vm)
         self.stop_and_check(vm, devices=['1'], written=True)
+
+
+class TestRetypeGoldToSilver(base.SxmCinderTestCase):
+    """The tiers as sold: a thick gold volume in use turns thin silver."""
+
+    retype = TestRetype.retype
+
+    def attached(self, tier, nbytes=4 * MiB):
+        """A written volume attached to a running VM whose guest writes."""
+        vol = self.create_volume(tier)
+        vdi, _ = self.vdi_of(vol['id'])
+        self.fill(vdi, nbytes, 'written before the attach')
+        vm = self.xapi.VM.create(vmbuild.vm_record('server'))
+        self.xapi.VBD.create(vmbuild.vbd_record(
+            vm, vdi, '1', bootable=False,
+            other_config={'nova_volume_id': vol['id']}))
+        self.xapi.VM.start(vm, False, False)
+        self.action(vol['id'], {'os-reserve': None})
+        self.action(vol['id'], {'os-attach': {
+            'instance_uuid': self.xapi.VM.get_uuid(vm),
+            'mountpoint': '/dev/xvdb'}})
+        self.wait_volume(vol['id'], ('attaching',), 'in-use')
+        self.write(vm, ['1'], rate=MiB)
+        self.wait_writes(vm)
+        return vol, vdi, vm
+
+    def vbd_vdi(self, vm):
+        (vbd,) = [v for v in self.xapi.VM.get_VBDs(vm)
+                  if self.xapi.VBD.get_userdevice(v) == '1']
+        self.assertTrue(self.xapi.VBD.get_currently_attached(vbd))
+        return self.xapi.VBD.get_VDI(vbd)
+
+    def test_live_to_the_thin_tier(self):
+        vol, old, vm = self.attached('gold')
+        self.assertEqual(str(base.GiB),
+                         self.xapi.VDI.get_physical_utilisation(old))
+
+        vol = self.retype(vol['id'], 'silver')
+
+        self.assertEqual(('in-use', 'silver'),
+                         (vol['status'], vol['volume_type']))
+        self.assertEqual('%s#silver' % base.HOST,
+                         self.admin_volume(vol['id']).host)
+        new, sr = self.vdi_of(vol['id'])
+        self.assertEqual('silver', sr)
+        self.assertEqual(new, self.vbd_vdi(vm))
+        # Thin now: only what was written takes space.
+        self.assertLess(int(self.xapi.VDI.get_physical_utilisation(new)),
+                        int(self.xapi.VDI.get_virtual_size(new)))
+        self.assertNotIn(old, self.xapi.VDI.get_all())
+        self.wait_writes(vm)
+        self.stop_and_check(vm, devices=['1'], written=True)
+
+    def test_a_fault_during_the_move_leaves_it_on_gold(self):
+        vol, old, vm = self.attached('gold')
+        silver_before = self.vdis_on('silver')
+        self.ctl.fault_inject('mirror', percent=30)
+        log = self.useFixture(fixtures.FakeLogger(name='cinder_sxm.driver',
+                                                  level=logging.ERROR))
+
+        self.retype(vol['id'], 'silver')
+
+        self.assertIn('retype of volume %s' % vol['id'], log.output)
+        self.assertIn('(in VDI.pool_migrate)', log.output)
+        vol = self.api.get_volume(vol['id'])
+        self.assertEqual(('in-use', 'gold'),
+                         (vol['status'], vol['volume_type']))
+        self.assertEqual((old, 'gold'), self.vdi_of(vol['id']))
+        self.assertEqual(old, self.vbd_vdi(vm))
+        self.assertEqual('Running', self.xapi.VM.get_power_state(vm))
+        # No orphan on silver (Cinder's generic migration, tried next,
+        # removes the volume it made there).
+        self.poll(lambda: self.vdis_on('silver') == silver_before,
+                  what='silver as it was')
+        self.wait_writes(vm)
+        self.stop_and_check(vm, devices=['1'], written=True)
+
+    def test_two_retypes_at_once(self):
+        vol = self.create_volume('gold')
+        old, _ = self.vdi_of(vol['id'])
+        self.fill(old, 4 * MiB, 'two at once')
+        digest = self.digest(old)
+        silver_before = self.vdis_on('silver')
+        answers = []
+        go = threading.Barrier(2)
+
+        def retype():
+            go.wait()
+            try:
+                self.action(vol['id'], {'os-retype': {
+                    'new_type': 'silver', 'migration_policy': 'on-demand'}})
+                answers.append('accepted')
+            except client.OpenStackApiException400 as exc:
+                answers.append(exc.response.text)
+        threads = [threading.Thread(target=retype) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        vol = self._poll_volume_while(vol['id'], ['retyping'],
+                                      max_retries=120)
+
+        # Cinder lets one in; the other is refused, saying why.
+        self.assertEqual(1, answers.count('accepted'), answers)
+        (refusal,) = [a for a in answers if a != 'accepted']
+        self.assertIn('Retype needs volume to be in available or in-use '
+                      'state', refusal)
+        self.assertEqual(('available', 'silver'),
+                         (vol['status'], vol['volume_type']))
+        new, sr = self.vdi_of(vol['id'])
+        self.assertEqual('silver', sr)
+        self.assertEqual(digest, self.digest(new))
+        # One copy: the original is gone, nothing else appeared.
+        self.assertNotIn(old, self.xapi.VDI.get_all())
+        self.assertEqual(silver_before | {new}, self.vdis_on('silver'))
+
+    def test_two_driver_moves_of_one_volume_wait_for_each_other(self):
+        # Below Cinder's status checks: the volume lock alone keeps them
+        # apart. The second finds the volume moved and refuses.
+        vol = self.create_volume('gold')
+        old, _ = self.vdi_of(vol['id'])
+        self.fill(old, 8 * MiB, 'driver race')
+        digest = self.digest(old)
+        silver_before = self.vdis_on('silver')
+        drv = self.volume.manager.driver
+        (silver,) = [p for p in drv.get_volume_stats(refresh=True)['pools']
+                     if p['pool_name'] == 'silver']
+        host = {'host': '%s#silver' % base.HOST, 'capabilities': silver}
+        log = self.useFixture(fixtures.FakeLogger(name='cinder_sxm.driver',
+                                                  level=logging.INFO))
+        outcomes = []
+        go = threading.Barrier(2)
+
+        def retype():
+            obj = self.admin_volume(vol['id'])  # as each RPC loads it
+            go.wait()
+            outcomes.append(drv.retype(self._context(), obj, None, {},
+                                       host))
+        threads = [threading.Thread(target=retype) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+
+        (moved,) = [o for o in outcomes if o[0]]
+        self.assertEqual([(False, None)], [o for o in outcomes if not o[0]])
+        self.assertIn('moved or removed meanwhile', log.output)
+        new = self.xapi.VDI.get_by_uuid(moved[1]['provider_location'])
+        self.assertEqual(silver_before | {new}, self.vdis_on('silver'))
+        self.assertEqual(digest, self.digest(new))
+        self.assertNotIn(old, self.xapi.VDI.get_all())

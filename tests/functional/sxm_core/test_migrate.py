@@ -498,7 +498,7 @@ class TestMoveVdi(MigrateTestCase):
         old_uuid = self.api.VDI.get_uuid(vdis['0'])
         m = self.migrator(cross_pool=False)
         progress = Progress()
-        new_uuid = m.move_vdi(old_uuid, LVM, progress=progress)
+        new_uuid = m.move_vdi(old_uuid, LVM, progress=progress).vdi_uuid
 
         self.assertNotEqual(old_uuid, new_uuid)
         new = self.api.VDI.get_by_uuid(new_uuid)
@@ -519,7 +519,7 @@ class TestMoveVdi(MigrateTestCase):
         before = self.vdi_set()
         m = self.migrator(cross_pool=False)
         new_uuid = m.move_vdi(self.api.VDI.get_uuid(vdi),
-                              self.sr_uuid(LVM))
+                              self.sr_uuid(LVM)).vdi_uuid
         new = self.api.VDI.get_by_uuid(new_uuid)
         self.assertEqual(self.sr_named(LVM), self.api.VDI.get_SR(new))
         self.assertEqual(before - {vdi} | {new}, self.vdi_set())
@@ -534,7 +534,7 @@ class TestMoveVdi(MigrateTestCase):
         before = self.vdi_set()
         m = self.migrator(cross_pool=False)
         for sr in (EXT, self.sr_uuid(EXT), self.sr_named(EXT)):
-            self.assertEqual(vdi_uuid, m.move_vdi(vdi_uuid, sr))
+            self.assertEqual(vdi_uuid, m.move_vdi(vdi_uuid, sr).vdi_uuid)
         self.assertEqual(before, self.vdi_set())
         self.assertEqual(self.sr_named(EXT), self.api.VDI.get_SR(vdi))
         self.assertEqual(image, self.export_vdi(vdi))
@@ -545,7 +545,7 @@ class TestMoveVdi(MigrateTestCase):
         vdi_uuid = self.api.VDI.get_uuid(vdis['0'])
         before = self.vdi_set()
         m = self.migrator(cross_pool=False)
-        self.assertEqual(vdi_uuid, m.move_vdi(vdi_uuid, EXT))
+        self.assertEqual(vdi_uuid, m.move_vdi(vdi_uuid, EXT).vdi_uuid)
         self.assertEqual(before, self.vdi_set())
         self.assertEqual({'0': vdis['0']}, self.vbd_vdis(vm))
         # Not even a storage migration onto the same SR was run.
