@@ -33,9 +33,11 @@ def introduce_data(sr_rec, device_config):
     """What another XAPI pool needs to SR.introduce (and plug) this SR."""
     return {'sr_uuid': sr_rec['uuid'],
             'name_label': sr_rec['name_label'],
+            'name_description': sr_rec.get('name_description', ''),
             'type': sr_rec['type'],
             'content_type': sr_rec['content_type'],
             'shared': bool(sr_rec['shared']),
+            'sm_config': dict(sr_rec.get('sm_config') or {}),
             'device_config': public_device_config(device_config)}
 
 

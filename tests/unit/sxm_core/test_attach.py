@@ -22,6 +22,7 @@ POOL = 'a1b2c3d4-0000-4000-8000-000000000001'
 
 def sr(**fields):
     rec = {'uuid': 'sr-uuid-1', 'name_label': 'silver', 'type': 'nfs',
+           'name_description': 'thin tier', 'sm_config': {'nosubdir': 'true'},
            'shared': True, 'content_type': 'user'}
     rec.update(fields)
     return rec
@@ -48,8 +49,9 @@ class TestConnectionInfo(testtools.TestCase):
                          'password': 'hunter22',
                          'chappassword_secret': 'x-secret'})
         self.assertEqual({'sr_uuid': 'sr-uuid-1', 'name_label': 'silver',
+                          'name_description': 'thin tier',
                           'type': 'nfs', 'content_type': 'user',
-                          'shared': True,
+                          'shared': True, 'sm_config': {'nosubdir': 'true'},
                           'device_config': {'server': '10.0.0.5',
                                             'serverpath': '/export'}},
                          got['data']['introduce'])
