@@ -65,7 +65,6 @@ monkey_patch.patch()
 
 from cinder_sxm.tests.functional import base  # noqa: E402,H306
 from xapi_sim import sim as simmod  # noqa: E402
-from xapi_sim import vmbuild  # noqa: E402
 
 ARGS = None
 RESULTS = []      # (kind, seconds)
@@ -110,17 +109,8 @@ class RetypeVsPoolMigrate(base.SxmCinderTestCase):
         vdi, sr = self.vdi_of(vol['id'])
         assert sr == 'gold', sr
         self.fill_vdi(vdi)
-        vm = self.xapi.VM.create(vmbuild.vm_record(name))
-        self.xapi.VBD.create(vmbuild.vbd_record(
-            vm, vdi, '1', bootable=False,
-            other_config={'nova_volume_id': vol['id']}))
-        self.xapi.VM.start(vm, False, False)
-        self.action(vol['id'], {'os-reserve': None})
-        self.action(vol['id'], {'os-attach': {
-            'instance_uuid': self.xapi.VM.get_uuid(vm),
-            'mountpoint': '/dev/xvdb'}})
-        self.wait_volume(vol['id'], ('attaching',), 'in-use')
-        self.write(vm, ['1'], rate=ARGS.rate, seed=9)
+        vm = self.attach_to_running_vm(vol, vdi, name, rate=ARGS.rate,
+                                       seed=9)
         self.wait_writes(vm, 5)
         return vol, vdi, vm
 

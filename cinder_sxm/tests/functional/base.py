@@ -35,6 +35,7 @@ from cinder_sxm import conf
 
 from tests.functional import simhelpers
 from xapi_sim import fixture
+from xapi_sim import vmbuild
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -167,6 +168,25 @@ class SxmCinderTestCase(functional_helpers._FunctionalTestBase):
         """The volume's database record (host, provider_location)."""
         from cinder import objects
         return objects.Volume.get_by_id(self._context(), volume_id)
+
+    def attach_to_running_vm(self, vol, vdi, name='server', rate=MiB,
+                             seed=7):
+        """A running VM with ``vdi`` plugged the way nova_sxm plugs it.
+
+        The volume is marked in-use through the API and the guest writes.
+        """
+        vm = self.xapi.VM.create(vmbuild.vm_record(name))
+        self.xapi.VBD.create(vmbuild.vbd_record(
+            vm, vdi, '1', bootable=False,
+            other_config={'nova_volume_id': vol['id']}))
+        self.xapi.VM.start(vm, False, False)
+        self.action(vol['id'], {'os-reserve': None})
+        self.action(vol['id'], {'os-attach': {
+            'instance_uuid': self.xapi.VM.get_uuid(vm),
+            'mountpoint': '/dev/xvdb'}})
+        self.wait_volume(vol['id'], ('attaching',), 'in-use')
+        self.write(vm, ['1'], rate=rate, seed=seed)
+        return vm
 
     # -- XAPI ----------------------------------------------------------------
 

@@ -65,17 +65,7 @@ class TestRetype(base.SxmCinderTestCase):
     def test_attached_to_a_running_vm_moves_live(self):
         vol = self.create_volume('silver')
         old, _ = self.vdi_of(vol['id'])
-        vm = self.xapi.VM.create(vmbuild.vm_record('server'))
-        self.xapi.VBD.create(vmbuild.vbd_record(
-            vm, old, '1', bootable=False,
-            other_config={'nova_volume_id': vol['id']}))
-        self.xapi.VM.start(vm, False, False)
-        server = self.xapi.VM.get_uuid(vm)
-        self.action(vol['id'], {'os-reserve': None})
-        self.action(vol['id'], {'os-attach': {'instance_uuid': server,
-                                              'mountpoint': '/dev/xvdb'}})
-        self.wait_volume(vol['id'], ('attaching',), 'in-use')
-        self.write(vm, ['1'], rate=MiB)
+        vm = self.attach_to_running_vm(vol, old)
         self.wait_writes(vm)
         log = self.useFixture(fixtures.FakeLogger(name='cinder_sxm.driver',
                                                   level=logging.INFO))
@@ -224,17 +214,7 @@ class TestRetypeGoldToSilver(base.SxmCinderTestCase):
         vol = self.create_volume(tier)
         vdi, _ = self.vdi_of(vol['id'])
         self.fill(vdi, nbytes, 'written before the attach')
-        vm = self.xapi.VM.create(vmbuild.vm_record('server'))
-        self.xapi.VBD.create(vmbuild.vbd_record(
-            vm, vdi, '1', bootable=False,
-            other_config={'nova_volume_id': vol['id']}))
-        self.xapi.VM.start(vm, False, False)
-        self.action(vol['id'], {'os-reserve': None})
-        self.action(vol['id'], {'os-attach': {
-            'instance_uuid': self.xapi.VM.get_uuid(vm),
-            'mountpoint': '/dev/xvdb'}})
-        self.wait_volume(vol['id'], ('attaching',), 'in-use')
-        self.write(vm, ['1'], rate=MiB)
+        vm = self.attach_to_running_vm(vol, vdi)
         self.wait_writes(vm)
         return vol, vdi, vm
 
