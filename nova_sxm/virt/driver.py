@@ -40,6 +40,7 @@ from nova.compute import power_state
 import nova.conf
 from nova import exception
 from nova.virt import driver
+from nova.virt import node as nova_node
 import os_resource_classes as orc
 from oslo_log import log as logging
 from oslo_utils import excutils
@@ -87,9 +88,29 @@ class SxmDriver(driver.ComputeDriver):
 
     def init_host(self, host):
         self._host.connect()
+        self._record_node_identity()
         LOG.info('Managing XAPI host %s (%s) of pool %s',
                  self._host.host_name, self._host.host_uuid,
                  self._host.pool_uuid)
+
+    def _record_node_identity(self):
+        """Keep the XAPI host's uuid as this service's node identity.
+
+        Nova refuses to start an existing compute service without
+        ``state_path/compute_id`` (libvirt writes a uuid of its own there);
+        our compute node's uuid is the XAPI host's, so that is what goes in.
+        """
+        known = nova_node.read_local_node_uuid()
+        if known is None:
+            nova_node.write_local_node_uuid(self._host.host_uuid)
+        elif known != self._host.host_uuid:
+            raise exception.InvalidConfiguration(
+                'This compute service was the node of XAPI host %s (%s); '
+                '[sxm] connection_url now leads to host %s (%s). Point it '
+                'back, or remove the file and the old compute node record '
+                'to make this service another node.'
+                % (known, nova_node.COMPUTE_ID_FILE, self._host.host_uuid,
+                   self._host.host_name))
 
     def cleanup_host(self, host):
         self._conn.close()
