@@ -7,7 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tools/venv.sh
-"$VENV/bin/flake8"
+# .cloud/ (tools/cloud/cloud.sh) holds a running cloud's state, virtualenvs
+# included: not this project's source.
+"$VENV/bin/flake8" --extend-exclude .cloud
 
 # name, test path; each run keeps its stestr repository in
 # .stestr-runs/<name>.
@@ -29,6 +31,48 @@ for run in "${runs[@]}"; do
     fi
     "${stestr[@]}" run "$@" || status=1
 done
+
+# The end-to-end tier (tests/integration/): the operator's openstack
+# commands against a real one-machine cloud (tools/cloud/cloud.sh), which
+# needs root to install and start MariaDB and RabbitMQ. A cloud already
+# running is used and left running; one started here is stopped after.
+integration_skip() {
+    echo "== integration tests skipped: $1; to run them: sudo" \
+        "tools/cloud/cloud.sh up && $VENV/bin/stestr --repo-url" \
+        ".stestr-runs/integration --test-path ./tests/integration" \
+        "--top-dir ./tests/integration run --serial"
+}
+if [ -n "${SXM_SKIP_INTEGRATION:-}" ]; then
+    integration_skip "SXM_SKIP_INTEGRATION is set"
+elif [ "$(id -u)" != 0 ] && \
+        ! tools/cloud/cloud.sh status >/dev/null 2>&1; then
+    integration_skip "the cloud needs root (Debian packages, services)"
+elif ! command -v apt-get >/dev/null && \
+        ! command -v mariadbd >/dev/null; then
+    integration_skip "no apt-get to install MariaDB and RabbitMQ"
+else
+    echo "== integration tests (./tests/integration)"
+    mkdir -p .stestr-runs/integration
+    stestr=("$VENV/bin/stestr" --repo-url .stestr-runs/integration
+            --test-path ./tests/integration --top-dir ./tests/integration)
+    [ -d .stestr-runs/integration/.stestr ] || "${stestr[@]}" init >/dev/null
+    if [ $# -gt 0 ] && \
+            [ -z "$("${stestr[@]}" list "$@" 2>/dev/null)" ]; then
+        echo "(no test of this run matches $*)"
+    else
+        started=
+        tools/cloud/cloud.sh status >/dev/null 2>&1 || started=1
+        if tools/cloud/cloud.sh up; then
+            runs+=("integration ./tests/integration")
+            "${stestr[@]}" run --serial "$@" || status=1
+        else
+            echo "== integration tests: the cloud did not come up" \
+                "(logs: .cloud/logs/)"
+            status=1
+        fi
+        [ -z "$started" ] || tools/cloud/cloud.sh down || status=1
+    fi
+fi
 
 # One plain closing line for whoever reads the log, over every run.
 for run in "${runs[@]}"; do
