@@ -286,7 +286,19 @@ class VMOps(object):
             self._conn.call('VM.unpause', ref)
 
     def suspend(self, instance):
-        self._async('VM.suspend', self.require(instance))
+        try:
+            self._async('VM.suspend', self.require(instance))
+        except errors.XapiFailure as exc:
+            if exc.code != 'VM_NO_SUSPEND_SR':
+                raise
+            # The VM still runs: Nova keeps the server ACTIVE on a rollback
+            # (anything else would mark it ERROR).
+            raise exception.InstanceFaultRollback(
+                inner_exception=exception.InstanceSuspendFailure(
+                    reason="XAPI has no SR for the suspend image "
+                           "(VM_NO_SUSPEND_SR): set the pool's "
+                           "suspend-image-SR (xe pool-param-set) or the "
+                           "host's suspend-image-sr")) from exc
 
     def resume(self, instance):
         ref = self.require(instance)

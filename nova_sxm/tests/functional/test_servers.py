@@ -161,6 +161,22 @@ class ServerActionsTest(base.SxmServicesTestCase):
                          self.export('pool-a', root['uuid'])[:len(
                              self.data)])
 
+    def test_suspend_without_a_suspend_sr_keeps_the_server_active(self):
+        self.api.post_server_action(self.server['id'], {'suspend': None})
+        server = self._wait_for_server_parameter(
+            self.server, {'status': 'ACTIVE', 'OS-EXT-STS:task_state': None})
+        self.assertEqual('Running', self.power())
+        actions = self.api.get_instance_actions(self.server['id'])
+        suspend = [a for a in actions if a['action'] == 'suspend']
+        self.assertEqual(1, len(suspend), actions)
+        events = self.api.api_get(
+            '/servers/%s/os-instance-actions/%s'
+            % (server['id'], suspend[0]['request_id'])).body[
+                'instanceAction']['events']
+        self.assertEqual(
+            [('compute_suspend_instance', 'Error')],
+            [(e['event'], e['result']) for e in events])
+
     def test_snapshot_to_glance(self):
         # The Glance fixture drops uploaded bytes: keep them.
         uploads = {}
