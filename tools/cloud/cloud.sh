@@ -265,6 +265,12 @@ start_sim() {
         --config "$ETC/xapi-sim/topology.json" --data-dir "$STATE/xapi-sim"
     wait_for xapi-sim http "$POOL_A_URL" 60
     wait_for xapi-sim http "$POOL_B_URL" 60
+    local url
+    for url in "$POOL_A_URL" "$POOL_B_URL"; do
+        ctl install-srs "$url" >>"$LOGS/xapi-sim.log" 2>&1 ||
+            fail "cannot set the suspend SRs of the pool at $url" \
+                "(log: $LOGS/xapi-sim.log)"
+    done
 }
 
 # gunicorn_start NAME APP PORT ENV ARGV URL [VENV]: ENV and ARGV as Python
@@ -390,14 +396,6 @@ start_nova() {
         url=$POOL_A_URL
         [ $pool = b ] && url=$POOL_B_URL
         mkdir -p "$STATE/$host/instances" "$STATE/$host/locks"
-        # nova-compute refuses to start a second time without a node
-        # identity file in its state_path, which the SXM driver (node uuid
-        # = the XAPI host's) never writes: written here, as an operator
-        # would.
-        if [ ! -s "$STATE/$host/compute_id" ]; then
-            ctl node-uuid "$url" >"$STATE/$host/compute_id" ||
-                fail "cannot read the host uuid of pool-$pool at $url"
-        fi
         render nova-compute.conf "$ETC/nova/nova-compute-$pool.conf" \
             --set "POOL=pool-$pool" --set "COMPUTE_HOST=$host" \
             --set "POOL_URL=$url"

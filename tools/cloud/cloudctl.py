@@ -241,15 +241,26 @@ def neutron_ready(args):
     return 0
 
 
-def node_uuid(args):
-    """The XAPI uuid of the pool master: the driver's compute node uuid."""
+def install_srs(args):
+    """Suspend and crash-dump SRs, set as a XenServer install sets them.
+
+    The installer points the pool's (and each host's) suspend image and
+    crash dump SRs at local storage, the default SR; the simulator starts
+    without, like a bare xapi, and VM.suspend then fails VM_NO_SUSPEND_SR.
+    """
     import XenAPI
     session = XenAPI.Session(args.url)
     session.login_with_password('root', os.environ['XAPI_PASSWORD'],
                                 '2.21', 'cloud.sh')
     try:
         api = session.xenapi
-        print(api.host.get_uuid(api.pool.get_master(api.pool.get_all()[0])))
+        pool = api.pool.get_all()[0]
+        sr = api.pool.get_default_SR(pool)
+        api.pool.set_suspend_image_SR(pool, sr)
+        api.pool.set_crash_dump_SR(pool, sr)
+        for host in api.host.get_all():
+            api.host.set_suspend_image_sr(host, sr)
+            api.host.set_crash_dump_sr(host, sr)
     finally:
         session.xenapi.session.logout()
     return 0
@@ -277,9 +288,9 @@ def _parser():
     p.set_defaults(func=keystone)
     p = sub.add_parser('neutron-ready')
     p.set_defaults(func=neutron_ready)
-    p = sub.add_parser('node-uuid')
+    p = sub.add_parser('install-srs')
     p.add_argument('url')
-    p.set_defaults(func=node_uuid)
+    p.set_defaults(func=install_srs)
     p = sub.add_parser('volume-types')
     p.set_defaults(func=volume_types)
     return parser
