@@ -405,6 +405,11 @@ class LiveMigrationOps(object):
             if why:
                 reasons.append(why)
         if reasons:
+            # With a host given through the scheduler (API 2.30+), Nova's
+            # conductor only says "No valid host" to the user and logs this
+            # at DEBUG: the source host's log is where operators find it.
+            LOG.warning('Live migration to %s refused: %s',
+                        facts['host_name'], '; '.join(reasons))
             raise exception.MigrationPreCheckError(
                 reason='; '.join(reasons))
 

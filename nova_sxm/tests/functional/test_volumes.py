@@ -409,6 +409,11 @@ class GoldVolumeTest(VolumeTestBase):
         self.assertTrue(reason, logs.output[-2000:])
         self.assertIn('volume %s' % vol, reason[0])
         self.assertIn('Retype the volume to a shared tier', reason[0])
+        # Conductor logs that at DEBUG only: the source compute warns.
+        warned = [line for line in logs.output.splitlines()
+                  if line.startswith('Live migration to pool-b-host1 '
+                                     'refused: volume %s' % vol)]
+        self.assertTrue(warned, logs.output[-2000:])
         # Nothing was created in pool-b, nothing moved.
         self.assertEqual([], self.ctl['pool-a'].migrations())
         self.assertEqual(b_vdis, set(self.xapi['pool-b'].VDI.get_all()))
