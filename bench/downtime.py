@@ -75,13 +75,12 @@ Run from the top of the repository::
 
 import argparse
 import hashlib
-import http.client
 import os
 import random
 import sys
 import time
-import urllib.parse
 
+import benchlib
 import XenAPI
 
 from xapi_sim import control
@@ -91,7 +90,6 @@ from xapi_sim import vmbuild
 
 MiB = 1 << 20
 BLOCK_SIZE = 64 * 1024          # guest write size: a whole 64 KiB block
-CHUNK = 1 << 20
 REGION = 2 << 20                # prefill: the first half of every region
 WARMUP = 0.3
 # How often guest_stats is sampled during a migration (s).
@@ -117,8 +115,7 @@ QUICK_WORKLOADS = [
 ALGORITHMS = ('mirror', 'copy-dirty')
 
 
-class BenchError(Exception):
-    pass
+BenchError = benchlib.BenchError
 
 
 def parse_args(argv):
@@ -180,67 +177,11 @@ def make_image(size, seed):
 
 # -- XenAPI, raw HTTP and the control interface -------------------------------
 
-class Client(object):
+class Client(benchlib.Client):
     """A XenAPI session on one pool plus its control interface."""
 
     def __init__(self, url):
-        self.url = url
-        parts = urllib.parse.urlsplit(url)
-        self.host, self.port = parts.hostname, parts.port
-        self.session = XenAPI.Session(url)
-        self.session.xenapi.login_with_password(
-            simmod.DEFAULT_USERNAME, simmod.DEFAULT_PASSWORD, '1.0',
-            'bench-downtime')
-        self.xenapi = self.session.xenapi
-        self.control = control.Control(url, self.session._session,
-                                       timeout=60)
-
-    def close(self):
-        try:
-            self.xenapi.session.logout()
-        except Exception:  # the server may already be gone
-            pass
-        self.session('close')()
-
-    def _query(self, vdi):
-        return urllib.parse.urlencode({'session_id': self.session._session,
-                                       'vdi': vdi})
-
-    def import_raw(self, vdi, image):
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
-        try:
-            conn.putrequest('PUT', '/import_raw_vdi?' + self._query(vdi))
-            conn.putheader('Content-Type', 'application/octet-stream')
-            conn.putheader('Content-Length', str(len(image)))
-            conn.endheaders()
-            view = memoryview(image)
-            for offset in range(0, len(image), CHUNK):
-                conn.send(view[offset:offset + CHUNK])
-            resp = conn.getresponse()
-            body = resp.read()
-            if resp.status != 200:
-                raise BenchError('import_raw_vdi: HTTP %d %s' % (
-                    resp.status, body.decode(errors='replace')))
-        finally:
-            conn.close()
-
-    def export_sha256(self, vdi):
-        digest = hashlib.sha256()
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
-        try:
-            conn.request('GET', '/export_raw_vdi?' + self._query(vdi))
-            resp = conn.getresponse()
-            if resp.status != 200:
-                raise BenchError('export_raw_vdi: HTTP %d %s' % (
-                    resp.status, resp.read().decode(errors='replace')))
-            while True:
-                data = resp.read(CHUNK)
-                if not data:
-                    break
-                digest.update(data)
-        finally:
-            conn.close()
-        return digest.hexdigest()
+        super().__init__(url, 'bench-downtime')
 
     def wait_task(self, task, deadline, sample=None):
         """The task's record once it has ended; None at the deadline.

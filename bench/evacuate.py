@@ -24,28 +24,24 @@ afterwards. See bench/README.rst.
 """
 
 import argparse
-import http.client
 import os
 import random
 import sys
 import threading
 import time
-import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 
-import XenAPI  # noqa: E402
+import benchlib  # noqa: E402
 
 from sxm_core import fleet  # noqa: E402
 from sxm_core import migrate  # noqa: E402
 from sxm_core import sessions  # noqa: E402
-from xapi_sim import control  # noqa: E402
 from xapi_sim import sim as simmod  # noqa: E402
 from xapi_sim import vmbuild  # noqa: E402
 
 MiB = 1 << 20
-CHUNK = 4 * MiB
 TARGET = 1.15
 
 
@@ -66,47 +62,14 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-class Client(object):
+class Client(benchlib.Client):
     """The bench's own XenAPI session on one pool, and its control."""
 
     def __init__(self, url):
-        parts = urllib.parse.urlsplit(url)
-        self.host, self.port = parts.hostname, parts.port
-        self.session = XenAPI.Session(url)
-        self.session.xenapi.login_with_password(
-            simmod.DEFAULT_USERNAME, simmod.DEFAULT_PASSWORD, '1.0',
-            'bench-evacuate')
-        self.x = self.session.xenapi
-        self.control = control.Control(url, self.session._session,
-                                       timeout=60)
-
-    def close(self):
-        try:
-            self.x.session.logout()
-        except Exception:  # the server may already be gone
-            pass
-        self.session('close')()
-
-    def import_raw(self, vdi, image):
-        query = urllib.parse.urlencode({'session_id': self.session._session,
-                                        'vdi': vdi})
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
-        try:
-            conn.putrequest('PUT', '/import_raw_vdi?' + query)
-            conn.putheader('Content-Length', str(len(image)))
-            conn.endheaders()
-            view = memoryview(image)
-            for offset in range(0, len(image), CHUNK):
-                conn.send(view[offset:offset + CHUNK])
-            resp = conn.getresponse()
-            resp.read()
-            if resp.status != 200:
-                raise RuntimeError('import_raw_vdi: HTTP %d' % resp.status)
-        finally:
-            conn.close()
+        super().__init__(url, 'bench-evacuate')
 
     def running_vm(self, label, size, image):
-        x = self.x
+        x = self.xenapi
         sr = vmbuild.find_sr(x, 'ext')
         vm, (vdi,) = vmbuild.create_vm(x, label, [(size, sr)], start=False)
         self.import_raw(vdi, image)
@@ -147,8 +110,8 @@ def run(args):
                                     simmod.DEFAULT_PASSWORD, maxsize=8)
         migrator = migrate.Migrator(
             source, dest, slots=migrate.HostSlots(min(3, args.concurrency)))
-        host = a.x.host.get_name_label(a.x.pool.get_master(
-            a.x.pool.get_all()[0]))
+        host = a.xenapi.host.get_name_label(a.xenapi.pool.get_master(
+            a.xenapi.pool.get_all()[0]))
         times, lock = {}, threading.Lock()
 
         def on_progress(name, progress):

@@ -58,6 +58,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 # First: it sets nova's threading mode before anything imports eventlet.
 from nova_sxm.tests.functional import base  # noqa: E402,I100
 
+from benchlib import human  # noqa: E402,H306
 from nova import context as nova_context  # noqa: E402,H306
 from nova import objects  # noqa: E402
 from sxm_core import migrate  # noqa: E402
@@ -196,14 +197,6 @@ def main():
     print('nova / core: %.2fx (target <= 1.2x)'
           % (medians['nova'] / medians['core']))
     return 0
-
-
-def human(n):
-    for unit in ('B', 'KiB', 'MiB', 'GiB'):
-        if n < 1024 or unit == 'GiB':
-            return ('%d %s' % (n, unit) if unit == 'B'
-                    else '%.1f %s' % (n, unit))
-        n /= 1024.0
 
 
 if __name__ == '__main__':

@@ -63,6 +63,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 from cinder import monkey_patch  # noqa: E402,I100
 monkey_patch.patch()
 
+from benchlib import human  # noqa: E402,H306
 from cinder_sxm.tests.functional import base  # noqa: E402,H306
 from xapi_sim import sim as simmod  # noqa: E402
 
@@ -207,14 +208,6 @@ def main():
                                       ' '.join('%.2f' % s for s in secs)))
     print('cinder / xapi: %.2fx' % (medians['cinder'] / medians['xapi']))
     return 0
-
-
-def human(n):
-    for unit in ('B', 'KiB', 'MiB', 'GiB'):
-        if n < 1024 or unit == 'GiB':
-            return ('%d %s' % (n, unit) if unit == 'B'
-                    else '%.1f %s' % (n, unit))
-        n /= 1024.0
 
 
 if __name__ == '__main__':
