@@ -231,50 +231,54 @@ class VMOps(object):
         return tasks.call_async(self._conn.pool, method, args,
                                 what or method)
 
-    def reboot(self, instance, reboot_type):
-        ref = self.require(instance)
-        state = self._power(ref)
-        if state == 'halted':
-            self._async('VM.start_on', ref, self._host.host_ref, False,
-                        False)
-            return
-        if state == 'suspended':
-            self._async('VM.resume_on', ref, self._host.host_ref, False,
-                        False)
-            return
-        if reboot_type == 'SOFT' and state == 'running':
-            try:
-                self._async('VM.clean_reboot', ref)
-                return
-            except errors.XapiFailure as exc:
-                LOG.warning('Clean reboot failed (%s); rebooting hard',
-                            exc, instance=instance)
-        self._async('VM.hard_reboot', ref)
+    def _start_here(self, ref, state):
+        """Start a halted or resume a suspended VM on this host.
 
-    def power_off(self, instance, timeout=0):
-        ref = self.require(instance)
-        state = self._power(ref)
-        if state == 'halted':
-            return
-        if timeout and state == 'running':
-            try:
-                self._async('VM.clean_shutdown', ref)
-                return
-            except errors.XapiFailure as exc:
-                LOG.warning('Clean shutdown failed (%s); shutting down hard',
-                            exc, instance=instance)
-        self._async('VM.hard_shutdown', ref)
-
-    def power_on(self, instance):
-        ref = self.require(instance)
-        state = self._power(ref)
+        Returns False (nothing done) for any other power state.
+        """
         if state == 'halted':
             self._async('VM.start_on', ref, self._host.host_ref, False,
                         False)
         elif state == 'suspended':
             self._async('VM.resume_on', ref, self._host.host_ref, False,
                         False)
-        elif state == 'paused':
+        else:
+            return False
+        return True
+
+    def _clean_else_hard(self, ref, clean, hard, instance):
+        """Try XAPI's clean operation, then the hard one if it fails."""
+        if clean is not None:
+            try:
+                self._async(clean, ref)
+                return
+            except errors.XapiFailure as exc:
+                LOG.warning('%s failed (%s); using %s', clean, exc, hard,
+                            instance=instance)
+        self._async(hard, ref)
+
+    def reboot(self, instance, reboot_type):
+        ref = self.require(instance)
+        state = self._power(ref)
+        if self._start_here(ref, state):
+            return
+        soft = reboot_type == 'SOFT' and state == 'running'
+        self._clean_else_hard(ref, 'VM.clean_reboot' if soft else None,
+                              'VM.hard_reboot', instance)
+
+    def power_off(self, instance, timeout=0):
+        ref = self.require(instance)
+        state = self._power(ref)
+        if state == 'halted':
+            return
+        clean = timeout and state == 'running'
+        self._clean_else_hard(ref, 'VM.clean_shutdown' if clean else None,
+                              'VM.hard_shutdown', instance)
+
+    def power_on(self, instance):
+        ref = self.require(instance)
+        state = self._power(ref)
+        if not self._start_here(ref, state) and state == 'paused':
             self._conn.call('VM.unpause', ref)
 
     def pause(self, instance):
