@@ -68,6 +68,23 @@ _WORDING = {
     'CANNOT_CONTACT_HOST': 'Cannot contact host %(host)s.',
     'VM_MIGRATE_FAILED': 'Migrating the memory of %(vm)s failed: '
                          '%(msg)s',
+    'VMS_FAILED_TO_COOPERATE': 'The guest did not answer the suspend '
+                               'request of the final pause (%(vms)s): '
+                               'check its PV drivers, then retry.',
+    'SR_BACKEND_FAILURE_40': 'The SR scan failed (SR_BACKEND_FAILURE_40): '
+                             'the storage backend did not answer; retry '
+                             'once the SR is reachable again.',
+    'INTERNAL_ERROR': 'XAPI internal error: %(message)s',
+}
+
+# xenopsd errors xapi passes on inside INTERNAL_ERROR's message: their
+# words, with what an operator does about them.
+_XENOPSD_WORDING = {
+    'Vms_failed_to_cooperate': 'The guest did not answer the suspend '
+                               'request of the final pause '
+                               '(xenopsd: Vms_failed_to_cooperate): check '
+                               'its PV drivers, then retry; the VM still '
+                               'runs where it ran.',
 }
 
 
@@ -119,6 +136,10 @@ class XapiFailure(SxmError):
             text = wording % described if wording else None
         except (KeyError, TypeError, ValueError):
             text = None
+        if code == 'INTERNAL_ERROR':
+            for marker, words in _XENOPSD_WORDING.items():
+                if marker in ' '.join(self.params):
+                    text = words
         if text is None:
             text = 'XAPI error %s %s' % (code, self.params)
         if call:
@@ -337,7 +358,16 @@ class PoolExhausted(SxmError):
 
 
 class TaskVanished(SxmError):
-    message = 'The task of %(what)s was destroyed before it finished.'
+    """XAPI no longer has the task: its outcome was never reported.
+
+    A toolstack restart or a new pool master forgets every task; another
+    client may also have destroyed it. What happened is read from the
+    objects the task worked on (where the VM or VDI is now).
+    """
+
+    message = ('XAPI lost the task of %(what)s before reporting its '
+               'outcome (a toolstack restart or a new pool master forgets '
+               'running tasks).')
 
 
 class InvalidInput(SxmError):

@@ -46,12 +46,29 @@ child process in a session of its own that got the token through a pipe
 logs the token out when the task has ended, even after its parent was
 killed. When the parent ends normally it logs the token out itself and
 tells the custodian, which then just exits.
+
+An owning service (nova-compute) must not leave a migration running
+that nothing will finish on its side: its custodian (``owner_custodian_for``)
+is also a watchdog. When its parent dies (EOF on the pipe) or it is told
+to go (SIGTERM or SIGINT: systemd stops every process of a service's
+cgroup once the main one died) while the task runs, it cancels the task,
+follows it to its end, removes what the destination pool got
+(``migrate.cleanup_destination``, from the public facts of the plan),
+removes the owner's marker from the source VM's ``other_config``,
+destroys the task and logs the token out. Past xapi's point of no return
+the cancel is refused and the migration completes: the owner's
+reconciliation at its next start deals with that. A parent that dies
+just after the task ended leaves the task to the custodian too: it
+destroys it (and cleans the destination after a failure).
 """
 
 import concurrent.futures
 import dataclasses
 import json
+import logging
 import os
+import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -432,21 +449,40 @@ def _call(callback, name, value):
 # and how long it keeps trying a pool that does not answer.
 CUSTODIAN_LIFETIME = 24 * 3600.0
 CUSTODIAN_SILENCE = 3600.0
+# An owner's custodian: the longest event.from, so that its parent's death
+# is acted on quickly, and how long it waits for the parent's word after
+# the task ended before it takes the parent for dead.
+OWNER_POLL = 2.0
+OWNER_GRACE = 60.0
+# How long a watchdog whose owner died keeps trying a silent pool.
+OWNER_SILENCE = 600.0
+LOG_FORMAT = ('%(asctime)s %(process)d %(levelname)s sxm custodian: '
+              '%(message)s')
 
 
 class Custodian(object):
-    """The parent's handle on a custodian process (see the module doc)."""
+    """The parent's handle on a custodian process (see the module doc).
 
-    def __init__(self, source, dest, task, token):
+    ``owner`` (a dict of public facts, see ``owner_custodian_for``) makes
+    it the watchdog of an owning service; None keeps the CLI's mode.
+    """
+
+    def __init__(self, source, dest, task, token, owner=None,
+                 log_file=None):
+        # An owner's custodian reports to the service's log file, else to
+        # its stderr (a journal); never to a pipe, whose reader would
+        # wait for the custodian too. The CLI's would write over its
+        # output.
         self._proc = subprocess.Popen(
             [sys.executable, '-m', 'sxm_core.fleet', 'custodian'],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True,
-            close_fds=True)
+            stderr=(None if owner is not None and not log_file
+                    and _stderr_kept() else subprocess.DEVNULL),
+            start_new_session=True, close_fds=True)
         self.pid = self._proc.pid
         brief = {'source': source.connection_args(),
                  'dest': dest.connection_args(), 'task': task,
-                 'token': token}
+                 'token': token, 'owner': owner, 'log_file': log_file}
         try:
             self._proc.stdin.write(json.dumps(brief).encode() + b'\n')
             self._proc.stdin.flush()
@@ -466,14 +502,49 @@ class Custodian(object):
                          name='sxm-custodian-reaper').start()
 
 
+def _stderr_kept():
+    """Whether a child may keep this process's stderr (not a pipe)."""
+    try:
+        return not stat.S_ISFIFO(os.fstat(2).st_mode)
+    except OSError:
+        return False
+
+
 def custodian_for(source, dest):
     """A Migrator ``custodian`` factory for a short-lived client (CLI).
 
     In-pool migrations get one too: migrate_receive makes a token there
     as well.
     """
-    def start(task, token):
+    def start(task, token, the_plan=None):
         return Custodian(source, dest, task, token)
+    return start
+
+
+def owner_facts(the_plan, marker_key=None):
+    """The public facts an owner's custodian cleans up with (a dict)."""
+    if the_plan is None:
+        return {'marker_key': marker_key}
+    return {'vm_uuid': the_plan.vm.uuid,
+            'source_vdis': sorted(s.disk.uuid for s in the_plan.disks
+                                  + the_plan.snapshot_disks),
+            'cross_pool': bool(the_plan.cross_pool),
+            'marker_key': marker_key}
+
+
+def owner_custodian_for(source, dest, marker_key=None, log_file=None):
+    """A Migrator ``custodian`` factory for a service owning its migrations.
+
+    The custodian cancels the migration when the service dies (see the
+    module doc). ``marker_key``: an ``other_config`` key of the source VM
+    the owner wrote for this migration, removed after a cancel.
+    ``log_file``: where the custodian appends what it does (the
+    service's log).
+    """
+    def start(task, token, the_plan=None):
+        return Custodian(source, dest, task, token,
+                         owner=owner_facts(the_plan, marker_key),
+                         log_file=log_file)
     return start
 
 
@@ -481,36 +552,141 @@ def _custodian_main(stdin):
     brief = json.loads(stdin.readline() or '{}')
     if not brief:
         return 1
+    if brief.get('log_file'):
+        try:
+            handler = logging.FileHandler(brief['log_file'])
+        except OSError:
+            pass    # stderr is /dev/null then: the restart reconciles
+        else:
+            handler.setFormatter(logging.Formatter(LOG_FORMAT))
+            logging.getLogger().addHandler(handler)
+    redact.register(brief.get('token'))
+    for side in ('source', 'dest'):
+        redact.register(brief[side].get('password'))
+    owner = brief.get('owner')
     source = sessions.SessionPool(maxsize=1, retries=0, **brief['source'])
     dest = sessions.SessionPool(maxsize=1, retries=0, **brief['dest'])
-    stop = threading.Event()
+    stop = threading.Event()    # the parent said 'done'
+    wake = threading.Event()    # 'done', the parent's death or a signal
 
     def listen():
         # 'done': the parent logged the token out. EOF: the parent died.
         if stdin.readline().strip() == 'done':
             stop.set()
+        wake.set()
     threading.Thread(target=listen, daemon=True).start()
     try:
-        if _task_ended(source, brief['task'], stop):
-            dest.logout_token(brief['token'])
+        if owner is None:
+            # The CLI's custodian only logs the token out, whatever
+            # became of its parent.
+            if _task_ended(source, brief['task'], stop):
+                dest.logout_token(brief['token'])
+            return 0
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: wake.set())
+        return _watchdog(source, dest, brief, owner, stop, wake)
     finally:
         source.close()
         dest.close()
+
+
+def _watchdog(source, dest, brief, owner, stop, wake):
+    """The owner's custodian: cancel the task when the owner is gone."""
+    task, token = brief['task'], brief['token']
+    if _task_ended(source, task, wake, poll=OWNER_POLL):
+        dest.logout_token(token)
+        # The parent destroys the task once it has read its end: give it
+        # the time to, and to say so.
+        wake.wait(OWNER_GRACE)
+        if not stop.is_set():
+            _finish(source, dest, task, owner)
+        return 0
+    if stop.is_set() or not wake.is_set():
+        return 0    # the parent took care; or the pool stayed silent
+    LOG.warning('The owner of migration task %s is gone; cancelling it',
+                _task_uuid(source, task))
+    try:
+        source.call('task.cancel', task)
+    except errors.HandleInvalid:
+        pass
+    except errors.SxmError as exc:
+        # Past the point of no return: it completes; the owner's next
+        # start reconciles.
+        LOG.warning('XAPI refused to cancel migration task %s: %s', task,
+                    exc)
+    if not _task_ended(source, task, threading.Event(), poll=OWNER_POLL,
+                       silence=OWNER_SILENCE):
+        LOG.error('Migration task %s: no answer from the source pool for '
+                  '%d s after the cancel; giving up', task, OWNER_SILENCE)
+        return 1
+    dest.logout_token(token)
+    _finish(source, dest, task, owner)
     return 0
 
 
-def _task_ended(pool, task, stop):
-    """Wait until ``task`` ends (True) or ``stop`` is set (False)."""
+def _task_uuid(pool, task):
+    try:
+        return pool.call('task.get_uuid', task)
+    except errors.SxmError:
+        return task
+
+
+def _finish(source, dest, task, owner):
+    """After the owner's death: undo a failed migration, destroy its task."""
+    try:
+        status = source.call('task.get_status', task)
+    except errors.HandleInvalid:
+        status = None   # destroyed: judged by where the VM is
+    except errors.SxmError as exc:
+        LOG.warning('Cannot read migration task %s: %s', task, exc)
+        return
+    vm_uuid = owner.get('vm_uuid')
+    if status != constants.TASK_SUCCESS and vm_uuid:
+        try:
+            removed = migrate.cleanup_destination(
+                dest, vm_uuid, owner.get('source_vdis') or (),
+                cross_pool=owner.get('cross_pool', True),
+                source_pool=source)
+            LOG.warning('Migration of VM %s %s after its owner died; '
+                        'removed from the destination: %s', vm_uuid,
+                        status or 'ended', ', '.join(removed) or 'nothing')
+        except errors.MigrationCompleted:
+            status = constants.TASK_SUCCESS
+        except errors.SxmError as exc:
+            LOG.error('Cleaning the destination of the migration of VM %s '
+                      'failed: %s', vm_uuid, exc)
+        key = owner.get('marker_key')
+        if key and status != constants.TASK_SUCCESS:
+            try:
+                ref = source.call('VM.get_by_uuid', vm_uuid)
+                source.call('VM.remove_from_other_config', ref, key)
+            except errors.SxmError as exc:
+                LOG.warning('Could not remove %s from VM %s: %s', key,
+                            vm_uuid, exc)
+    if status is not None:
+        try:
+            source.call('task.destroy', task)
+        except errors.SxmError as exc:
+            LOG.warning('Could not destroy migration task %s: %s', task,
+                        exc)
+
+
+def _task_ended(pool, task, stop, poll=tasks.EVENT_TIMEOUT,
+                silence=CUSTODIAN_SILENCE):
+    """Wait until ``task`` ends (True) or ``stop`` is set (False).
+
+    False too after ``silence`` seconds without an answer from the pool.
+    """
     deadline = time.monotonic() + CUSTODIAN_LIFETIME
     heard = time.monotonic()
     while (not stop.is_set() and time.monotonic() < deadline
-           and time.monotonic() - heard < CUSTODIAN_SILENCE):
+           and time.monotonic() - heard < silence):
         try:
             with pool.private_session() as session:
                 token = ''
                 while not stop.is_set():
                     answer = session.xenapi.event_from(
-                        ['task/%s' % task], token, tasks.EVENT_TIMEOUT)
+                        ['task/%s' % task], token, poll)
                     heard = time.monotonic()
                     if token == '' and not any(
                             e['ref'] == task for e in answer['events']):
@@ -536,5 +712,6 @@ def _task_ended(pool, task, stop):
 if __name__ == '__main__':
     if sys.argv[1:] == ['custodian']:
         os.umask(0o077)
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
         sys.exit(_custodian_main(sys.stdin))
     sys.exit('usage: python -m sxm_core.fleet custodian')

@@ -320,8 +320,9 @@ class Migrator(object):
     the migration is retried as soon as a storage migration of the host
     ends, waiting at most ``too_many_interval`` seconds per retry;
     ``sleep`` replaces that wait (tests). ``custodian`` (a callable
-    ``(task_ref, token) -> Custodian`` or None) hands the migrate_receive
-    token to a process that outlives this one (the CLI).
+    ``(task_ref, token, plan) -> Custodian`` or None) hands the
+    migrate_receive token to a process that outlives this one (the CLI;
+    a service's watchdog: ``fleet.owner_custodian_for``).
     """
 
     def __init__(self, source, dest=None, seconds_per_gib=800,
@@ -499,6 +500,16 @@ class Migrator(object):
             # hang. The error names the task, which may still be running.
             LOG.error('%s: lost contact with the source pool', what)
             raise
+        except errors.TaskVanished as exc:
+            # No outcome will ever be reported: where the VM is says it.
+            receipt.release()
+            state = self.report_state(the_plan, before)
+            new_vm = self._arrived(the_plan, state)
+            if new_vm is None:
+                LOG.error('%s failed: %s', what, exc)
+                raise errors.MigrationFailed(exc, state) from None
+            LOG.warning('%s: %s The VM runs at the destination: the '
+                        'migration completed.', what, exc)
         except errors.SxmError as exc:
             receipt.release()  # a no-op when its task released it
             state = self.report_state(the_plan, before)
@@ -528,6 +539,31 @@ class Migrator(object):
                               the_plan.bytes_to_move, memory, memory))
         LOG.info('%s finished in %.1f s', what, result.seconds)
         return result
+
+    def _arrived(self, the_plan, state):
+        """The VM's ref at the destination when a lost task completed.
+
+        Across pools xapi destroys the source VM only once the VM runs at
+        the destination; in a pool the VM resides on the destination host
+        only after a migration. None: it did not arrive.
+        """
+        if the_plan.cross_pool:
+            if state.source_vm != 'gone' or state.dest_vm in ('none',) or \
+                    str(state.dest_vm).startswith('unknown'):
+                return None
+            if the_plan.live and state.dest_vm != constants.RUNNING:
+                return None
+            try:
+                return self.dest.call('VM.get_by_uuid', the_plan.vm.uuid)
+            except errors.SxmError:
+                return None
+        if the_plan.dest_host is None:
+            return None
+        try:
+            here = self.source.call('VM.get_resident_on', the_plan.vm.ref)
+        except errors.SxmError:
+            return None
+        return the_plan.vm.ref if here == the_plan.dest_host.ref else None
 
     def _send(self, the_plan, what, progress, cancel, receipt):
         total = the_plan.bytes_to_move
@@ -590,7 +626,7 @@ class Migrator(object):
         custodian = None
         if self._custodian is not None:
             try:
-                custodian = self._custodian(task, token)
+                custodian = self._custodian(task, token, the_plan)
             except Exception:  # the migration matters more than the guard
                 LOG.exception('Could not start the token custodian of %s',
                               what)
@@ -640,6 +676,8 @@ class Migrator(object):
     def _destroy_task(self, task, what):
         try:
             self.source.call('task.destroy', task)
+        except errors.HandleInvalid:
+            pass  # gone already (a toolstack restart forgets tasks)
         except errors.SxmError as exc:
             LOG.warning('Could not destroy the task of %s: %s', what, exc)
 
@@ -809,7 +847,7 @@ class Migrator(object):
     # -- single VDIs (Cinder) ------------------------------------------------
 
     def move_vdi(self, vdi_uuid, sr, progress=None, cancel=None,
-                 lock_key=None, lock=True):
+                 lock_key=None, lock=True, on_task=None):
         """Move one VDI to SR ``sr`` (ref, uuid or name) in this pool.
 
         Plugged into a running VM: ``VDI.pool_migrate`` (live; the VBD
@@ -817,17 +855,22 @@ class Migrator(object):
         of a halted VM recreated on the copy, then ``VDI.destroy`` of the
         original. Returns a ``volumes.VdiMove``.
 
+        ``on_task(task_ref)`` is called as soon as XAPI has accepted the
+        copy, so that a caller can record the task durably: XAPI goes on
+        with it if this process dies, and a successor can follow it
+        (``finish_copy``).
+
         Holds ``volumes.volume_lock(lock_key or vdi_uuid)`` (across
         processes when the slots have a lock path) unless ``lock`` is False
         because the caller holds it. A move that waited for another finds
         the VDI gone when that one moved it: ``errors.NotFound``.
         """
         if not lock:
-            return self._move_vdi(vdi_uuid, sr, progress, cancel)
+            return self._move_vdi(vdi_uuid, sr, progress, cancel, on_task)
         with volumes.volume_lock(lock_key or vdi_uuid, self.slots.lock_path):
-            return self._move_vdi(vdi_uuid, sr, progress, cancel)
+            return self._move_vdi(vdi_uuid, sr, progress, cancel, on_task)
 
-    def _move_vdi(self, vdi_uuid, sr, progress, cancel):
+    def _move_vdi(self, vdi_uuid, sr, progress, cancel, on_task=None):
         pool = self.source
         sr_ref, sr_uuid, sr_name = volumes.find_sr(pool, sr)
         try:
@@ -850,31 +893,65 @@ class Migrator(object):
             if progress else None,
             cancel=cancel, timeout=self.timeout_for(size),
             stall_timeout=self.stall_timeout)
+        announcing = _Announcing(pool, on_task)
         live = self._running_vbd(rec['VBDs'])
         if live is not None:
             vm = pool.call('VBD.get_VM', live)
             host_uuid = pool.call('host.get_uuid',
                                   pool.call('VM.get_resident_on', vm))
-            with self.slots.acquire(host_uuid, cancel):
-                new = tasks.call_async(pool, 'VDI.pool_migrate',
-                                       (vdi, sr_ref, {}), what,
-                                       watch=watch)
-            new_uuid = pool.call('VDI.get_uuid', new)
-            # xapi removes the original itself; one still there is left.
-            left = () if new_uuid == vdi_uuid or not self._vdi_exists(
-                vdi_uuid) else (vdi_uuid,)
-            if left:
-                LOG.warning('%s done, but xapi left the original VDI %s '
-                            'behind', what, vdi_uuid)
-            return volumes.VdiMove(new_uuid, sr_uuid, moved=True, live=True,
-                                   leftovers=left)
-        new = tasks.call_async(pool, 'VDI.copy', (vdi, sr_ref), what,
+            device = pool.call('VBD.get_userdevice', live)
+            try:
+                with self.slots.acquire(host_uuid, cancel):
+                    new = tasks.call_async(announcing, 'VDI.pool_migrate',
+                                           (vdi, sr_ref, {}), what,
+                                           watch=watch)
+            except (errors.HandleInvalid, errors.TaskVanished) as exc:
+                # The task is gone (a toolstack restart fails and forgets
+                # running tasks), not necessarily the move: past the point
+                # of no return the VM runs on the new VDI.
+                new = self._moved_disk(vm, device, vdi_uuid, sr_ref)
+                if new is None:
+                    raise
+                LOG.warning('%s: its task was lost (%s), but the VM runs on '
+                            'the new VDI: the move is done', what, exc)
+            return self.finish_pool_migrate(vdi_uuid, new, sr_uuid, what)
+        new = tasks.call_async(announcing, 'VDI.copy', (vdi, sr_ref), what,
                                watch=watch)
+        return self.finish_copy(vdi, new, what, vbds=rec['VBDs'])
+
+    def finish_pool_migrate(self, vdi_uuid, new, sr_uuid, what):
+        """What a VDI.pool_migrate of ``vdi_uuid`` that returned ``new`` did.
+
+        ``new`` is on SR ``sr_uuid``. Returns the ``VdiMove``.
+        """
+        new_uuid = self.source.call('VDI.get_uuid', new)
+        # xapi removes the original itself; one still there is left.
+        left = () if new_uuid == vdi_uuid or not self._vdi_exists(
+            vdi_uuid) else (vdi_uuid,)
+        if left:
+            LOG.warning('%s done, but xapi left the original VDI %s '
+                        'behind', what, vdi_uuid)
+        return volumes.VdiMove(new_uuid, sr_uuid, moved=True, live=True,
+                               leftovers=left)
+
+    def finish_copy(self, vdi, new, what, vbds=None):
+        """End a move by VDI.copy: ``new``, the copy, replaces ``vdi``.
+
+        ``new`` takes the place of ``vdi`` in its VBDs (``vbds``, default:
+        its VBDs now), then ``vdi`` is destroyed. Returns the ``VdiMove``.
+
+        Also for a successor process: a copy whose task succeeded after
+        the mover died is finished the same way.
+        """
+        pool = self.source
+        vdi_uuid = pool.call('VDI.get_uuid', vdi)
+        if vbds is None:
+            vbds = pool.call('VDI.get_VBDs', vdi)
         # A halted VM keeps its disk: its VBDs move to the copy. Until they
         # all have, the original is the volume; after, the copy is.
         moved = []
         try:
-            for vbd in rec['VBDs']:
+            for vbd in vbds:
                 moved.append(self._repoint_vbd(vbd, new))
         except errors.SxmError:
             undo = errors.ErrorCollector()
@@ -888,6 +965,7 @@ class Migrator(object):
                 LOG.error('Undoing %s left: %s', what, undo.errors)
             raise
         new_uuid = pool.call('VDI.get_uuid', new)
+        sr_uuid = pool.call('SR.get_uuid', pool.call('VDI.get_SR', new))
         left = ()
         try:
             pool.call('VDI.destroy', vdi)
@@ -901,6 +979,21 @@ class Migrator(object):
                             'its SR allows', what, vdi_uuid, exc)
         return volumes.VdiMove(new_uuid, sr_uuid, moved=True, live=False,
                                leftovers=left)
+
+    def _moved_disk(self, vm, device, vdi_uuid, sr_ref):
+        """VM ``vm``'s disk ``device`` if it is now a VDI on ``sr_ref``.
+
+        None unless the original VDI ``vdi_uuid`` is gone and the disk is
+        another VDI on that SR.
+        """
+        if self._vdi_exists(vdi_uuid):
+            return None
+        for vbd in self.source.call('VM.get_VBDs', vm):
+            rec = self.source.call('VBD.get_record', vbd)
+            if rec['userdevice'] == device and not rec['empty'] and \
+                    self.source.call('VDI.get_SR', rec['VDI']) == sr_ref:
+                return rec['VDI']
+        return None
 
     def _vdi_exists(self, vdi_uuid):
         """False only when XAPI says so: after a move, never raise."""
@@ -934,6 +1027,34 @@ class Migrator(object):
         except errors.SxmError:
             self.source.call('VBD.create', dict(fields, VDI=rec['VDI']))
             raise
+
+
+class _Announcing(object):
+    """A SessionPool that tells ``on_task`` the ref of each Async task.
+
+    A failing ``on_task`` is logged, never raised: the task runs already
+    and must be waited for.
+    """
+
+    def __init__(self, pool, on_task):
+        self._pool = pool
+        self._on_task = on_task
+
+    def __getattr__(self, name):
+        return getattr(self._pool, name)
+
+    def call(self, method, *args):
+        result = self._pool.call(method, *args)
+        if method.startswith('Async.'):
+            # The owner is registered for the pool, not for this wrapper.
+            tasks.tag(self._pool, result)
+        if self._on_task is not None and method.startswith('Async.'):
+            try:
+                self._on_task(result)
+            except Exception:
+                LOG.exception('Could not record task %s of %s', result,
+                              method)
+        return result
 
 
 def cleanup_destination(dest_pool, vm_uuid, source_vdis=(), cross_pool=True,

@@ -309,6 +309,8 @@ class SessionPool(object):
                     during='login') from None
             redact.register(session.handle)
             session.sxm_handle = session.handle
+            # Where it logged in: a master that moves makes it stale.
+            session.sxm_url = self.url
             if transport is not None:
                 transport.set_timeout(self.call_timeout)
                 session.sxm_timeouts = self.timeouts
@@ -317,6 +319,8 @@ class SessionPool(object):
             return session
 
     def _follow_master(self, master):
+        if not master:
+            return
         parts = urllib.parse.urlsplit(self.url)
         host = '[%s]' % master if ':' in master else master
         if parts.port is not None:
@@ -337,7 +341,11 @@ class SessionPool(object):
             raise errors.PoolExhausted(url=safe_url(self.url),
                                        seconds=self.pool_timeout) from None
         if session is not None:
-            return session
+            if vars(session).get('sxm_url', self.url) == self.url:
+                return session
+            # Logged in at a host that is no longer the master.
+            redact.forget(session.handle)
+            self._discard(session)
         try:
             return self._login()
         except BaseException:
@@ -398,6 +406,8 @@ class SessionPool(object):
             typed = self._typed(exc)
             # Only a broken connection makes the session unusable.
             clean_exit = typed is None or isinstance(exc, XenAPI.Failure)
+            if self._moved(typed or exc):
+                clean_exit = False
             if typed is None:
                 raise
             raise typed from None
@@ -420,6 +430,7 @@ class SessionPool(object):
             yield session
         except Exception as exc:
             typed = self._typed(exc)
+            self._moved(typed or exc)
             if typed is None:
                 raise
             raise typed from None
@@ -429,6 +440,22 @@ class SessionPool(object):
             self._discard(session)
             self._logout(session)
             self._discard(session)
+
+    def _moved(self, typed):
+        """Follow a master that moved; True when ``typed`` says it did.
+
+        After a toolstack restart XenAPI logs in again by itself on
+        SESSION_INVALID; when the master role moved meanwhile, the old
+        master answers that login (or any call) with HOST_IS_SLAVE.
+        """
+        if not isinstance(typed, errors.HostIsSlave):
+            return False
+        try:
+            master = typed.param('master_ip_address')
+        except KeyError:
+            master = None
+        self._follow_master(master)
+        return True
 
     def _typed(self, exc):
         """The core's error for a XenAPI or transport one, else None."""
@@ -484,6 +511,11 @@ class SessionPool(object):
                         failure, call=method) from None
 
         def retry_if(exc):
+            # Refused by a host that is no longer the master: the call
+            # never ran; send it to the new master (a login that ran out
+            # of redirects has been retried enough).
+            if isinstance(exc, errors.HostIsSlave):
+                return exc.call != 'session.login_with_password'
             # Logins retried already; a call that may have reached XAPI
             # is retried only when it reads.
             if not isinstance(exc, errors.ConnectionFailed) or \
@@ -497,7 +529,8 @@ class SessionPool(object):
             LOG.warning('%(method)s to %(url)s failed (%(err)s); '
                         'retrying in %(delay).1f s',
                         {'method': method, 'url': safe_url(self.url),
-                         'err': exc.kwargs.get('reason'), 'delay': delay})
+                         'err': exc.kwargs.get('reason', exc),
+                         'delay': delay})
 
         return retry.call(once, self.retries, retry_if,
                           delay=retry.backoff(self.backoff),

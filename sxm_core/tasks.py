@@ -25,11 +25,19 @@ a few seconds above the server's own (``SessionPool.event_grace``), so a
 silent pool is noticed at once, and after ``SessionPool.contact_timeout``
 seconds without any answer the wait ends with ``errors.ContactLost``,
 naming the task's uuid: the task itself may still be running in XAPI.
+
+Task hygiene: a service names itself once per pool (``set_owner``, e.g.
+``nova-sxm`` and the XAPI host uuid it manages); from then on every task
+``call_async`` or ``start`` creates (or ``tag`` is given) on that pool carries
+``other_config['sxm_owner']`` (never a secret), and ``reap`` destroys the
+ended tasks of that owner, e.g. those a killed process left behind.
 """
 
 
 import copy
+import threading
 import time
+import weakref
 import xmlrpc.client
 
 import XenAPI
@@ -246,7 +254,10 @@ def _wait(pool, waiter, login_timeout):
                     raise errors.TaskVanished(what=waiter.what)
                 record = event.get('snapshot') or record
             if first and record is None:
-                record = _get_record(session, waiter.task)
+                try:
+                    record = _get_record(session, waiter.task)
+                except errors.HandleInvalid:
+                    raise errors.TaskVanished(what=waiter.what) from None
             if record is not None:
                 value = waiter.seen(record)
                 if value is not PENDING:
@@ -276,14 +287,96 @@ def _cancel(session, task, what, reason):
         return False
 
 
+# other_config key of the tasks a service created; its value is the
+# owner's tag, "<service>/<XAPI host uuid>".
+OWNER_KEY = 'sxm_owner'
+ENDED = (constants.TASK_SUCCESS, constants.TASK_FAILURE,
+         constants.TASK_CANCELLED)
+_OWNERS = weakref.WeakKeyDictionary()
+_OWNERS_LOCK = threading.Lock()
+
+
+def owner_tag(service, scope):
+    """The ``sxm_owner`` value of ``service``'s tasks within ``scope``."""
+    return '%s/%s' % (service, scope)
+
+
+def set_owner(pool, service, scope):
+    """Tag the tasks this process creates on ``pool`` as ``service``'s.
+
+    ``scope`` separates the services of one kind that share a pool, so
+    that each reaps only its own: the XAPI host uuid a nova-compute
+    manages, the backend a cinder-volume serves. Never a secret.
+    """
+    with _OWNERS_LOCK:
+        _OWNERS[pool] = owner_tag(service, scope)
+
+
+def owner_of(pool):
+    """The tag ``set_owner`` gave ``pool``, or None."""
+    with _OWNERS_LOCK:
+        return _OWNERS.get(pool)
+
+
+def tag(pool, task):
+    """Mark ``task`` as created by the owner of ``pool`` (if it has one).
+
+    Never fails the operation: a task left untagged only escapes the
+    next ``reap``.
+    """
+    value = owner_of(pool)
+    if value is None:
+        return
+    try:
+        pool.call('task.add_to_other_config', task, OWNER_KEY, value)
+    except errors.XapiFailure as exc:
+        if exc.code != 'MAP_DUPLICATE_KEY':
+            LOG.warning('Could not tag task %s: %s', task, exc)
+    except errors.SxmError as exc:
+        LOG.warning('Could not tag task %s: %s', task, exc)
+
+
+def start(pool, method, *args):
+    """``Async.<method>(*args)``: the new task's ref, tagged (see ``tag``).
+
+    The caller waits for it and destroys it once it has ended.
+    """
+    task = pool.call('Async.' + method, *args)
+    tag(pool, task)
+    return task
+
+
+def reap(pool, service, scope):
+    """Destroy the ended tasks ``service`` created within ``scope``.
+
+    Running tasks and tasks of any other client are left alone. Returns
+    the name labels of the destroyed tasks.
+    """
+    value = owner_tag(service, scope)
+    expr = ' or '.join('field "status"="%s"' % s for s in ENDED)
+    done = []
+    for ref, rec in pool.call('task.get_all_records_where', expr).items():
+        if (rec.get('other_config') or {}).get(OWNER_KEY) != value or \
+                rec.get('status') not in ENDED:
+            continue
+        try:
+            pool.call('task.destroy', ref)
+        except errors.HandleInvalid:
+            continue  # destroyed meanwhile
+        done.append('%s (%s, %s)' % (rec.get('name_label', ''),
+                                     rec.get('uuid', ref), rec['status']))
+    return done
+
+
 def call_async(pool, method, args, what, watch=None, describe=None):
     """``Async.<method>(*args)``, waited for; the task is destroyed after.
 
     A task still running when the wait gave up (lost contact) is left for
-    XAPI to finish rather than destroyed under its feet.
+    XAPI to finish rather than destroyed under its feet; it is tagged (see
+    ``set_owner``) so that its owner's ``reap`` removes it once it ended.
     """
     try:
-        task = pool.call('Async.' + method, *args)
+        task = start(pool, method, *args)
     except errors.XapiFailure as exc:
         if describe is not None:
             raise errors.XapiFailure.from_details(

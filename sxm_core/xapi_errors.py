@@ -117,12 +117,15 @@ PARAMS = {
     'VM_REQUIRES_NETWORK': ('vm', 'network'),
     'VM_REQUIRES_SR': ('vm', 'sr'),
     'VM_SHUTDOWN_TIMEOUT': ('vm', 'timeout'),
+    # Declared without parameters; xapi_xenops.ml sends one VM ref per VM
+    # that did not answer (a list, flattened).
+    'VMS_FAILED_TO_COOPERATE': ('vms',),
 }
 
 # SMAPIv1 backend errors (SR_BACKEND_FAILURE_<n>, generated from the SM
 # error table, not in the datamodel): [code; status; message; details].
 _SM_BACKEND = ('status', 'stdout', 'stderr')
-for _n in (44, 46, 47, 79, 82, 95, 96, 101, 102, 107):
+for _n in (40, 44, 46, 47, 79, 82, 95, 96, 101, 102, 107):
     PARAMS['SR_BACKEND_FAILURE_%d' % _n] = _SM_BACKEND
 
 # Codes whose wire arity varies between xapi releases or raise sites.
@@ -132,6 +135,7 @@ ARITIES = {
     # Any number of PIFs/VIFs.
     'NETWORK_CONTAINS_PIF': None,
     'NETWORK_CONTAINS_VIF': None,
+    'VMS_FAILED_TO_COOPERATE': None,
 }
 
 # Names callers used before the table followed the datamodel.

@@ -14,6 +14,10 @@
 
 ``xapi-sim create-vm``: build a VM in a running pool, over the network
 (XenAPI and the pool's /sim control interface), to try ``sxm`` on.
+
+``xapi-sim fault``, ``xapi-sim toolstack-restart``, ``xapi-sim
+designate-new-master``: do to a running simulator what the field does to
+XAPI (see ``xapi_sim.control``), e.g. from the one-machine cloud.
 """
 
 import argparse
@@ -57,13 +61,7 @@ def _parser():
         description='Create a VM with one disk per --disk and a VIF on the '
                     'management network, start it and print its uuid. On '
                     'any error nothing is left behind.')
-    create.add_argument('--url', required=True,
-                        help="the pool's URL, as xapi-sim serve prints it")
-    create.add_argument('--username', default=simmod.DEFAULT_USERNAME,
-                        help='(default: %(default)s)')
-    create.add_argument('--password',
-                        help='(default: $XAPI_SIM_PASSWORD, else %r)'
-                        % simmod.DEFAULT_PASSWORD)
+    _login_args(create)
     create.add_argument('--name', required=True, help='the name label')
     create.add_argument('--disk', action='append', default=[],
                         type=_disk_arg, metavar='SIZE[@SR]',
@@ -83,7 +81,127 @@ def _parser():
                         default=True,
                         help='start the VM (default); --no-start leaves it '
                              'halted')
+    _field_parsers(sub)
     return parser
+
+
+def _login_args(parser):
+    parser.add_argument('--url', required=True,
+                        help="the pool's URL, as xapi-sim serve prints it")
+    parser.add_argument('--username', default=simmod.DEFAULT_USERNAME,
+                        help='(default: %(default)s)')
+    parser.add_argument('--password',
+                        help='(default: $XAPI_SIM_PASSWORD, else %r)'
+                        % simmod.DEFAULT_PASSWORD)
+
+
+def _field_parsers(sub):
+    fault = sub.add_parser(
+        'fault', help='arm a fault (or clear them all)',
+        description='Arm a fault at a named point: a migration step '
+                    '(prepare, snapshot, mirror, copy, destination_full, '
+                    'metadata, memory, cooperate, finalize), the next '
+                    'SR.scan (sr_scan) or the connection of a call '
+                    '(connection_reset). Prints what is armed (JSON).')
+    _login_args(fault)
+    fault.add_argument('point', nargs='?', help='where the fault fires')
+    fault.add_argument('--percent', type=float, default=0,
+                       help="of a disk's copy, for mirror, copy and "
+                            'destination_full')
+    fault.add_argument('--times', type=int, default=1,
+                       help='how many times it fires (default: 1)')
+    fault.add_argument('--code', help='the XAPI error code to raise '
+                                      "instead of xapi's own")
+    fault.add_argument('--param', action='append', default=[],
+                       help='a parameter of --code (repeat)')
+    fault.add_argument('--method', help='connection_reset: the XenAPI '
+                                        'call whose answer is lost')
+    fault.add_argument('--action', choices=('toolstack_restart',),
+                       help='instead of an error, restart the toolstack '
+                            'there (copy, metadata, memory, finalize)')
+    fault.add_argument('--clear', action='store_true',
+                       help='disarm every fault')
+    restart = sub.add_parser(
+        'toolstack-restart', help="restart a pool's toolstack",
+        description='As xe-toolstack-restart: connections drop, sessions '
+                    'and tasks are gone, migrations in flight are undone, '
+                    'guests run on. Prints {pool, epoch, url} (JSON).')
+    _login_args(restart)
+    restart.add_argument('--pool', help='the pool to restart (default: '
+                                        'the one at --url)')
+    restart.add_argument('--down', type=float, default=0,
+                         help='seconds to refuse connections (default: 0)')
+    move = sub.add_parser(
+        'designate-new-master', help='move the master role of a pool',
+        description='Another host becomes the master (both toolstacks '
+                    'restart); the old master answers HOST_IS_SLAVE. '
+                    'Prints {pool, epoch, url} (JSON): url is the new '
+                    "master's.")
+    _login_args(move)
+    move.add_argument('--host', required=True,
+                      help='the new master: host ref, uuid or name')
+    move.add_argument('--pool', help='(default: the one at --url)')
+    move.add_argument('--down', type=float, default=0,
+                      help='seconds to refuse connections (default: 0)')
+
+
+def _login(args):
+    """A session from --url, --username, --password; None if refused.
+
+    (What refused it is printed.)
+    """
+    password = (args.password or os.environ.get('XAPI_SIM_PASSWORD')
+                or simmod.DEFAULT_PASSWORD)
+    session = XenAPI.Session(args.url)
+    try:
+        session.login_with_password(args.username, password, '1.0',
+                                    'xapi-sim %s' % args.command)
+    except (OSError, XenAPI.Failure) as exc:
+        print('xapi-sim %s: cannot log in to %s: %s'
+              % (args.command, args.url, exc), file=sys.stderr)
+        return None
+    return session
+
+
+def _logout(session):
+    try:
+        session.xenapi.session.logout()
+    except (OSError, XenAPI.Failure):
+        pass  # a restart ended the session already
+
+
+def field_op(args, out=sys.stdout):
+    """fault, toolstack-restart, designate-new-master over /sim."""
+    if args.command == 'fault' and not args.clear and not args.point:
+        print('xapi-sim fault: give a POINT, or --clear', file=sys.stderr)
+        return 2
+    session = _login(args)
+    if session is None:
+        return 1
+    ctl = control.Control(args.url, session.handle)
+    try:
+        if args.command == 'fault':
+            if args.clear:
+                value = ctl.fault_clear()
+            else:
+                extra = {k: getattr(args, k) for k in
+                         ('code', 'method', 'action')
+                         if getattr(args, k) is not None}
+                value = ctl.fault_inject(args.point, percent=args.percent,
+                                         times=args.times,
+                                         params=args.param, **extra)
+        elif args.command == 'toolstack-restart':
+            value = ctl.toolstack_restart(pool=args.pool, down=args.down)
+        else:
+            value = ctl.designate_new_master(args.host, pool=args.pool,
+                                             down=args.down)
+    except (OSError, control.ControlError) as exc:
+        print('xapi-sim %s: %s' % (args.command, exc), file=sys.stderr)
+        return 1
+    finally:
+        _logout(session)
+    print(json.dumps(value, sort_keys=True), file=out)
+    return 0
 
 
 def _size_arg(text):
@@ -110,15 +228,8 @@ def create_vm(args, out=sys.stdout):
         print('xapi-sim create-vm: --write needs a running VM with a disk: '
               'give a --disk, drop --no-start', file=sys.stderr)
         return 2
-    password = (args.password or os.environ.get('XAPI_SIM_PASSWORD')
-                or simmod.DEFAULT_PASSWORD)
-    session = XenAPI.Session(args.url)
-    try:
-        session.login_with_password(args.username, password, '1.0',
-                                    'xapi-sim create-vm')
-    except (OSError, XenAPI.Failure) as exc:
-        print('xapi-sim create-vm: cannot log in to %s: %s'
-              % (args.url, exc), file=sys.stderr)
+    session = _login(args)
+    if session is None:
         return 1
     api = session.xenapi
     try:
@@ -141,10 +252,7 @@ def create_vm(args, out=sys.stdout):
               % ' '.join(exc.details), file=sys.stderr)
         return 1
     finally:
-        try:
-            api.session.logout()
-        except (OSError, XenAPI.Failure):
-            pass
+        _logout(session)
 
 
 def _start_writers(args, session, vm, ndisks):
@@ -160,6 +268,9 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING)
     if args.command == 'create-vm':
         return create_vm(args)
+    if args.command in ('fault', 'toolstack-restart',
+                        'designate-new-master'):
+        return field_op(args)
     topology = simmod.DEFAULT_TOPOLOGY
     if args.config:
         try:

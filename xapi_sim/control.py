@@ -32,10 +32,24 @@ guest writes to.
 ``vm`` is a VM ref or uuid of this pool.
 
 Simulator-wide ops: ``fault_inject`` ``{point, percent, times, code,
-params}`` arms a fault at a named point of the next migrations (points:
-prepare, snapshot, mirror, copy, destination_full, metadata, memory,
-finalize; ``percent`` of a disk's copy for mirror, copy and
-destination_full); ``fault_clear``; ``faults`` lists what is armed.
+params, method}`` arms a fault at a named point of the next migrations
+(points: prepare, snapshot, mirror, copy, destination_full, metadata,
+memory, cooperate, finalize; ``percent`` of a disk's copy for mirror, copy
+and destination_full), on the next SR.scan (``sr_scan``), or on the
+connection of a call (``connection_reset``, with an optional ``method``);
+``action: toolstack_restart`` restarts the toolstack at a migration point
+instead; see ``xapi_sim.faults``. ``fault_clear``; ``faults`` lists what
+is armed.
+
+Field events: ``toolstack_restart`` ``{pool, down}`` restarts the
+toolstack of the pool (default: the pool asked): connections drop, new
+ones are refused for ``down`` seconds, every session and task is gone,
+calls in flight end unanswered, guests run on (``Simulator.
+restart_toolstack``). ``designate_new_master`` ``{host, pool, down}``
+moves the master role to another host of the pool (a ref, uuid or name),
+with the same restart; the old master answers HOST_IS_SLAVE. Both answer
+``{pool, epoch, url}`` (the master's URL) once the pool serves again; the
+session the request carried is gone by then.
 ``configure`` ``{algorithm, bandwidth, mirror_latency, memory_seconds,
 pause_seconds, downtime_target, max_passes, relax_xsm_sr_check,
 leave_base_mirror}`` changes how storage migrations run (see
@@ -82,7 +96,8 @@ def _simulator_op(sim, op, request):
     try:
         if op == 'fault_inject':
             args = {k: request[k] for k in ('point', 'percent', 'times',
-                                            'code', 'params')
+                                            'code', 'params', 'method',
+                                            'action')
                     if k in request}
             sim.faults.arm(**args)
             return sim.faults.armed()
@@ -100,8 +115,33 @@ def _simulator_op(sim, op, request):
     return None
 
 
-def handle(pool, op, request):
+def _field_op(pool, op, request, connection):
+    """A toolstack restart or a master move; None if ``op`` is neither."""
+    if op not in ('toolstack_restart', 'designate_new_master'):
+        return None
+    known = {'pool', 'down'} | ({'host'} if op != 'toolstack_restart'
+                                else set())
+    unknown = set(request) - known
+    if unknown:
+        raise ControlError('unknown %s parameters: %s'
+                           % (op, ', '.join(sorted(unknown))))
+    name = request.get('pool', pool.name)
+    try:
+        down = float(request.get('down') or 0)
+        if op == 'toolstack_restart':
+            return pool.sim.restart_toolstack(name, down=down,
+                                              keep=connection)
+        return pool.sim.designate_new_master(name, request.get('host'),
+                                             down=down, keep=connection)
+    except (ValueError, TypeError) as exc:
+        raise ControlError(str(exc))
+
+
+def handle(pool, op, request, connection=None):
     sim = pool.sim
+    value = _field_op(pool, op, request, connection)
+    if value is not None:
+        return value
     value = _simulator_op(sim, op, request)
     if value is not None:
         return value
@@ -222,6 +262,18 @@ class Control(object):
 
     def configure(self, **settings):
         return self.call('configure', **settings)
+
+    def toolstack_restart(self, pool=None, down=0):
+        args = {'down': down}
+        if pool is not None:
+            args['pool'] = pool
+        return self.call('toolstack_restart', **args)
+
+    def designate_new_master(self, host, pool=None, down=0):
+        args = {'host': host, 'down': down}
+        if pool is not None:
+            args['pool'] = pool
+        return self.call('designate_new_master', **args)
 
     def migrations(self):
         return self.call('migrations')

@@ -45,6 +45,17 @@ class XapiError(Exception):
         return '%s %s' % (self.code, self.params)
 
 
+class Restarted(Exception):
+    """The toolstack running a call restarted: the call ends unanswered.
+
+    Not an XAPI error: nobody is left to put it on the wire.
+    """
+
+    def __init__(self, pool):
+        super().__init__('the toolstack of %s restarted' % pool)
+        self.pool = pool
+
+
 def sr_full():
     """The error the SM backends raise when a VDI does not fit its SR.
 

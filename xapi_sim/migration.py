@@ -158,6 +158,9 @@ class Migration(object):
         self.jobs = sorted(jobs, key=lambda j: (
             j.rec['virtual_size'], j.rec.get('snapshot_time') or 0))
         self.dst = dest_pool
+        # A restart of the destination's toolstack cancels what it receives
+        # (Storage_migrate.killall at xapi init): the mirrors break.
+        self.dst_epoch = dest_pool.epoch
         self.dest_host = dest_host
         self.live = live
         self.vif_map = vif_map or {}
@@ -184,7 +187,37 @@ class Migration(object):
     # -- helpers ---------------------------------------------------------
 
     def _check(self, point, percent=100.0, vdi=''):
-        self.faults.check(point, percent, vdi=vdi, vm=self.vm)
+        self.faults.check(point, percent, vdi=vdi, vm=self.vm,
+                          restart=self._restart_here)
+
+    def _restart_here(self):
+        """Restart the toolstack running this migration, from outside it.
+
+        Returns once the restart has begun: before the point of no return
+        the migration's next check ends it; after it, it completes and
+        its task is lost with the others.
+        """
+        epoch = self.src.epoch
+        threading.Thread(target=self.sim.restart_toolstack,
+                         args=(self.src.name,), daemon=True,
+                         name='toolstack-restart-%s' % self.src.name).start()
+        deadline = time.monotonic() + 10
+        while self.src.epoch == epoch and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    def _check_peer(self, job=None):
+        """Fail as xapi does once the destination's toolstack restarted."""
+        if not self.cross_pool or self.dst.epoch == self.dst_epoch:
+            return
+        mirrored = [j for j in self.jobs if j.mirror is not None]
+        if job is not None and job.kind == 'copy':
+            raise errors.XapiError('VDI_COPY_FAILED',
+                                   'Storage_error ([S(Internal_error)])')
+        if job is None and mirrored:
+            job = mirrored[0]
+        if job is not None:
+            raise errors.XapiError('MIRROR_FAILED', job.vdi)
+        raise errors.XapiError('VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED')
 
     def _progress(self, done_weight):
         total = sum(j.rec['virtual_size'] for j in self.jobs) or 1
@@ -218,6 +251,7 @@ class Migration(object):
             self._check('prepare')
             self._move_disks()
             self.ctx.check_cancel()
+            self._check_peer()
             self._check('metadata')
             if self.cross_pool:
                 self._import_metadata()
@@ -397,6 +431,7 @@ class Migration(object):
 
         def progress(done, total):
             self.ctx.check_cancel()
+            self._check_peer(job)
             pct = 100.0 * done / total if total else 100.0
             self._check('copy', pct, vdi=job.vdi)
             self._check('destination_full', pct, vdi=job.vdi)
@@ -527,11 +562,15 @@ class Migration(object):
         deadline = time.monotonic() + self.settings['memory_seconds']
         while time.monotonic() < deadline:
             self.ctx.check_cancel()
+            self._check_peer()
             for job in self.jobs:
                 self._assert_mirror(job)
             time.sleep(min(0.01, max(0.0, deadline - time.monotonic())))
         self._check('memory')
+        # xenopsd asks the guest to suspend for the final pause.
+        self.faults.check('cooperate', vm=self.vm_uuid)
         self.ctx.check_cancel()
+        self._check_peer()
         paused_at = time.monotonic()
         dom.pause()
         try:

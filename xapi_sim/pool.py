@@ -114,6 +114,8 @@ class Pool(object):
         # VDI ref -> the vhd-parent uuid sync_chains last wrote there.
         self._vhd_parents = {}
         self.running_tasks = {}  # task ref -> the thread running it
+        # Counts toolstack restarts: a call started before one is over.
+        self.epoch = 0
         self.next_domid = 0
         self.url = None
         self.address = None
@@ -552,6 +554,43 @@ class Pool(object):
         deadline = time.monotonic() + timeout
         for thread in running.values():
             thread.join(max(0.0, deadline - time.monotonic()))
+
+    def task_ended_since(self, when):
+        """Whether a task of this pool ended at ``when`` or later."""
+        with self.db.lock:
+            return any(rec['status'] != 'pending' and rec['finished']
+                       and rec['finished'] >= when
+                       for rec in self.db.tables['task'].values())
+
+    def restart_toolstack(self, timeout=30.0):
+        """What xapi's restart does to the pool's state (not its servers).
+
+        Every call in flight ends with the process: a migration that had
+        not passed its point of no return is undone as xapi's start-up
+        does (Storage_migrate.killall: mirrors stopped, copies and
+        receiving VDIs destroyed). Sessions and tasks are not persisted
+        (datamodel.ml, persist:PersistNothing): all of them are gone, and
+        so are current_operations (Cancel_tasks: "long-running xapi
+        managed tasks are going to float off into the ether over a master
+        restart"; for a member's restart it destroys the member's
+        incomplete tasks too). Guests keep running: xenopsd and the
+        domains stay.
+        """
+        with self.db.lock:
+            self.epoch += 1
+            self.db.changed.notify_all()
+        running = dict(self.running_tasks)
+        deadline = time.monotonic() + timeout
+        for thread in running.values():
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self.db.lock:
+            for cls in ('session', 'task'):
+                for ref in self.db.all_refs(cls):
+                    self.db.remove(cls, ref)
+            for cls, table in self.db.tables.items():
+                for ref, rec in list(table.items()):
+                    if rec.get('current_operations'):
+                        self.db.update(cls, ref, current_operations={})
 
     def close(self):
         for vdi in list(self.disks):

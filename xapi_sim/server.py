@@ -26,7 +26,9 @@ import base64
 import http.server
 import json
 import socket
+import struct
 import threading
+import time
 import urllib.parse
 import xml.parsers.expat
 import xmlrpc.client
@@ -87,19 +89,50 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 ValueError, TypeError) as exc:
             return self._send(200, wire.failure(
                 ['XMLRPC_UNMARSHAL_FAILURE', 'methodCall', str(exc)]))
-        if self.server.member_of and name in _LOGINS:
+        if self.server.member_of and (name in _LOGINS
+                                      or self._pool_session(params)):
             return self._send(200, wire.failure(
                 ['HOST_IS_SLAVE', self.server.member_of]))
         try:
             value = self.pool.call(name, params)
             out = wire.success('' if value is None else value)
+        except errors.Restarted:
+            # The process that ran the call is gone: no answer at all.
+            return self._reset()
         except errors.XapiError as exc:
             out = wire.failure(exc.description)
         except Exception as exc:  # a bug in the simulator: report, serve on
             self.pool.log.exception('%s failed', name)
             out = wire.failure(['INTERNAL_ERROR', '%s: %s'
                                 % (type(exc).__name__, exc)])
+        if self.pool.sim.faults.take_reset(name, self.pool.task_ended_since):
+            return self._reset()
         self._send(200, out)
+
+    def _reset(self):
+        """Drop the connection unanswered, with a TCP reset."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack('ii', 1, 0))
+        except OSError:
+            pass  # the peer closed it already
+
+    def _pool_session(self, params):
+        """Whether a call carries a session a member does not serve.
+
+        As session_check.ml: on a member only its local sessions
+        (slave_local_login_with_password) are served; a pool session
+        gets HOST_IS_SLAVE, an unknown one SESSION_INVALID.
+        """
+        session = params[0] if params else None
+        if not isinstance(session, str):
+            return False
+        with self.pool.db.lock:
+            if not self.pool.db.exists('session', session):
+                return False
+            return (self.pool.db.get('session', session)['originator']
+                    != 'slave_local')
 
     # -- raw VDI import/export ---------------------------------------------
 
@@ -269,7 +302,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                               else 400, json.dumps({'error': str(exc)}),
                               'application/json')
         try:
-            value = control.handle(self.pool, op, request)
+            value = control.handle(self.pool, op, request,
+                                   connection=self.connection)
         except control.ControlError as exc:
             return self._send(400, json.dumps({'error': str(exc)}),
                               'application/json')
@@ -316,9 +350,11 @@ class _Server(http.server.ThreadingHTTPServer):
             self._open.discard(request)
         super().shutdown_request(request)
 
-    def close_connections(self):
+    def close_connections(self, keep=None):
+        """End every open connection but ``keep`` (a request's own)."""
         with self._open_lock:
-            open_now, self._open = list(self._open), set()
+            open_now = [r for r in self._open if r is not keep]
+            self._open = {r for r in self._open if r is keep}
         for request in open_now:
             try:
                 request.shutdown(socket.SHUT_RDWR)
@@ -331,26 +367,61 @@ class PoolServer(object):
     """A threaded HTTP server for one pool; ``url`` once started.
 
     With ``member_of`` (the master's address) it is a pool member's: logins
-    get HOST_IS_SLAVE, other calls are served as the master serves them.
+    and calls with a pool session get HOST_IS_SLAVE; calls with a session
+    of ``slave_local_login_with_password`` are served as the master serves
+    them.
     """
 
     def __init__(self, pool, host='127.0.0.1', port=0, member_of=None):
         self.pool = pool
-        self.httpd = _Server((host, port), _Handler)
-        self.httpd.pool = pool
-        self.httpd.member_of = member_of
+        self._member_of = member_of
+        self._bind(host, port)
         self.host, self.port = self.httpd.server_address[:2]
         self.url = 'http://%s:%d/' % (self.host, self.port)
+
+    def _bind(self, host, port):
+        self.httpd = _Server((host, port), _Handler)
+        self.httpd.pool = self.pool
+        self.httpd.member_of = self._member_of
         self._thread = threading.Thread(target=self.httpd.serve_forever,
                                         args=(POLL_INTERVAL,),
-                                        name='xapi-%s' % pool.name,
+                                        name='xapi-%s' % self.pool.name,
                                         daemon=True)
+
+    @property
+    def member_of(self):
+        return self._member_of
+
+    @member_of.setter
+    def member_of(self, master):
+        """The master's address (a member's server), or None (the master)."""
+        self._member_of = master
+        self.httpd.member_of = master
 
     def start(self):
         self._thread.start()
 
-    def stop(self):
-        self.httpd.shutdown()
+    def stop(self, keep=None):
+        if self._thread.is_alive():
+            self.httpd.shutdown()
         self.httpd.server_close()
-        self.httpd.close_connections()
-        self._thread.join(timeout=10)
+        self.httpd.close_connections(keep)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def go_down(self, keep=None):
+        """The toolstack dies: connections drop, new ones are refused."""
+        self.stop(keep)
+
+    def come_up(self):
+        """The toolstack is back, at the same address and port."""
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self._bind(self.host, self.port)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        self.start()

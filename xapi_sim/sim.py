@@ -30,6 +30,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 import urllib.parse
 
 from xapi_sim import api
@@ -100,6 +101,7 @@ class Simulator(object):
         self.migration_log = []
         self._link = None
         self._migrates = collections.Counter()
+        self._stopped = False
         for spec in self.topology.get('pools', []):
             self._build_pool(spec)
 
@@ -152,6 +154,8 @@ class Simulator(object):
         return self
 
     def stop(self):
+        # A toolstack restart under way must not bring a server back.
+        self._stopped = True
         # Migrations first: they need the guests and the files.
         for p in self.pools.values():
             p.cancel_tasks()
@@ -166,6 +170,84 @@ class Simulator(object):
 
     def __getitem__(self, name):
         return self.pools[name]
+
+    # -- field faults --------------------------------------------------------
+
+    def _servers_of(self, pool):
+        return [self.servers[pool.name]] + [
+            s for s in self.member_servers if s.pool is pool]
+
+    def restart_toolstack(self, name, down=0.0, keep=None):
+        """``xe-toolstack-restart`` on the master of pool ``name``.
+
+        HTTP connections drop and, for ``down`` seconds, new ones are
+        refused; sessions and tasks are gone, calls in flight end
+        unanswered (see ``Pool.restart_toolstack``); guests run on.
+        ``keep`` is a connection to leave open (the control request's).
+        """
+        pool = self.pools.get(name)
+        if pool is None:
+            raise ValueError('no pool %r (pools: %s)'
+                             % (name, ', '.join(self.pools)))
+        down = float(down or 0)
+        if down < 0 or down > 300:
+            raise ValueError('down must be 0..300 seconds')
+        servers = self._servers_of(pool)
+        for srv in servers:
+            srv.go_down(keep)
+        try:
+            pool.restart_toolstack()
+            time.sleep(down)
+        finally:
+            if not self._stopped:
+                for srv in servers:
+                    srv.come_up()
+        with pool.db.lock:
+            return {'pool': name, 'epoch': pool.epoch, 'url': pool.url}
+
+    def new_master_server(self, pool, host):
+        """(host ref, the server it would serve at as master)."""
+        with pool.db.lock:
+            ref = _host_ref(pool, host)
+            address = pool.db.get('host', ref)['address']
+        new = [s for s in self._servers_of(pool) if s.host == address]
+        if not new:
+            raise ValueError('host %s has no server of its own (members '
+                             'get one at 127.0.0.2, ... beside a loopback '
+                             'master)' % host)
+        return ref, new[0]
+
+    def designate_new_master(self, name, host, down=0.0, keep=None):
+        """The master role moves to ``host`` (a ref, uuid or name).
+
+        As pool.designate_new_master (or an emergency transition): both
+        toolstacks restart, so every session and task is lost; the old
+        master answers logins with HOST_IS_SLAVE [new master's address].
+        A member serves at an address of its own only in a loopback
+        topology (127.0.0.2, ...): elsewhere it cannot become master here.
+        """
+        pool = self.pools.get(name)
+        if pool is None:
+            raise ValueError('no pool %r (pools: %s)'
+                             % (name, ', '.join(self.pools)))
+        ref, new = self.new_master_server(pool, host)
+        if ref == pool.master:
+            raise ValueError('%s is the master of %s already'
+                             % (host, name))
+        address = new.host
+        servers = self._servers_of(pool)
+        with pool.db.lock:
+            pool.master = ref
+            pool.db.update('pool', pool.pool_ref, master=ref)
+            pool.url, pool.address = new.url, new.host
+        for srv in servers:
+            srv.member_of = None if srv is new else address
+        with self._lock:
+            old = self.servers[name]
+            self.servers[name] = new
+            self.member_servers = [s for s in self.member_servers
+                                   if s is not new] + [old]
+        return self.restart_toolstack(name, down=down, keep=keep)
 
     # -- guests ----------------------------------------------------------
 
@@ -277,6 +359,21 @@ class Simulator(object):
                     raise ValueError('%s must not be negative' % key)
             self.settings[key] = value
         return dict(self.settings)
+
+
+def _host_ref(pool, host):
+    """A host of ``pool`` by ref, uuid or name label (lock held)."""
+    if not isinstance(host, str) or not host:
+        raise ValueError('"host" (a host ref, uuid or name) is required')
+    db = pool.db
+    if db.exists('host', host):
+        return host
+    found = db.by_uuid['host'].get(host) or next(
+        (r for r, rec in db.tables['host'].items()
+         if rec['name_label'] == host), None)
+    if found is None:
+        raise ValueError('no host %s in pool %s' % (host, pool.name))
+    return found
 
 
 def _member_address(master, index):

@@ -45,6 +45,20 @@ def topology_with(extra_srs):
     return topo
 
 
+def two_host_topology(*pools, topology=None):
+    """``topology`` where each of ``pools`` (all if none) has two hosts.
+
+    ``<pool>-host1`` is the master; ``<pool>-host2`` can take over. The
+    default topology: the simulator's two pools.
+    """
+    topo = copy.deepcopy(topology or simmod.DEFAULT_TOPOLOGY)
+    for spec in topo['pools']:
+        if not pools or spec['name'] in pools:
+            spec['hosts'] = [{'name': '%s-host1' % spec['name']},
+                             {'name': '%s-host2' % spec['name']}]
+    return topo
+
+
 def spy_sessions(test, sim, pool):
     """Every session ref ``pool`` of ``sim`` creates from now on (a list).
 
@@ -200,6 +214,17 @@ class TwoPoolsTestCase(SimTestCase):
         self.host_a = self.api.pool.get_master(self.api.pool.get_all()[0])
         self.host_b = self.api_b.pool.get_master(
             self.api_b.pool.get_all()[0])
+
+    def fresh_controls(self):
+        """Control clients on the sessions XenAPI logged in again with.
+
+        (After a toolstack restart or a new master: the old ones are gone.)
+        """
+        self.api.pool.get_all()
+        self.api_b.pool.get_all()
+        self.ctl = control.Control(self.url('pool-a'), self.session.handle)
+        self.ctl_b = control.Control(self.url('pool-b'),
+                                     self.session_b.handle)
 
     # -- the guest -----------------------------------------------------------
 

@@ -54,6 +54,13 @@ class Context(object):
         self.db = pool.db
         self.session = session
         self.task = task
+        # The toolstack this call runs in: a restart ends it.
+        self.epoch = pool.epoch
+
+    def check_alive(self):
+        """Raise ``errors.Restarted`` once the pool's toolstack restarted."""
+        if self.pool.epoch != self.epoch:
+            raise errors.Restarted(self.pool.name)
 
     def progress(self, fraction):
         if self.task is not None:
@@ -62,6 +69,7 @@ class Context(object):
 
     def check_cancel(self):
         """Raise TASK_CANCELLED once ``task.cancel`` has been called."""
+        self.check_alive()
         if self.task is None:
             return
         with self.db.lock:
@@ -141,6 +149,9 @@ def start_task(pool, session, found, args):
     def run():
         try:
             value = found.func(ctx, *args)
+        except errors.Restarted:
+            # The process running it is gone, and the task with it.
+            pass
         except errors.XapiError as exc:
             finish_task(db, task, exc=exc)
         except Exception as exc:  # a simulator bug: say so, like xapi

@@ -10,11 +10,18 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""host messages beyond the generated ones: memory and the iSCSI IQN."""
+"""host messages beyond the generated ones: memory and the iSCSI IQN;
+pool.designate_new_master."""
+
+import threading
+import time
 
 from xapi_sim.api import method
 from xapi_sim import errors
 from xapi_sim import memory
+
+# The handover starts once the answer to designate_new_master is out.
+HANDOVER_DELAY = 0.1
 
 
 @method('host.compute_free_memory', ['host'])
@@ -56,3 +63,29 @@ def host_disable(ctx, host, auto_enable=True):
     with ctx.db.lock:
         ctx.db.get('host', host)
         ctx.db.update('host', host, enabled=False)
+
+
+@method('pool.designate_new_master', ['host'])
+def pool_designate_new_master(ctx, host):
+    """An orderly handover of the master role (Xapi_pool).
+
+    Designating the master is a no-op. Otherwise the call returns and the
+    transition follows: both toolstacks restart, so the caller's session
+    is gone; the old master answers HOST_IS_SLAVE (see
+    ``Simulator.designate_new_master``).
+    """
+    pool = ctx.pool
+    with ctx.db.lock:
+        ctx.db.get('host', host)
+        if host == pool.master:
+            return
+    try:
+        pool.sim.new_master_server(pool, host)
+    except ValueError as exc:
+        raise errors.XapiError('INTERNAL_ERROR', 'xapi-sim: %s' % exc)
+
+    def handover():
+        time.sleep(HANDOVER_DELAY)
+        pool.sim.designate_new_master(pool.name, host)
+    threading.Thread(target=handover, daemon=True,
+                     name='designate-new-master').start()

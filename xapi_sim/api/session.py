@@ -153,6 +153,8 @@ def event_from(ctx, classes, token, timeout):
             # Anything newer than the last event seen can be skipped.
             since = max(since, db.last_event_id)
             db.changed.wait(remaining)
+            # A toolstack restart ends the wait with the process.
+            ctx.check_alive()
         return {'events': [_event_to_wire(e) for e in found],
                 'valid_ref_counts': _ref_counts(db),
                 'token': dbmod.format_token(db.last_event_id)}

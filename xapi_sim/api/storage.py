@@ -257,6 +257,12 @@ def vdi_disable_cbt(ctx, vdi):
 def sr_scan(ctx, sr):
     with ctx.db.lock:
         assert_sr_plugged(ctx.db, sr)
+    # SM's scan fails (e.g. while a VDI of the SR is being migrated).
+    ctx.pool.sim.faults.check('sr_scan')
+    _scan(ctx, sr)
+
+
+def _scan(ctx, sr):
     ctx.pool.introduce_from_store(sr)
     with ctx.db.lock:
         rec = ctx.db.get('SR', sr)
@@ -268,7 +274,9 @@ def sr_scan(ctx, sr):
 
 @method('SR.update', ['sr'])
 def sr_update(ctx, sr):
-    sr_scan(ctx, sr)
+    with ctx.db.lock:
+        assert_sr_plugged(ctx.db, sr)
+    _scan(ctx, sr)
 
 
 def _sr_unavailable(sr_uuid):

@@ -42,15 +42,24 @@ def environment(password=None, **extra):
     return env
 
 
-class Sxm(object):
-    """One running ``sxm`` process; killed at cleanup if still running."""
+class Process(object):
+    """A running ``argv`` with piped output; killed at cleanup if running.
 
-    def __init__(self, test, args, env):
+    ``stdin``: text written to its standard input, which stays open.
+    """
+
+    name = 'the process'
+
+    def __init__(self, test, argv, env, stdin=None):
         self.test = test
         self.proc = subprocess.Popen(
-            [sys.executable, '-m', 'sxm_core.cli'] + list(args),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=env, cwd=REPO, text=True)
+            argv,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+            cwd=REPO, text=True)
+        if stdin is not None:
+            self.proc.stdin.write(stdin)
+            self.proc.stdin.flush()
         self._cond = threading.Condition()
         self._lines = {'out': [], 'err': []}
         self._readers = [
@@ -85,16 +94,17 @@ class Sxm(object):
                 lines = self._lines[key]
                 for line in lines[seen:]:
                     if line is None:
-                        self.test.fail('sxm ended before printing %r:\n%s'
-                                       % (pattern, self.report()))
+                        self.test.fail('%s ended before printing %r:\n%s'
+                                       % (self.name, pattern, self.report()))
                     match = regex.search(line)
                     if match:
                         return match
                 seen = len(lines)
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    self.test.fail('sxm printed no %r in %ss:\n%s'
-                                   % (pattern, timeout, self.report()))
+                    self.test.fail('%s printed no %r in %ss:\n%s'
+                                   % (self.name, pattern, timeout,
+                                      self.report()))
                 self._cond.wait(left)
 
     def finish(self, timeout=DEADLINE * 2):
@@ -102,8 +112,8 @@ class Sxm(object):
         try:
             status = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.test.fail('sxm still running after %ss:\n%s'
-                           % (timeout, self.report()))
+            self.test.fail('%s still running after %ss:\n%s'
+                           % (self.name, timeout, self.report()))
         for reader in self._readers:
             reader.join(DEADLINE)
         return status, self.text('out'), self.text('err')
@@ -118,8 +128,19 @@ class Sxm(object):
             self.proc.wait()
         for reader in self._readers:
             reader.join(DEADLINE)
-        self.proc.stdout.close()
-        self.proc.stderr.close()
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+class Sxm(Process):
+    """One running ``sxm`` process; killed at cleanup if still running."""
+
+    name = 'sxm'
+
+    def __init__(self, test, args, env):
+        super().__init__(test, [sys.executable, '-m', 'sxm_core.cli']
+                         + list(args), env)
 
 
 def wait_task(test, api, name=MIGRATE_SEND, above=0.0, process=None,
@@ -141,8 +162,8 @@ def wait_task(test, api, name=MIGRATE_SEND, above=0.0, process=None,
                     and float(record.get('progress') or 0) > above):
                 return event['ref'], record
         if process is not None and process.proc.poll() is not None:
-            test.fail('sxm ended before task %s got under way:\n%s'
-                      % (name, process.report()))
+            test.fail('%s ended before task %s got under way:\n%s'
+                      % (process.name, name, process.report()))
         if time.monotonic() > deadline:
             test.fail('no %s task under way after %ss' % (name, timeout))
 

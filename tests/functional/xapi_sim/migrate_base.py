@@ -97,6 +97,38 @@ class MigrateTestCase(simhelpers.TwoPoolsTestCase, base.SimulatorTestCase):
             self.api.VM.start(vm, False, False)
         return vm, vdis, vif_ref
 
+    # -- a writing VM and its move to pool-b ---------------------------------
+
+    def writing_vm(self, vif=True):
+        """A VM writing to a small thin disk and a larger thick one.
+
+        Returns (vm, small VDI, large VDI, VIF or None).
+        """
+        vm, (small, large), vif_ref = self.make_vm(
+            [(self.ext(), 8 * MiB, 32), (self.lvm(), 16 * MiB, 32)],
+            vif=vif)
+        self.write(vm, ['0', '1'])
+        self.wait_writes(vm)
+        return vm, small, large, vif_ref
+
+    def to_ext_b(self, *vdis):
+        """A vdi_map sending each of ``vdis`` to pool-b's ext SR."""
+        return dict.fromkeys(vdis, self.ext(self.api_b))
+
+    def slow_migration_to_b(self):
+        """A writing VM's migration to pool-b at 2 MiB/s, under way.
+
+        Returns (vm, small, large, vif, task, the VM's state before).
+        """
+        vm, small, large, vif = self.writing_vm()
+        before = self.state(vm)
+        self.ctl.configure(bandwidth=2 * MiB)
+        task = self.migrate_async(vm, self.dest_b(),
+                                  self.to_ext_b(small, large),
+                                  {vif: self.net_b})
+        self.wait_progress(task)
+        return vm, small, large, vif, task, before
+
     # -- snapshots of state ---------------------------------------------------
 
     def state(self, vm):

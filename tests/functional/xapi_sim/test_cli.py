@@ -81,7 +81,8 @@ class Serve(fixtures.Fixture):
         self.proc.stdout.close()
 
 
-class CreateVmTestCase(testtools.TestCase):
+class ServeTestCase(testtools.TestCase):
+    """``xapi-sim serve`` of ``topology``; a session to its pool-a."""
 
     topology = None
 
@@ -97,13 +98,20 @@ class CreateVmTestCase(testtools.TestCase):
         self.api = self.session.xenapi
         self.ctl = control.Control(self.url, self.session.handle)
 
-    def create_vm(self, *args, url=None):
-        """(exit status, stdout, stderr) of ``xapi-sim create-vm``."""
+    def run_cli(self, command, *args, url=None):
+        """(exit status, stdout, stderr) of ``xapi-sim command --url``."""
         proc = subprocess.run(
-            xapi_sim('create-vm', '--url', url or self.url, *args),
+            xapi_sim(command, '--url', url or self.url, *args),
             capture_output=True, text=True, cwd=REPO, timeout=DEADLINE,
             stdin=subprocess.DEVNULL)
         return proc.returncode, proc.stdout, proc.stderr
+
+
+class CreateVmTestCase(ServeTestCase):
+
+    def create_vm(self, *args, url=None):
+        """(exit status, stdout, stderr) of ``xapi-sim create-vm``."""
+        return self.run_cli('create-vm', *args, url=url)
 
     def state(self):
         """Every VM and VDI of pool-a: nothing may be left on error."""

@@ -24,14 +24,6 @@ NULL = migrate_base.NULL
 
 class FaultTestCase(migrate_base.MigrateTestCase):
 
-    def writing_vm(self):
-        """A VM writing to a small thin disk and a larger thick one."""
-        vm, (small, large), vif = self.make_vm(
-            [(self.ext(), 8 * MiB, 32), (self.lvm(), 16 * MiB, 32)])
-        self.write(vm, ['0', '1'])
-        self.wait_writes(vm)
-        return vm, small, large, vif
-
     def retry_cross_pool(self, vm, vdi_map, vif):
         """After a rollback the same migration goes through."""
         uuid = self.api.VM.get_uuid(vm)
@@ -61,15 +53,8 @@ class FaultTestCase(migrate_base.MigrateTestCase):
         With ``check_task`` the task must also offer ``cancel`` and end
         before 90% progress.
         """
-        vm, small, large, vif = self.writing_vm()
-        before = self.state(vm)
-        # 4 MiB to copy at 2 MiB/s: cancel well before the end.
-        self.ctl.configure(bandwidth=2 * MiB)
-        ext_b = self.ext(self.api_b)
-        vdi_map = {small: ext_b, large: ext_b}
-        task = self.migrate_async(vm, self.dest_b(), vdi_map,
-                                  {vif: self.net_b})
-        self.wait_progress(task)
+        # Slowed: cancelled well before the end.
+        vm, small, large, vif, task, before = self.slow_migration_to_b()
         if check_task:
             self.assertIn('cancel',
                           self.api.task.get_allowed_operations(task))
@@ -81,7 +66,7 @@ class FaultTestCase(migrate_base.MigrateTestCase):
             self.assertLess(rec['progress'], 0.9)
         self.assertRolledBack(vm, before)
         self.ctl.configure(bandwidth=0)
-        self.retry_cross_pool(vm, vdi_map, vif)
+        self.retry_cross_pool(vm, self.to_ext_b(small, large), vif)
 
 
 class RollbackFaults(object):

@@ -196,8 +196,9 @@ class TestWaitTask(WaitTestCase):
 
     def test_a_destroyed_task(self):
         self.script([('mod', record('pending'))], [('del', None)])
-        exc = self.assertRaises(errors.SxmError, self.wait)
-        self.assertIn('destroyed before it finished', str(exc))
+        exc = self.assertRaises(errors.TaskVanished, self.wait)
+        self.assertIn('lost the task', str(exc))
+        self.assertNotIn('OpaqueRef', str(exc))
 
     def test_a_failed_task_raises_its_error(self):
         self.script([('mod', record('failure',
