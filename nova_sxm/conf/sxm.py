@@ -155,13 +155,21 @@ Related options:
     cfg.StrOpt('image_upload_format',
                default='vhd',
                choices=[
-                   ('vhd', 'Upload VHD images (disk_format vhd): sparse, '
-                           'the native format of XenServer storage.'),
+                   ('vhd', 'Upload dynamic VHD images (disk_format vhd) '
+                           'as XAPI exports them: only the allocated '
+                           'blocks travel.'),
                    ('raw', 'Upload raw images (disk_format raw): readable '
                            'by every hypervisor, full size on the wire.'),
                ],
                help="""
-Disk format of instance snapshots uploaded to Glance.
+Disk format of instance snapshots (and shelved instances) uploaded to Glance.
+
+``vhd`` uploads the dynamic VHD that XAPI's ``/export_raw_vdi?format=vhd``
+streams (a copy of the footer first): the VHD that Glance's format inspector
+(oslo.utils) recognises. Glance refuses a fixed VHD (footer at the end only)
+as "does not match stream data raw". The driver checks the VHD header
+before it uploads, and a refused upload leaves no image behind and the
+server as it was.
 
 Related options:
 

@@ -20,8 +20,12 @@ migration to ``migration``; every XAPI call goes through ``sxm_core``.
 Support matrix (what is not listed is not supported):
 
 * spawn (Glance raw and vhd images, root, swap and ephemeral disks,
-  VIFs), destroy, reboot (soft, hard), power off / on, pause / unpause,
-  suspend / resume, snapshot (to Glance, ``[sxm] image_upload_format``),
+  VIFs; boot from an ``xensm`` volume: the volume is the root disk at
+  userdevice 0, bootable, and is detached, never destroyed), destroy,
+  reboot (soft, hard), power off / on, pause / unpause, suspend / resume,
+  snapshot and shelve (to Glance: the dynamic VHD XAPI exports, or raw,
+  ``[sxm] image_upload_format``; a volume-backed server's snapshot is
+  Cinder's, Nova never asks the driver),
   attach / detach of ``xensm`` volumes (a shared SR of another XAPI pool
   is introduced here and forgotten with its last VBD), plug / unplug VIFs;
 * live migration: in a pool or to another pool, with (Storage XenMotion)
@@ -34,9 +38,33 @@ Support matrix (what is not listed is not supported):
   migration is already the last, short phase), consoles and console
   output (need dom0 plugins), rescue, set_admin_password, inject files,
   attach / detach interface, evacuate.
+
+A refusal leaves the server as it was and says why in words (the instance
+fault and the action's event): resize and cold migration are refused
+before anything moves, Nova keeps the server's state; rescue is refused
+before the guest is stopped (Nova's power off, task_state ``rescuing``)
+and the guest keeps running, though Nova 34 marks the server ERROR after
+any rescue failure (an administrator sets it back with ``openstack server
+set --state active``).
+
+Start-up (Nova's init_host, then _init_instance per instance): one VM
+that is missing, on another host, in another pool after an interrupted
+migration, halted or inside an XAPI operation never stops the service.
+``process_instances_at_startup`` logs per instance what XAPI has and what
+Nova will see; ``plug_vifs`` (where anything but
+VirtualInterfacePlugException kills the service) skips such VMs;
+``get_info`` raises InstanceNotFound for a VM that is not this host's
+(Nova's power sync reads NOSTATE and leaves the server alone) and reports
+NOSTATE while XAPI changes a VM's power state. ``init_host`` destroys the
+ended XAPI tasks an earlier run of this service created (tasks are tagged
+``other_config['sxm_owner'] = nova-sxm/<XAPI host uuid>``).
 """
 
+from nova import block_device
 from nova.compute import power_state
+from nova.compute import task_states
+from nova.compute import utils as compute_utils
+from nova.compute import vm_states
 import nova.conf
 from nova import exception
 from nova.virt import driver
@@ -44,6 +72,8 @@ from nova.virt import node as nova_node
 import os_resource_classes as orc
 from oslo_log import log as logging
 from oslo_utils import excutils
+from sxm_core import errors
+from sxm_core import tasks
 
 from nova_sxm.virt import host as hostmod
 from nova_sxm.virt import migration
@@ -54,6 +84,29 @@ from nova_sxm.virt import volumeops
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
+# The service part of this driver's task tags (sxm_core.tasks.set_owner).
+TASK_OWNER = 'nova-sxm'
+SHELVING = (task_states.SHELVING, task_states.SHELVING_IMAGE_PENDING_UPLOAD,
+            task_states.SHELVING_IMAGE_UPLOADING)
+
+
+class NotSupported(exception.NovaException, NotImplementedError):
+    """An operation this driver does not do, said in words.
+
+    A NotImplementedError for Nova (its compute manager keeps the
+    server's state for resize and migration) whose message reaches the
+    instance fault and the action's event (a bare NotImplementedError
+    shows only its class name there).
+    """
+    msg_fmt = '%(what)s is not supported by the SXM (XenServer) driver%(why)s'
+
+
+class SnapshotFailed(exception.NovaException):
+    msg_fmt = 'Snapshot to image %(image_id)s failed: %(reason)s'
+
+
+def _not_supported(what, why=''):
+    return NotSupported(what=what, why=': %s' % why if why else '.')
 
 
 class SxmDriver(driver.ComputeDriver):
@@ -87,11 +140,102 @@ class SxmDriver(driver.ComputeDriver):
     # -- host ----------------------------------------------------------------
 
     def init_host(self, host):
-        self._host.connect()
+        self._connect()
         self._record_node_identity()
         LOG.info('Managing XAPI host %s (%s) of pool %s',
                  self._host.host_name, self._host.host_uuid,
                  self._host.pool_uuid)
+        self._reap_tasks()
+
+    def _connect(self):
+        self._host.connect()
+        tasks.set_owner(self._conn.pool, TASK_OWNER, self._host.host_uuid)
+
+    def _reap_tasks(self):
+        """Destroy the ended tasks an earlier run of this service left.
+
+        A process killed while it waited for a task never destroyed it.
+        Running tasks and other clients' tasks are left alone.
+        """
+        try:
+            done = tasks.reap(self._conn.pool, TASK_OWNER,
+                              self._host.host_uuid)
+        except Exception as exc:
+            LOG.warning('Could not clean up the ended XAPI tasks of an '
+                        'earlier run of this service: %s', exc)
+            return
+        if done:
+            LOG.info('Destroyed %d ended XAPI task(s) left by an earlier '
+                     'run of this service: %s', len(done), '; '.join(done))
+
+    def process_instances_at_startup(self, context, instances):
+        """Log per instance what XAPI has and what Nova will see.
+
+        Nova's _init_instance then runs for every instance, and the
+        driver's hooks cope with what is logged here. Interrupted live
+        migrations are reconciled (see "A dead owner" in ``migration``).
+        """
+        for instance in instances:
+            try:
+                self._report_at_startup(instance)
+            except Exception as exc:
+                LOG.warning('Could not look up the VM at start-up (%s); '
+                            'Nova goes on with the instance', exc,
+                            instance=instance)
+        # Interrupted migrations Nova will not abort itself (a bring-back
+        # cut short, a server deleted while this compute was down); the
+        # MIGRATING ones are reconciled by Nova's live_migration_abort.
+        try:
+            self._migration.reconcile_host(context, instances)
+        except Exception as exc:
+            LOG.warning('Could not reconcile the interrupted live '
+                        'migrations of this host at start-up: %s', exc)
+        return instances
+
+    def _report_at_startup(self, instance):
+        found = self._vmops.survey(instance)
+        states = '(Nova: vm_state %s, task_state %s)' % (
+            instance.vm_state, instance.task_state)
+        if found['where'] == 'missing':
+            hint = ''
+            if instance.task_state == task_states.MIGRATING:
+                hint = ('; an interrupted live migration may have moved it '
+                        'to its destination pool')
+            LOG.warning('Start-up: no VM of this instance in XAPI pool %s '
+                        '%s%s. Nova will see power state NOSTATE; VIFs are '
+                        'not plugged and the server is left as Nova has '
+                        'it.', self._host.pool_uuid, states, hint,
+                        instance=instance)
+        elif found['where'] == 'other-host':
+            LOG.warning('Start-up: VM %s of this instance runs on host %s '
+                        'of the pool, not on %s %s. Nova will see power '
+                        'state NOSTATE; VIFs are not plugged.',
+                        found['record']['uuid'], found['host_name'],
+                        self._host.host_name, states, instance=instance)
+        else:
+            rec = found['record']
+            seen = power_state.STATE_MAP.get(found['power'], '?')
+            if found['operations']:
+                LOG.warning('Start-up: VM %s is %s inside XAPI operation(s) '
+                            '%s %s. VIFs are left as they are; Nova sees '
+                            'power state %s until the operation ends.',
+                            rec['uuid'], rec['power_state'],
+                            ', '.join(found['operations']), states, seen,
+                            instance=instance)
+            elif (instance.vm_state == vm_states.ACTIVE and
+                  found['power'] != power_state.RUNNING):
+                LOG.warning('Start-up: VM %s is %s though Nova has the '
+                            'server %s %s. Nova will see power state %s '
+                            '(its power sync stops the server unless '
+                            '[DEFAULT] resume_guests_state_on_host_boot '
+                            'starts the VM).', rec['uuid'],
+                            rec['power_state'], instance.vm_state, states,
+                            seen, instance=instance)
+            else:
+                LOG.info('Start-up: VM %s is %s on this host %s; Nova '
+                         'sees power state %s.', rec['uuid'],
+                         rec['power_state'], states, seen,
+                         instance=instance)
 
     def _record_node_identity(self):
         """Keep the XAPI host's uuid as this service's node identity.
@@ -117,7 +261,7 @@ class SxmDriver(driver.ComputeDriver):
 
     def _ensure(self):
         if self._host.host_ref is None:
-            self._host.connect()
+            self._connect()
 
     def get_available_nodes(self, refresh=False):
         self._ensure()
@@ -181,31 +325,92 @@ class SxmDriver(driver.ComputeDriver):
         return self._vmops.lookup(instance) is not None
 
     def get_info(self, instance, use_cache=True):
-        return self._vmops.get_info(instance)
+        # InstanceNotFound (not this host's VM) is what Nova's power sync
+        # and start-up expect: they read NOSTATE.
+        try:
+            return self._vmops.get_info(instance)
+        except errors.HandleInvalid:
+            raise exception.InstanceNotFound(instance_id=instance.uuid)
 
     def spawn(self, context, instance, image_meta, injected_files,
               admin_password, allocations, network_info=None,
               block_device_info=None, power_on=True, accel_info=None,
               share_info=None):
         self._ensure()
+        root = vmopsmod.root_volume(block_device_info)
+        self._check_volumes(block_device_info, root)
         self._vmops.spawn(context, instance, image_meta, network_info,
+                          block_device_info=block_device_info,
                           power_on=False)
         try:
             vm = self._vmops.require(instance)
-            for bdm in driver.block_device_info_get_mapping(
-                    block_device_info):
+            # The root volume first: userdevice 0, what the VM boots.
+            mapping = sorted(
+                driver.block_device_info_get_mapping(block_device_info),
+                key=lambda bdm: bdm is not root)
+            for bdm in mapping:
                 self._volumeops.attach(vm, instance, bdm['connection_info'],
-                                       bdm['mount_device'], running=False)
+                                       bdm['mount_device'], running=False,
+                                       bootable=bdm is root)
             if power_on:
                 self._vmops.power_on(instance)
         except Exception:
             with excutils.save_and_reraise_exception():
-                # Volumes are detached with the VM, never destroyed.
+                # Volumes are detached with the VM, never destroyed; the
+                # SRs introduced for them are forgotten again.
                 self._vmops.destroy(instance, destroy_disks=True)
+                self._release_volume_srs(block_device_info)
+
+    @staticmethod
+    def _check_volumes(block_device_info, root):
+        """Refuse, before anything is built, volumes the build cannot use.
+
+        InvalidInput and VolumeEncryptionNotSupported abort the build
+        (every SXM host would refuse it too) with the reason in the
+        instance fault.
+        """
+        for bdm in driver.block_device_info_get_mapping(block_device_info):
+            info = bdm.get('connection_info') or {}
+            vol = volumeops.volume_id(info) or bdm.get('volume_id') or '?'
+            if (info.get('data') or {}).get('encrypted'):
+                raise exception.VolumeEncryptionNotSupported(
+                    volume_type=volumeops.DRIVER_TYPE, volume_id=vol)
+            if bdm is not root:
+                continue
+            kind = info.get('driver_volume_type')
+            if kind != volumeops.DRIVER_TYPE:
+                raise exception.InvalidInput(
+                    reason='boot volume %s is a %r volume: the SXM driver '
+                           'boots %r volumes (a VDI) only'
+                           % (vol, kind, volumeops.DRIVER_TYPE))
+            device = bdm.get('mount_device')
+            try:
+                number = volumeops.userdevice(device)
+            except exception.InvalidDevicePath:
+                number = None
+            if number != vmopsmod.ROOT:
+                raise exception.InvalidInput(
+                    reason='boot volume %s is mapped to device %s: XAPI '
+                           'boots userdevice 0, map the boot volume to the '
+                           'first disk (/dev/xvda, /dev/vda) or leave its '
+                           'device name unset' % (vol, device))
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):
+        # A migration of the VM (or its bring-back) is stopped first; a VM
+        # an interrupted migration left in another pool goes too.
+        try:
+            self._migration.stop_for_destroy(instance)
+        except Exception as exc:
+            LOG.warning('Could not stop the migration of this instance '
+                        'before deleting it: %s', exc, instance=instance)
         self._vmops.destroy(instance, destroy_disks=destroy_disks)
+        try:
+            self._migration.destroy_elsewhere(instance)
+        except Exception as exc:
+            LOG.error('Could not look for the VM of this instance in the '
+                      'pool of its interrupted migration: %s', exc,
+                      instance=instance)
         self._release_volume_srs(block_device_info)
 
     def cleanup(self, context, instance, network_info, block_device_info=None,
@@ -232,6 +437,10 @@ class SxmDriver(driver.ComputeDriver):
         self._vmops.reboot(instance, reboot_type)
 
     def power_off(self, instance, timeout=0, retry_interval=0):
+        if instance.task_state == task_states.RESCUING:
+            # Nova stops the guest before it asks the driver to rescue:
+            # refusing here keeps it running.
+            raise self._rescue_refusal()
         self._vmops.power_off(instance, timeout)
 
     def power_on(self, context, instance, network_info,
@@ -252,13 +461,89 @@ class SxmDriver(driver.ComputeDriver):
         self._vmops.resume(instance)
 
     def snapshot(self, context, instance, image_id, update_task_state):
-        self._vmops.snapshot(context, instance, image_id, update_task_state)
+        # Shelving: Nova stopped the guest first and removes nothing if
+        # the upload fails; its DB power state is still the one before.
+        shelving = instance.task_state in SHELVING
+        was_running = instance.power_state == power_state.RUNNING
+        try:
+            try:
+                self._vmops.snapshot(context, instance, image_id,
+                                     update_task_state)
+            except errors.SxmError as exc:
+                raise SnapshotFailed(image_id=image_id,
+                                     reason=str(exc)) from exc
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                if shelving:
+                    self._undo_shelve(context, instance, image_id,
+                                      was_running)
+
+    def _undo_shelve(self, context, instance, image_id, was_running):
+        """After a failed shelve upload: no image left, guest as before."""
+        try:
+            image = vmopsmod.IMAGE_API.get(context, image_id)
+            if image.get('status') != 'active':
+                vmopsmod.IMAGE_API.delete(context, image_id)
+                LOG.info('Shelve failed: deleted its image %s', image_id,
+                         instance=instance)
+        except exception.ImageNotFound:
+            pass
+        except Exception as exc:
+            LOG.warning('Shelve failed and its image %s could not be '
+                        'deleted: %s', image_id, exc, instance=instance)
+        if not was_running:
+            return
+        try:
+            self._vmops.power_on(instance)
+            LOG.info('Shelve failed: the guest, stopped for it, was '
+                     'started again', instance=instance)
+        except Exception as exc:
+            LOG.warning('Shelve failed and the guest stopped for it could '
+                        'not be started again: %s', exc, instance=instance)
 
     def plug_vifs(self, instance, network_info):
-        vm = self._vmops.require(instance)
-        running = self._vmops.get_info(instance).state == \
-            power_state.RUNNING
-        self._vif.plug(vm, instance, network_info, running=running)
+        # Nova calls this at start-up only (_init_instance), where any
+        # exception but VirtualInterfacePlugException (the server goes to
+        # ERROR) stops the whole service.
+        found = self._vmops.survey(instance)
+        if found['where'] != 'here':
+            LOG.warning('Not plugging VIFs: the VM is %s (see the start-up '
+                        'line of this instance)',
+                        'missing from this pool'
+                        if found['where'] == 'missing'
+                        else 'on host %s' % found['host_name'],
+                        instance=instance)
+            return
+        if found['operations']:
+            LOG.warning('Not plugging VIFs while XAPI runs %s on the VM',
+                        ', '.join(found['operations']), instance=instance)
+            return
+        try:
+            self._vif.plug(found['ref'], instance, network_info,
+                           running=found['power'] == power_state.RUNNING)
+        except exception.NetworkNotFoundForBridge as exc:
+            raise exception.VirtualInterfacePlugException(
+                exc.format_message()) from exc
+        except errors.HandleInvalid:
+            LOG.warning('Not plugging VIFs: the VM went away meanwhile',
+                        instance=instance)
+        except errors.SxmError as exc:
+            LOG.error('Plugging the VIFs failed, the VM is left as it is: '
+                      '%s', exc, instance=instance)
+
+    def resume_state_on_host_boot(self, context, instance, network_info,
+                                  share_info, block_device_info=None):
+        # [DEFAULT] resume_guests_state_on_host_boot: start a VM found
+        # halted (or suspended, paused) that Nova had running.
+        found = self._vmops.survey(instance)
+        if found['where'] != 'here' or found['operations']:
+            LOG.warning('Not starting the VM at start-up: it is %s',
+                        found['where'] if found['where'] != 'here'
+                        else 'inside XAPI operation(s) %s'
+                        % ', '.join(found['operations']),
+                        instance=instance)
+            return
+        self._vmops.power_on(instance)
 
     def unplug_vifs(self, instance, network_info):
         vm = self._vmops.lookup(instance)
@@ -266,6 +551,54 @@ class SxmDriver(driver.ComputeDriver):
             self._vif.unplug(vm, instance, network_info)
 
     # -- volumes -------------------------------------------------------------
+
+    @staticmethod
+    def _driver_devices(instance, root_device_name):
+        """Device names of the disks the driver places itself.
+
+        Swap and ephemeral disks sit at XAPI userdevices 2 and 4 (vmops);
+        Nova's own naming would hand those positions to volumes (root
+        ``sda``, swap ``sdb``, first volume ``sdc`` = userdevice 2).
+        """
+        prefix = block_device.match_device(block_device.prepend_dev(
+            root_device_name or block_device.DEFAULT_ROOT_DEV_NAME))[0]
+        flavor = instance.flavor
+        taken = []
+        if flavor.swap:
+            taken.append(prefix + chr(ord('a') + int(vmopsmod.SWAP)))
+        if flavor.ephemeral_gb:
+            taken.append(prefix + chr(ord('a') + int(vmopsmod.EPHEMERAL)))
+        return taken
+
+    def get_device_name_for_instance(self, instance, bdms, block_device_obj):
+        mappings = block_device.instance_block_mapping(instance, bdms)
+        used = list(mappings.values()) + self._driver_devices(
+            instance, mappings['root'])
+        return compute_utils.get_next_device_name(
+            instance, used, mappings['root'], block_device_obj.device_name)
+
+    def default_device_names_for_instance(self, instance, root_device_name,
+                                          *block_device_lists):
+        # Swap and the ephemeral disk are named where the driver puts them.
+        own = self._driver_devices(instance, root_device_name)
+        used = [bdm.device_name for lst in block_device_lists for bdm in lst
+                if bdm.device_name] + [root_device_name]
+        for lst in block_device_lists:
+            for bdm in lst:
+                if bdm.device_name:
+                    continue
+                if block_device.new_format_is_swap(bdm) and \
+                        instance.flavor.swap and own[0] not in used:
+                    name = own[0]
+                elif block_device.new_format_is_ephemeral(bdm) and \
+                        instance.flavor.ephemeral_gb and own[-1] not in used:
+                    name = own[-1]
+                else:
+                    name = compute_utils.get_next_device_name(
+                        instance, used + own, root_device_name)
+                bdm.device_name = name
+                bdm.save()
+                used.append(name)
 
     def attach_volume(self, context, connection_info, instance, mountpoint,
                       disk_bus=None, device_type=None, encryption=None):
@@ -327,9 +660,10 @@ class SxmDriver(driver.ComputeDriver):
         self._migration.abort(instance)
 
     def live_migration_force_complete(self, instance):
-        raise NotImplementedError(
-            'XAPI has no post-copy: the memory phase of a Storage XenMotion '
-            'is already its last and shortest step.')
+        raise _not_supported(
+            'Forcing a live migration to complete',
+            'XAPI has no post-copy, the memory phase of a Storage XenMotion '
+            'is already its last and shortest step; the migration goes on')
 
     def post_live_migration(self, context, instance, block_device_info,
                             migrate_data=None):
@@ -357,4 +691,30 @@ class SxmDriver(driver.ComputeDriver):
         return None
 
     def get_host_uptime(self):
-        raise NotImplementedError()
+        raise _not_supported('Host uptime', 'XAPI does not report it '
+                                            'without a dom0 plugin')
+
+    # -- refused operations (the server stays as it was) --------------------
+
+    @staticmethod
+    def _rescue_refusal():
+        return _not_supported(
+            'Rescue', 'the guest was not stopped and keeps running. Nova '
+            'marks the server ERROR after a failed rescue: an administrator '
+            'returns it with "openstack server set --state active"')
+
+    def rescue(self, context, instance, network_info, image_meta,
+               rescue_password, block_device_info, share_info):
+        raise self._rescue_refusal()
+
+    def migrate_disk_and_power_off(self, context, instance, dest,
+                                   flavor, network_info,
+                                   block_device_info=None,
+                                   timeout=0, retry_interval=0):
+        # Nova keeps the server's state on a NotImplementedError and
+        # records this message as the fault of the resize or migration.
+        raise _not_supported(
+            'Resize and cold migration',
+            'nothing was changed and the server runs where it ran; '
+            'live migration ("openstack server migrate --live-migration") '
+            'moves it')

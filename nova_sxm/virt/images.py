@@ -12,10 +12,12 @@
 
 """Disk images between Glance and VDIs: raw, and VHD (fixed or dynamic).
 
-XAPI's ``/import_raw_vdi`` and ``/export_raw_vdi`` move raw bytes; VHD
+Glance images are imported raw through XAPI's ``/import_raw_vdi``: VHD
 images are converted here (pure Python, the VHD specification's footer,
 dynamic header and block allocation table), so that nothing runs in dom0.
-Differencing VHDs (a chain) are refused.
+Differencing VHDs (a chain) are refused. Snapshots go the other way as
+XAPI exports them (``/export_raw_vdi?format=vhd``: a dynamic VHD), checked
+as Glance will check them (``check_upload``).
 """
 
 import os
@@ -24,6 +26,7 @@ import time
 import uuid
 
 from nova import exception
+from oslo_utils.imageutils import format_inspector
 
 SECTOR = 512
 FOOTER = struct.Struct('>8sIIQI4sI4sQQIIi16sB427x')
@@ -37,6 +40,33 @@ VHD_EPOCH = 946684800
 
 class BadImage(exception.ImageUnacceptable):
     pass
+
+
+class BadUpload(exception.NovaException):
+    msg_fmt = ('The snapshot for image %(image_id)s is not what Glance '
+               'accepts as %(fmt)s: %(reason)s')
+
+
+def check_upload(f, fmt, size, image_id=''):
+    """Refuse an upload Glance would answer with 415, before sending it.
+
+    Glance inspects uploads with oslo.utils' format inspector: a ``vhd``
+    must start with the footer copy of a dynamic VHD (cookie
+    ``conectix``) and state the disk's virtual size. ``f`` is at the
+    start of the data.
+    """
+    if fmt != 'vhd':
+        return
+    inspector = format_inspector.VHDInspector()
+    inspector.eat_chunk(f.read(SECTOR))
+    if not inspector.format_match:
+        raise BadUpload(image_id=image_id, fmt=fmt,
+                        reason='it does not begin with a VHD footer '
+                               '(cookie "conectix")')
+    if inspector.virtual_size != size:
+        raise BadUpload(image_id=image_id, fmt=fmt,
+                        reason='its virtual size is %d bytes, the disk\'s '
+                               '%d' % (inspector.virtual_size, size))
 
 
 def _bad(image_id, reason):

@@ -54,13 +54,72 @@ logs in to the destination pool with its own credentials (``[sxm]
 connection_username`` and ``remote_pool_passwords[pool uuid]`` or
 ``connection_password``) and asks for the token itself, inside
 ``sxm_core.migrate.Migrator``. nova-compute logs this object at DEBUG.
+
+A dead owner. XAPI runs a ``migrate_send`` to its end whatever happens
+to nova-compute, while Nova, when the source compute starts again, only
+calls ``live_migration_abort`` (``_reset_live_migration``, from
+``_init_instance`` of an instance left MIGRATING), swallows what it
+raises, sets the Migration ``error`` and keeps the instance on this
+compute. So the decision is that Nova's record wins, and the driver makes
+XAPI match it:
+
+* Watchdog. Each migration gets a custodian process
+  (``fleet.owner_custodian_for``, made by ``XapiConnection.migrator``):
+  when nova-compute dies (EOF on its pipe) or the service is stopped
+  (SIGTERM), it cancels the task, cleans the destination pool, removes
+  the marker, destroys the task and logs the migrate_receive token out.
+* Marker. Before ``migrate_send`` the source records the migration's
+  public facts (``MARKER_KEY``: JSON with the instance, the source and
+  destination pool URLs and uuids, the destination host, the start
+  time, the task uuid once known (in the pool's copy only: XAPI cannot
+  update a key in place); never a session id or token) on the
+  source VM's ``other_config`` (XAPI copies it to the destination VM)
+  and on its pool's ``other_config`` under ``POINTER_PREFIX`` + the
+  instance uuid (it outlives the source VM). Cleared on failure, on
+  rollback and after success (``post_live_migration`` at the source,
+  ``post_live_migration_at_destination`` for the VM's copy).
+* Reconciliation (``abort`` with no migration in this process's memory,
+  i.e. after a restart): a ``migrate_send`` of the VM still running is
+  cancelled and followed to its end and the destination pool cleaned; a
+  migration that ended badly has its leftovers removed; one that
+  completed (VM gone from this pool, present in the pool the marker
+  names) is brought back by a live Storage XenMotion from that pool to
+  this host and its SR, with this compute's credentials for that pool,
+  in a background thread so that start-up goes on with the other
+  instances. Meanwhile ``get_info`` finds no VM here: Nova reads NOSTATE
+  and its power sync leaves the server alone; once back, the next sync
+  reads Running. A WARNING says each time what was found and done.
+  Past the point of no return of a watchdog's cancel the migration
+  completes: the same bring-back applies. Without a marker the abort
+  raises NoActiveMigrationForInstance as before. ``reconcile_host``
+  (for the driver's start-up, with Nova's instances of the host) does
+  the same for the records of instances Nova no longer has MIGRATING
+  (a bring-back that was itself interrupted), removes the VM of an
+  instance the API deleted while this compute was down, and drops the
+  record of one Nova has on another compute.
+* Destination side: the destination compute is not told by Nova; a VM
+  that arrived with a marker of an instance Nova keeps elsewhere is left
+  alone there (the source brings it back); ``post_at_destination``
+  clears the marker once Nova completes the migration. A source compute
+  down for longer than the copy finds the completed migration at its
+  start: the bring-back above.
+* Delete. ``destroy`` stops a bring-back, cancels a migration of the VM
+  still running, and ``destroy_elsewhere`` removes the instance's VM
+  from the pool its marker names when it is not legitimately there
+  (Nova's node of the instance is not that pool's host).
 """
 
+import datetime
 import threading
 import time
+import types
 
+from nova.compute import task_states
+from nova import context as nova_context
 from nova import exception
+from nova import objects
 from nova.objects import migrate_data as migrate_data_obj
+from nova.scheduler.client import report as report_client
 from nova.virt import driver as virt_driver
 from oslo_log import log as logging
 from oslo_serialization import jsonutils
@@ -72,6 +131,7 @@ from sxm_core import facts as factsmod
 from sxm_core import fleet
 from sxm_core import migrate as core_migrate
 from sxm_core import plan as planmod
+from sxm_core import sessions
 from sxm_core import tasks
 
 from nova_sxm.virt import vmops
@@ -84,6 +144,13 @@ FACTS_VERSION = 1
 # follow the migration task, and the pause between tries.
 FOLLOW_SECONDS = 600
 FOLLOW_RETRY = 5.0
+# The record of a migration under way: on the source VM (and so on its
+# copy at the destination), and on the source pool per instance.
+MARKER_KEY = 'nova-sxm-migration'
+POINTER_PREFIX = MARKER_KEY + '/'
+MARKER_VERSION = 1
+# How long a destroy waits for a migration or bring-back it stopped.
+STOP_WAIT = 120
 
 
 # -- pure helpers -----------------------------------------------------------
@@ -171,6 +238,39 @@ def decide_block(requested, unreachable, host_name):
     return True
 
 
+def make_marker(instance_uuid, vm_uuid, source_url, source_pool_uuid,
+                source_host_uuid, dest_url, facts, started=None):
+    """The public facts of a migration under way (a dict)."""
+    return {
+        'version': MARKER_VERSION, 'instance_uuid': instance_uuid,
+        'vm_uuid': vm_uuid,
+        'source_url': sessions.safe_url(source_url),
+        'source_pool_uuid': source_pool_uuid,
+        'source_host_uuid': source_host_uuid,
+        'dest_url': sessions.safe_url(dest_url),
+        'dest_pool_uuid': facts['pool_uuid'],
+        'dest_host_uuid': facts['host_uuid'],
+        'dest_host_name': facts.get('host_name'),
+        'task_uuid': None,
+        'started': started or datetime.datetime.now(
+            datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'),
+    }
+
+
+def read_marker(text, instance_uuid=None):
+    """The marker dict in ``text``, or None (absent, garbled, not ours)."""
+    try:
+        value = jsonutils.loads(text) if text else None
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(value, dict) or not value.get('dest_url') or \
+            not value.get('dest_pool_uuid'):
+        return None
+    if instance_uuid and value.get('instance_uuid') != instance_uuid:
+        return None
+    return value
+
+
 def problems_text(problems):
     return '; '.join(p.message for p in planmod.blocking(problems))
 
@@ -212,6 +312,9 @@ class LiveMigrationOps(object):
         self._volumeops = volumeops_
         # instance uuid -> threading.Event that cancels its migration
         self.active_migrations = {}
+        # instance uuid -> (thread, cancel Event) of a bring-back
+        self._returns = {}
+        self._returns_lock = threading.Lock()
 
     # -- destination ---------------------------------------------------------
 
@@ -291,6 +394,8 @@ class LiveMigrationOps(object):
         Only after a move to another pool, and only those no other VBD
         here uses.
         """
+        # Nova completes the migration: nothing left to reconcile.
+        self._set_pointer(instance.uuid, None)
         try:
             _, facts = unpack(migrate_data)
         except exception.MigrationPreCheckError:
@@ -306,6 +411,9 @@ class LiveMigrationOps(object):
             raise exception.InstanceNotFound(instance_id=instance.uuid)
         # A later VM.start of this instance belongs on this host.
         self._conn.call('VM.set_affinity', ref, self._host.host_ref)
+        # Nova has the instance here now: the marker XAPI copied along
+        # would make this VM look like an interrupted migration's.
+        _set_key(self._conn.call, 'VM', ref, MARKER_KEY, None)
 
     def rollback_at_destination(self, instance, migrate_data=None):
         """Leave the destination pool as before the migration.
@@ -499,6 +607,8 @@ class LiveMigrationOps(object):
             ok = 'error'
         finally:
             self.active_migrations.pop(instance.uuid, None)
+        if ok is not True:
+            self._clear_after_failure(instance)
         if ok is True:
             post_method(context, instance, dest, block_migration,
                         migrate_data)
@@ -514,7 +624,17 @@ class LiveMigrationOps(object):
                      if migrate_data.obj_attr_is_set('migration') else None)
         dest = self._dest_pool(url, facts)
         try:
-            migrator = self._conn.migrator(dest)
+            marker = None
+
+            def on_start(task):
+                # The pool's record only: the VM's is being copied to the
+                # destination now, and XAPI has no atomic update of a key.
+                if marker is not None:
+                    marker['task_uuid'] = self._conn.call('task.get_uuid',
+                                                          task)
+                    self._set_pointer(instance.uuid, jsonutils.dumps(marker))
+            migrator = self._conn.migrator(dest, marker_key=MARKER_KEY,
+                                           on_start=on_start)
             the_plan, problems = self._plan(migrator, instance, facts, block)
             if planmod.blocking(problems):
                 LOG.error('Live migration refused: %s',
@@ -530,6 +650,10 @@ class LiveMigrationOps(object):
             if dest is None and not block:
                 self._pool_migrate(instance, the_plan, cancel)
                 return True
+            marker = make_marker(
+                instance.uuid, the_plan.vm.uuid, self._conn.pool.url,
+                self._host.pool_uuid, self._host.host_uuid, url, facts)
+            self._mark(instance, the_plan.vm.ref, marker)
             reporter = _Reporter(instance, migration, the_plan.vm.memory)
             try:
                 result = migrator.migrate(the_plan, progress=reporter,
@@ -538,6 +662,15 @@ class LiveMigrationOps(object):
                 return self._follow(instance, exc, the_plan, reporter,
                                     cancel)
             except errors.MigrationFailed as exc:
+                if isinstance(exc.cause, (errors.TaskVanished,
+                                          errors.HandleInvalid)) and \
+                        not isinstance(exc, errors.MigrationCancelled):
+                    # XAPI lost the task (a toolstack restart): where
+                    # the VM is says how the migration ended.
+                    LOG.warning('Live migration: its XAPI task is gone; '
+                                'judging by where the VM is. %s', exc,
+                                instance=instance)
+                    return self._judge_by_vm(instance, the_plan)
                 status = 'cancelled' if cancel.is_set() else 'error'
                 LOG.error('Live migration %s: %s', status, exc,
                           instance=instance)
@@ -627,11 +760,457 @@ class LiveMigrationOps(object):
 
     def abort(self, instance):
         cancel = self.active_migrations.get(instance.uuid)
-        if cancel is None:
+        if cancel is not None:
+            LOG.info('Aborting the live migration', instance=instance)
+            cancel.set()
+            return
+        # Not this process's: after a restart, XAPI may still know it.
+        if not self.reconcile(instance):
             raise exception.NoActiveMigrationForInstance(
                 instance_id=instance.uuid)
-        LOG.info('Aborting the live migration', instance=instance)
-        cancel.set()
+        self._give_back_allocations(instance)
+
+    def _give_back_allocations(self, instance):
+        """Nova keeps the instance here: so do its Placement allocations.
+
+        Nova's _reset_live_migration only sets the Migration 'error': the
+        instance would keep consuming the destination's resources while
+        the source's stay held by the migration. Swapped back as Nova's
+        own rollback does (ComputeManager._revert_allocation).
+        """
+        ctxt = nova_context.get_admin_context()
+        try:
+            migration = objects.Migration.get_by_instance_and_status(
+                ctxt, instance.uuid, 'running')
+        except exception.MigrationNotFoundByStatus:
+            return
+        if migration.source_compute != instance.host:
+            return
+        try:
+            report = report_client.report_client_singleton()
+            if not report.get_allocations_for_consumer(ctxt, migration.uuid):
+                return
+            report.move_allocations(ctxt, migration.uuid, instance.uuid)
+        except Exception as exc:
+            LOG.warning('Could not give the instance back its allocations '
+                        'of this host (held by migration %s): %s',
+                        migration.uuid, exc, instance=instance)
+            return
+        LOG.info('Allocations held by migration %s given back to the '
+                 'instance on this host', migration.uuid, instance=instance)
+
+    # -- markers --------------------------------------------------------------
+
+    def _mark(self, instance, vm_ref, marker):
+        """Record ``marker`` on the VM and the pool (before migrate_send)."""
+        text = jsonutils.dumps(marker)
+        _set_key(self._conn.call, 'VM', vm_ref, MARKER_KEY, text)
+        self._set_pointer(instance.uuid, text)
+
+    def _set_pointer(self, instance_uuid, text):
+        try:
+            _set_key(self._conn.call, 'pool', self._pool_ref(),
+                     POINTER_PREFIX + instance_uuid, text)
+        except errors.SxmError as exc:
+            LOG.warning('Could not %s the migration record of instance %s '
+                        'in XAPI pool %s: %s',
+                        'write' if text else 'remove', instance_uuid,
+                        self._host.pool_uuid, exc)
+
+    def _pool_ref(self):
+        return self._host.pool_ref or self._conn.call('pool.get_all')[0]
+
+    def pointers(self):
+        """{instance uuid: marker} of this pool's migration records."""
+        other = self._conn.call('pool.get_other_config', self._pool_ref())
+        out = {}
+        for key, text in other.items():
+            if key.startswith(POINTER_PREFIX):
+                uuid = key[len(POINTER_PREFIX):]
+                marker = read_marker(text, uuid)
+                if marker is not None:
+                    out[uuid] = marker
+        return out
+
+    def marker_of(self, instance, vm_ref=None):
+        """The marker of the instance's last migration from here, or None.
+
+        The pool's record first (it outlives the source VM), then the
+        VM's own.
+        """
+        marker = self.pointers().get(instance.uuid)
+        if marker is None and vm_ref is not None:
+            other = self._conn.call('VM.get_other_config', vm_ref)
+            marker = read_marker(other.get(MARKER_KEY), instance.uuid)
+        return marker
+
+    def _clear_after_failure(self, instance):
+        """The migration ended and the VM is here: forget its marker."""
+        try:
+            ref = self._vmops.lookup(instance, check_host=False)
+            if ref is None or self._running_migration(ref) is not None:
+                return  # it may arrive there: keep the record
+            _set_key(self._conn.call, 'VM', ref, MARKER_KEY, None)
+            self._set_pointer(instance.uuid, None)
+        except Exception as exc:
+            LOG.warning('Could not clear the migration record: %s', exc,
+                        instance=instance)
+
+    # -- reconciliation after a restart ---------------------------------------
+
+    def reconcile(self, instance):
+        """Make XAPI match Nova after the migration's owner died.
+
+        Nova keeps the instance on this compute (see the module doc).
+        Returns False when XAPI shows no migration of the instance.
+        """
+        with self._returns_lock:
+            if instance.uuid in self._returns:
+                return True   # being brought back already
+        ref = self._vmops.lookup(instance, check_host=False)
+        marker = self.marker_of(instance, ref)
+        running = self._running_migration(ref)
+        if running is not None:
+            LOG.warning('Found live migration task %s of this instance '
+                        'still running in XAPI (its nova-compute died); '
+                        'cancelling it, as Nova keeps the instance here',
+                        running.task_uuid, instance=instance)
+            outcome = fleet.cancel(self._conn.pool, running)
+            self._destroy_task(running.task_ref)
+            if not outcome.ok:
+                self._clean_destination(instance, ref, marker)
+                LOG.warning('Live migration task %s %s; the VM runs here, '
+                            'the destination pool is clean',
+                            running.task_uuid, outcome.status,
+                            instance=instance)
+                return True
+            LOG.warning('Live migration task %s completed before the '
+                        'cancel took effect', running.task_uuid,
+                        instance=instance)
+            ref = self._vmops.lookup(instance, check_host=False)
+            if marker is None:
+                LOG.error('Live migration task %s completed, and no '
+                          'migration record names its destination pool: '
+                          'the VM runs there while Nova has the instance '
+                          'on this host', running.task_uuid,
+                          instance=instance)
+                return True
+        if marker is None:
+            return False
+        self._destroy_marked_task(marker)
+        if ref is not None and not self._moved_in_pool(ref, marker):
+            # Failed, cancelled (by the watchdog) or never started.
+            self._clean_destination(instance, ref, marker)
+            LOG.warning('The live migration of this instance to XAPI pool '
+                        '%s (started %s) ended while its nova-compute was '
+                        'down; the VM is here and leftovers at the '
+                        'destination were removed', marker['dest_pool_uuid'],
+                        marker.get('started'), instance=instance)
+            return True
+        self.bring_back(instance, marker)
+        return True
+
+    def _moved_in_pool(self, ref, marker):
+        """Whether an in-pool migration put the VM on its other host."""
+        if marker['dest_pool_uuid'] != self._host.pool_uuid:
+            return False
+        rec = self._conn.call('VM.get_record', ref)
+        return rec['resident_on'] not in (vmops.NULL, self._host.host_ref)
+
+    def _running_migration(self, ref):
+        if ref is None:
+            return None
+        rec = self._conn.call('VM.get_record', ref)
+        if fleet.STORAGE_OPERATION not in rec['current_operations'].values():
+            return None
+        uuid = rec['uuid']
+        for info in fleet.list_migrations(self._conn.pool):
+            if info.vm_uuid == uuid:
+                return info
+        return None
+
+    def _destroy_task(self, task_ref):
+        try:
+            self._conn.call('task.destroy', task_ref)
+        except errors.SxmError:
+            pass   # gone already
+
+    def _destroy_marked_task(self, marker):
+        """Destroy the marker's task in this pool once it has ended."""
+        if not marker.get('task_uuid'):
+            return
+        try:
+            task = self._conn.call('task.get_by_uuid', marker['task_uuid'])
+            if self._conn.call('task.get_status', task) not in fleet.RUNNING:
+                self._destroy_task(task)
+        except errors.SxmError:
+            pass   # destroyed by the watchdog or a reap
+
+    def _remote(self, marker):
+        if marker['dest_pool_uuid'] == self._host.pool_uuid:
+            return None
+        return self._conn.remote_pool(marker['dest_url'],
+                                      marker['dest_pool_uuid'])
+
+    def _clean_destination(self, instance, ref, marker):
+        """Remove what a migration that did not complete left there."""
+        if ref is not None:
+            _set_key(self._conn.call, 'VM', ref, MARKER_KEY, None)
+        if marker is None:
+            self._set_pointer(instance.uuid, None)
+            return
+        remote = self._remote(marker)
+        try:
+            keep = [vdi['uuid'] for _, vdi in self._vmops.disk_records(ref)]
+            core_migrate.cleanup_destination(
+                remote or self._conn.pool, marker['vm_uuid'], keep,
+                cross_pool=remote is not None, source_pool=self._conn.pool)
+        except errors.SxmError as exc:
+            LOG.error('Cleaning XAPI pool %s after the interrupted live '
+                      'migration failed: %s', marker['dest_pool_uuid'], exc,
+                      instance=instance)
+            return
+        finally:
+            if remote is not None:
+                remote.close()
+        self._set_pointer(instance.uuid, None)
+
+    def bring_back(self, instance, marker):
+        """Live-migrate the instance back here from the marker's pool.
+
+        In a background thread (start-up goes on); returns it.
+        """
+        try:
+            port_map = self._port_map(instance)
+        except Exception as exc:
+            LOG.warning('No network information for the return trip '
+                        '(%s): VIFs go to networks of the same name',
+                        exc, instance=instance)
+            port_map = {}
+        cancel = threading.Event()
+        thread = threading.Thread(
+            target=self._bring_back, args=(instance, marker, port_map,
+                                           cancel),
+            name='sxm-bring-back-%s' % instance.uuid, daemon=True)
+        with self._returns_lock:
+            if instance.uuid in self._returns:
+                return self._returns[instance.uuid][0]
+            self._returns[instance.uuid] = (thread, cancel)
+        LOG.warning('The live migration of this instance to XAPI pool %s '
+                    '(host %s, started %s) completed while its nova-compute '
+                    'was down, but Nova keeps the instance on this host: '
+                    'bringing it back with a live migration',
+                    marker['dest_pool_uuid'], marker.get('dest_host_name'),
+                    marker.get('started'), instance=instance)
+        thread.start()
+        return thread
+
+    def _port_map(self, instance):
+        networks = self._vif.networks()
+        out = {}
+        for vif in instance.get_network_info():
+            out[vif['id']] = networks[self._vif.choose_network(
+                vif, networks)]['uuid']
+        return out
+
+    def _bring_back(self, instance, marker, port_map, cancel):
+        try:
+            self._return_trip(instance, marker, port_map, cancel)
+        except errors.MigrationCancelled:
+            LOG.warning('Bringing the instance back was cancelled; its VM '
+                        'stays in XAPI pool %s', marker['dest_pool_uuid'],
+                        instance=instance)
+        except Exception:
+            LOG.exception('Bringing the instance back from XAPI pool %s '
+                          'failed: its VM is there while Nova has it on '
+                          'this host', marker['dest_pool_uuid'],
+                          instance=instance)
+        finally:
+            with self._returns_lock:
+                self._returns.pop(instance.uuid, None)
+
+    def _return_trip(self, instance, marker, port_map, cancel):
+        remote = self._remote(marker)
+        there = remote or self._conn.pool
+        try:
+            ref = find_instance_vm(there, instance.uuid)
+            if ref is None:
+                LOG.error('The VM of this instance is neither here nor in '
+                          'XAPI pool %s: nothing to bring back',
+                          marker['dest_pool_uuid'], instance=instance)
+                self._set_pointer(instance.uuid, None)
+                return
+            sr_uuid = self._conn.call('SR.get_uuid', self._host.find_sr())
+            sr_map = {}
+            for vbd in there.call('VM.get_VBDs', ref):
+                vdi = there.call('VBD.get_VDI', vbd)
+                if vdi == vmops.NULL:
+                    continue
+                if vmops.DISK_KEY in there.call('VDI.get_other_config',
+                                                vdi):
+                    sr_map[there.call('VDI.get_uuid', vdi)] = sr_uuid
+            migrator = self._conn.migrator(
+                self._conn.pool if remote else None, source=there)
+            the_plan, problems = migrator.plan(
+                ref, dest_host=self._host.host_uuid, sr_map=sr_map,
+                network_map=port_map)
+            if planmod.blocking(problems):
+                LOG.error('Cannot bring the instance back from XAPI pool '
+                          '%s: %s', marker['dest_pool_uuid'],
+                          problems_text(problems), instance=instance)
+                return
+            result = migrator.migrate(the_plan, cancel=cancel)
+        finally:
+            if remote is not None:
+                remote.close()
+        here = self._vmops.lookup(instance, check_host=False)
+        if here is not None:
+            self._conn.call('VM.set_affinity', here, self._host.host_ref)
+            _set_key(self._conn.call, 'VM', here, MARKER_KEY, None)
+        self._set_pointer(instance.uuid, None)
+        LOG.warning('Brought the instance back from XAPI pool %s in %.1f s: '
+                    'its VM runs on this host again, as Nova has it',
+                    marker['dest_pool_uuid'], result.seconds,
+                    instance=instance)
+
+    def reconcile_host(self, context, instances):
+        """Reconcile the migration records of this host at start-up.
+
+        ``instances``: Nova's instances of this compute (what
+        ``process_instances_at_startup`` gets). One left MIGRATING is
+        Nova's to abort (``abort`` reconciles it then). Another one with
+        a record had its bring-back interrupted: ``reconcile``. A record
+        of an instance Nova deleted meanwhile (the API deletes locally
+        while its compute is down) has the VM removed from the pool the
+        record names; one of an instance Nova has on another compute is
+        dropped.
+        """
+        by_uuid = {i.uuid: i for i in instances}
+        for uuid, marker in self.pointers().items():
+            if marker.get('source_host_uuid') not in (
+                    None, self._host.host_uuid):
+                continue
+            try:
+                instance = by_uuid.get(uuid)
+                if instance is None:
+                    self._reconcile_absent(context, uuid)
+                elif instance.task_state != task_states.MIGRATING:
+                    self.reconcile(instance)
+            except Exception as exc:
+                LOG.warning('Could not reconcile the interrupted migration '
+                            'of instance %s: %s', uuid, exc)
+
+    def _reconcile_absent(self, context, uuid):
+        try:
+            instance = objects.Instance.get_by_uuid(
+                context.elevated(read_deleted='yes'), uuid)
+        except exception.InstanceNotFound:
+            # Purged: what Nova knew is gone, the record names the VM.
+            instance = objects.Instance(uuid=uuid, node=None)
+        else:
+            if not instance.deleted:
+                LOG.info('Dropping the migration record of instance %s: '
+                         'Nova has it on %s', uuid, instance.host)
+                self._set_pointer(uuid, None)
+                return
+        LOG.warning('Instance %s was deleted while an interrupted live '
+                    'migration had its VM in another pool; removing it',
+                    uuid)
+        self.destroy_elsewhere(instance)
+
+    # -- delete ---------------------------------------------------------------
+
+    def stop_for_destroy(self, instance):
+        """Before a delete: stop a bring-back or a migration of the VM."""
+        with self._returns_lock:
+            entry = self._returns.get(instance.uuid)
+        if entry is not None:
+            entry[1].set()
+            entry[0].join(STOP_WAIT)
+        cancel = self.active_migrations.get(instance.uuid)
+        if cancel is not None:
+            cancel.set()
+            deadline = time.monotonic() + STOP_WAIT
+            while instance.uuid in self.active_migrations and \
+                    time.monotonic() < deadline:
+                time.sleep(0.2)
+            return
+        ref = self._vmops.lookup(instance, check_host=False)
+        running = self._running_migration(ref)
+        if running is not None:
+            LOG.warning('Deleting the instance: cancelling its live '
+                        'migration task %s first', running.task_uuid,
+                        instance=instance)
+            outcome = fleet.cancel(self._conn.pool, running)
+            self._destroy_task(running.task_ref)
+            if not outcome.ok:
+                self._clean_destination(instance, ref,
+                                        self.marker_of(instance, ref))
+
+    def destroy_elsewhere(self, instance):
+        """Remove the instance's VM from the pool its marker names.
+
+        Only a VM whose ``other_config`` names this instance, and never
+        one that runs on the host Nova has as the instance's node (a
+        compute of that pool runs it for Nova). Returns True when a VM
+        was removed.
+        """
+        marker = self.pointers().get(instance.uuid)
+        if marker is None:
+            return False
+        if instance.node and instance.node != self._host.host_name:
+            return False   # Nova has it on another node: not ours
+        remote = self._remote(marker)
+        there = remote or self._conn.pool
+        removed = False
+        try:
+            ref = find_instance_vm(there, instance.uuid)
+            if ref is not None:
+                rec = there.call('VM.get_record', ref)
+                host = rec['resident_on'] if rec['resident_on'] != \
+                    vmops.NULL else rec['affinity']
+                name = (there.call('host.get_name_label', host)
+                        if host != vmops.NULL else None)
+                if remote is None and host in (vmops.NULL,
+                                               self._host.host_ref):
+                    return False   # this host's own VM: vmops destroys it
+                if name and name == instance.node:
+                    return False
+                other = vmops.VMOps(types.SimpleNamespace(
+                    call=there.call, pool=there), self._host, None)
+                other.destroy_ref(instance, ref)
+                removed = True
+                LOG.warning('Removed the VM of this instance from XAPI pool '
+                            '%s (host %s), where an interrupted live '
+                            'migration had left it', marker['dest_pool_uuid'],
+                            name, instance=instance)
+        finally:
+            if remote is not None:
+                remote.close()
+        self._destroy_marked_task(marker)
+        self._set_pointer(instance.uuid, None)
+        return removed
+
+
+def _set_key(call, cls, ref, key, value):
+    """Set (or with None remove) one ``other_config`` key of an object."""
+    try:
+        call('%s.remove_from_other_config' % cls, ref, key)
+    except errors.XapiFailure:
+        pass   # not there
+    if value is not None:
+        call('%s.add_to_other_config' % cls, ref, key, value)
+
+
+def find_instance_vm(pool, instance_uuid):
+    """The VM of ``instance_uuid`` in ``pool`` (a SessionPool), or None."""
+    for ref, rec in pool.call('VM.get_all_records').items():
+        if rec['is_a_template'] or rec['is_a_snapshot'] or \
+                rec['is_control_domain']:
+            continue
+        if rec['other_config'].get(vmops.UUID_KEY) == instance_uuid:
+            return ref
+    return None
 
 
 class _Reporter(object):

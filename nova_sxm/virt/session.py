@@ -21,16 +21,21 @@ itself (``remote_pool``), so migration tokens stay in its process.
 
 import dataclasses
 import http.client
+import os
 import urllib.parse
 
+from oslo_log import log as logging
 from sxm_core import conf as core_conf
 from sxm_core import errors
+from sxm_core import fleet
 from sxm_core import migrate
 from sxm_core import sessions
+from sxm_core import tasks
 
 import nova_sxm.conf
 
 CONF = nova_sxm.conf.CONF
+LOG = logging.getLogger(__name__)
 CHUNK = 1 << 20
 
 
@@ -79,6 +84,15 @@ class Settings:
                                           self.host_name)
 
 
+def _log_file():
+    """nova-compute's log file (oslo.log's options), or None."""
+    log_file = getattr(CONF, 'log_file', None)
+    if not log_file:
+        return None
+    log_dir = getattr(CONF, 'log_dir', None)
+    return os.path.join(log_dir, log_file) if log_dir else log_file
+
+
 class XapiConnection(object):
     """A SessionPool to this compute's pool plus the raw VDI transfers."""
 
@@ -112,14 +126,39 @@ class XapiConnection(object):
             kwargs['password'] = password
         return sessions.SessionPool(**kwargs)
 
-    def migrator(self, dest=None):
+    def migrator(self, dest=None, source=None, marker_key=None,
+                 on_start=None):
+        """A Migrator from ``source`` (default: this pool) to ``dest``.
+
+        Every migration it runs gets a watchdog process
+        (``fleet.owner_custodian_for``) that cancels it if this
+        nova-compute dies first; ``marker_key`` names the source VM's
+        ``other_config`` key it removes then. ``on_start(task_ref)`` is
+        called once the XAPI task exists.
+        """
         s = self.settings
+        source = source or self.pool
+        guard = fleet.owner_custodian_for(source, dest or source,
+                                          marker_key=marker_key,
+                                          log_file=_log_file())
+
+        def custodian(task, token, the_plan=None):
+            # Tagged as this service's: a restart reaps it once ended.
+            tasks.tag(source, task)
+            if on_start is not None:
+                try:
+                    on_start(task)
+                except Exception:  # a note, not a reason to stop
+                    LOG.exception('Recording migration task %s failed',
+                                  task)
+            return guard(task, token, the_plan)
         return migrate.Migrator(
-            self.pool, dest, seconds_per_gib=s.seconds_per_gib,
+            source, dest, seconds_per_gib=s.seconds_per_gib,
             minimum_timeout=s.minimum_timeout,
             stall_timeout=s.stall_timeout, slots=self.slots,
             too_many_retries=s.too_many_migrates_retries,
-            too_many_interval=s.too_many_migrates_interval)
+            too_many_interval=s.too_many_migrates_interval,
+            custodian=custodian)
 
     # -- raw VDI transfer (XAPI's HTTP handlers) -----------------------------
 
@@ -161,13 +200,18 @@ class XapiConnection(object):
                                   % (vdi_ref, resp.status,
                                      body.decode('utf-8', 'replace')))
 
-    def export_raw(self, vdi_ref, fileobj):
-        """GET a VDI's bytes (/export_raw_vdi) into ``fileobj``."""
+    def export_raw(self, vdi_ref, fileobj, fmt=None):
+        """GET a VDI's bytes (/export_raw_vdi) into ``fileobj``.
+
+        ``fmt`` is XAPI's ``format`` parameter: None or ``raw`` for the
+        disk's bytes, ``vhd`` for a dynamic VHD (footer copy first, only
+        the allocated blocks), as Glance's format inspector recognises.
+        """
         with self.pool.session() as s:
             conn = self._http()
             try:
                 conn.request('GET', self._path('export_raw_vdi', s.handle,
-                                               vdi_ref))
+                                               vdi_ref, fmt))
                 resp = conn.getresponse()
                 if resp.status != 200:
                     raise errors.SxmError(

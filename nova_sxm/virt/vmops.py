@@ -17,15 +17,22 @@ instance uuid (VM uuids cannot be chosen in XAPI). Its disks carry
 ``other_config['nova_disk']`` (root, swap, ephemeral) so that destroy
 removes only them: volumes are detached, never destroyed. Device numbers
 follow the historic xenapi driver: root 0, swap 2, ephemeral 4.
+
+A server booted from a volume has no root disk of its own: its root
+volume (the block device with boot index 0) is attached at userdevice 0,
+bootable, like any volume (``volumeops``); swap and ephemeral disks are
+the driver's as for an image-backed server.
 """
 
 import os
 import tempfile
 
+from nova import block_device
 from nova.compute import power_state
 from nova.compute import task_states
 from nova import exception
 from nova.image import glance
+from nova.virt import driver as virt_driver
 from nova.virt import hardware
 from oslo_log import log as logging
 from oslo_utils import units
@@ -34,6 +41,7 @@ from sxm_core import errors
 from sxm_core import tasks
 
 from nova_sxm.virt import images
+from nova_sxm.virt import volumeops
 
 LOG = logging.getLogger(__name__)
 NULL = constants.OPAQUE_NULL
@@ -49,6 +57,60 @@ POWER_STATES = {
     'suspended': power_state.SUSPENDED,
     'crashed': power_state.CRASHED,
 }
+
+
+# XAPI operations during which the power state reads as something it is
+# about to stop being: Nova sees NOSTATE (its power sync then waits)
+# rather than a state it would "correct" under XAPI's feet.
+POWER_CHANGING = frozenset((
+    'start', 'start_on', 'resume', 'resume_on', 'clean_shutdown',
+    'hard_shutdown', 'shutdown', 'clean_reboot', 'hard_reboot', 'suspend',
+    'pause', 'unpause', 'pool_migrate', 'migrate_send', 'checkpoint'))
+
+
+def nova_power_state(rec):
+    """Nova's power state of a VM record.
+
+    A VM that is not running while XAPI changes its power state (e.g. a
+    start under way) is NOSTATE: transient, not "shut down".
+    """
+    state = POWER_STATES.get(rec['power_state'].lower(),
+                             power_state.NOSTATE)
+    ops = set((rec.get('current_operations') or {}).values())
+    if state != power_state.RUNNING and ops & POWER_CHANGING:
+        return power_state.NOSTATE
+    return state
+
+
+def root_volume(block_device_info):
+    """The volume mapping the instance boots from, or None (an image).
+
+    Nova marks it with boot index 0; a mapping without boot indexes
+    (older records) is the root when its device is the instance's root
+    device, as the historic xenapi driver decided.
+    """
+    mapping = virt_driver.block_device_info_get_mapping(block_device_info)
+    root = block_device.get_root_bdm(mapping)
+    if root is not None:
+        return root
+    if virt_driver.block_device_info_get_image(block_device_info):
+        return None
+    name = virt_driver.block_device_info_get_root_device(block_device_info)
+    if not name:
+        return None
+    for bdm in mapping:
+        device = bdm.get('mount_device')
+        if device and (block_device.strip_dev(device)
+                       == block_device.strip_dev(name)):
+            return bdm
+    return None
+
+
+def _own(vbd_rec, vdi_other_config):
+    # A volume's VBD says so whatever its VDI carries: a volume made from
+    # a copy of an instance disk may keep that disk's DISK_KEY.
+    return (DISK_KEY in vdi_other_config
+            and volumeops.VOLUME_KEY not in vbd_rec['other_config'])
 
 
 class VMOps(object):
@@ -120,16 +182,54 @@ class VMOps(object):
     def get_info(self, instance):
         ref = self.require(instance)
         rec = self._conn.call('VM.get_record', ref)
-        return hardware.InstanceInfo(
-            state=POWER_STATES.get(rec['power_state'].lower(),
-                                   power_state.NOSTATE),
-            internal_id=rec['uuid'])
+        return hardware.InstanceInfo(state=nova_power_state(rec),
+                                     internal_id=rec['uuid'])
+
+    def survey(self, instance):
+        """Where and how the instance's VM is, for start-up decisions.
+
+        A dict: ``where`` is ``here`` (this host's), ``other-host`` (a VM
+        of this pool that another host runs or prefers) or ``missing``
+        (not in this pool); ``ref`` and ``record`` when found;
+        ``power`` (Nova's power state) and ``operations`` (XAPI's
+        current_operations, e.g. migrate_send) when here.
+        """
+        found = self._match(self._conn.call('VM.get_by_name_label',
+                                            instance.name), instance)
+        if found is None:
+            found = self._match(self._by_uuid(instance.uuid), instance)
+        if found is None:
+            return {'where': 'missing', 'ref': None, 'record': None}
+        ref, rec = found
+        out = {'ref': ref, 'record': rec,
+               'operations': sorted(set(
+                   (rec.get('current_operations') or {}).values()))}
+        if not self._ours(rec):
+            host = rec['resident_on'] if rec['resident_on'] != NULL \
+                else rec['affinity']
+            try:
+                out['host_name'] = self._conn.call('host.get_name_label',
+                                                   host)
+            except errors.SxmError:
+                out['host_name'] = host
+            out['where'] = 'other-host'
+            return out
+        out['where'] = 'here'
+        out['power'] = nova_power_state(rec)
+        return out
 
     # -- spawn ---------------------------------------------------------------
 
     def spawn(self, context, instance, image_meta, network_info,
               block_device_info=None, power_on=True):
+        """Build (and start) the VM with its own disks and VIFs.
+
+        With a root volume in ``block_device_info`` no root disk is made
+        from an image: the caller attaches the volume at userdevice 0
+        (the instance has no image to download).
+        """
         call = self._conn.call
+        from_volume = root_volume(block_device_info) is not None
         flavor = instance.flavor
         memory = str(flavor.memory_mb * units.Mi)
         vm = call('VM.create', {
@@ -155,8 +255,13 @@ class VMOps(object):
             'xenstore_data': {}, 'tags': [], 'blocked_operations': {},
             'domain_type': 'hvm'})
         try:
-            sr = self._host.find_sr()
-            self._root_disk(context, instance, image_meta, vm, sr)
+            # A server booted from a volume without swap or ephemeral
+            # disks needs no SR of this host.
+            sr = self._host.find_sr() if (
+                not from_volume or flavor.swap or flavor.ephemeral_gb) \
+                else None
+            if not from_volume:
+                self._root_disk(context, instance, image_meta, vm, sr)
             if flavor.swap:
                 self._blank_disk(instance, vm, sr, SWAP, 'swap',
                                  flavor.swap * units.Mi)
@@ -330,11 +435,13 @@ class VMOps(object):
                 task_state=task_states.IMAGE_UPLOADING,
                 expected_state=task_states.IMAGE_PENDING_UPLOAD)
             fmt = self._conn.settings.image_upload_format
+            size = int(call('VDI.get_virtual_size', snap))
             with tempfile.TemporaryFile(prefix='sxm-snapshot-') as f:
-                self._conn.export_raw(snap, f)
-                size = f.tell()
-                if fmt == 'vhd':
-                    f.write(images.fixed_footer(size))
+                # XAPI streams a dynamic VHD (footer copy first), the
+                # only VHD that Glance's format inspector recognises.
+                self._conn.export_raw(snap, f, fmt=fmt)
+                f.seek(0)
+                images.check_upload(f, fmt, size, image_id)
                 f.seek(0)
                 metadata = {'disk_format': fmt, 'container_format': 'bare'}
                 IMAGE_API.update(context, image_id, metadata, data=f,
@@ -358,8 +465,8 @@ class VMOps(object):
 
     def own_disks(self, ref):
         """VDI uuids of the instance's own disks (not volumes)."""
-        return {vdi['uuid'] for _, vdi in self.disk_records(ref)
-                if DISK_KEY in vdi['other_config']}
+        return {vdi['uuid'] for vbd, vdi in self.disk_records(ref)
+                if _own(vbd, vdi['other_config'])}
 
     def _disks(self, ref):
         """{userdevice: VDI ref} of the VM's own (non-volume) disks."""
@@ -369,7 +476,7 @@ class VMOps(object):
             if rec['type'] == 'CD' or rec['VDI'] == NULL:
                 continue
             other = self._conn.call('VDI.get_other_config', rec['VDI'])
-            if DISK_KEY in other:
+            if _own(rec, other):
                 out[rec['userdevice']] = rec['VDI']
         return out
 

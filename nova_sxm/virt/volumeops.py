@@ -246,7 +246,13 @@ class VolumeOps(object):
                     data.get('sr_uuid'), exc))
 
     def attach(self, vm_ref, instance, connection_info, mountpoint,
-               running):
+               running, bootable=False):
+        """Attach a volume's VDI to the VM at ``mountpoint``.
+
+        ``bootable`` for the volume a server boots from: XAPI's VBD flag
+        (HVM firmware boots userdevice 0, PV bootloaders look for the
+        bootable disk).
+        """
         data = volume_data(connection_info)
         vol = volume_id(connection_info)
         # Held until the VBD exists: a detach of another volume on the
@@ -254,7 +260,8 @@ class VolumeOps(object):
         with _lock(data['sr_uuid']):
             sr, introduced = self._connect(connection_info)
             try:
-                self._attach(vm_ref, sr, data, vol, mountpoint, running)
+                self._attach(vm_ref, sr, data, vol, mountpoint, running,
+                             bootable)
             except Exception:
                 with excutils.save_and_reraise_exception():
                     if introduced:
@@ -262,11 +269,12 @@ class VolumeOps(object):
         LOG.info('Attached volume %s at %s', vol, mountpoint,
                  instance=instance)
 
-    def _attach(self, vm_ref, sr, data, vol, mountpoint, running):
+    def _attach(self, vm_ref, sr, data, vol, mountpoint, running,
+                bootable=False):
         vdi = self.find_vdi(sr, data)
         vbd = self._conn.call('VBD.create', {
             'VM': vm_ref, 'VDI': vdi, 'userdevice': userdevice(mountpoint),
-            'bootable': False, 'mode': 'RW', 'type': 'Disk',
+            'bootable': bool(bootable), 'mode': 'RW', 'type': 'Disk',
             'empty': False, 'unpluggable': True,
             'other_config': {VOLUME_KEY: vol},
             'qos_algorithm_type': '', 'qos_algorithm_params': {}})

@@ -26,6 +26,7 @@ import hashlib
 import logging
 import random
 import threading
+import time
 import urllib.parse
 import urllib.request
 
@@ -425,3 +426,46 @@ class GoldVolumeTest(VolumeTestBase):
         self.assertTrue(vbd['currently_attached'])
         self.assertEqual(hashlib.sha256(data).hexdigest(),
                          self.export_digest('pool-a', vdi_uuid))
+
+
+class DeviceNamesTest(VolumeTestBase):
+    """Volumes never take the positions of swap and the ephemeral disk.
+
+    The driver puts swap at userdevice 2 and the ephemeral disk at 4;
+    Nova's own naming (root sda, swap sdb) would give the first volume sdc,
+    userdevice 2, and XAPI would refuse it (DEVICE_ALREADY_EXISTS).
+    """
+
+    def setUp(self):
+        super().setUp()
+        flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
+                                     ephemeral=1, swap=64)
+        self.server = self._create_server(image_uuid=self.image,
+                                          flavor_id=flavor, host='host1',
+                                          networks='none')
+
+    def test_volumes_attach_beside_swap_and_ephemeral(self):
+        attached = []
+        for seed in (11, 12, 13):
+            data = random.Random(seed).randbytes(MiB)
+            vol, vdi_uuid = self.create_volume('pool-c', SILVER, 'silver',
+                                               data)
+            # One volume_attach.end notification satisfies every later
+            # wait of _attach_volume: poll for this volume's VBD instead.
+            self.api.post_server_volume(
+                self.server['id'], {'volumeAttachment': {'volumeId': vol}})
+            for _ in range(200):
+                vbd, got_vdi, _ = self.volume_vbd('pool-a', vol)
+                if vbd is not None and vbd['currently_attached']:
+                    break
+                time.sleep(0.1)
+            self.assertEqual(vdi_uuid, got_vdi)
+            self.assertTrue(vbd['currently_attached'])
+            attached.append(vbd['userdevice'])
+        self.assertEqual(3, len(set(attached)))
+        self.assertEqual(set(), set(attached) & {'0', '2', '4'})
+        x = self.xapi['pool-a']
+        vm, _ = self.vm_of(self.server, 'pool-a')
+        own = {x.VBD.get_userdevice(v) for v in x.VM.get_VBDs(vm)
+               if volumeops.VOLUME_KEY not in x.VBD.get_other_config(v)}
+        self.assertEqual({'0', '2', '4'}, own)
