@@ -20,7 +20,12 @@ VDI.pool_migrate when the volume is plugged into a running VM, else with
 VDI.copy and VDI.destroy (sxm_core's Migrator.move_vdi). Nova attaches a
 volume from its ``xensm`` connection info (nova_sxm's volumeops).
 
-``provider_location`` is the VDI uuid (see volumeops).
+``provider_location`` is the VDI uuid (see volumeops). A volume's VDI is
+also found by its name label, which XAPI keeps through VDI.copy and
+VDI.pool_migrate: delete removes the volume's data wherever a move put it,
+with what interrupted moves left, and start-up (``update_provider_info``,
+see recovery) brings every volume a dead cinder-volume left mid-operation
+into agreement with XAPI.
 
 cinder.conf::
 
@@ -52,6 +57,7 @@ from oslo_log import log as logging
 
 from cinder_sxm import conf
 from cinder_sxm import imageops
+from cinder_sxm import recovery
 from cinder_sxm import stats
 from cinder_sxm import volumeops
 from sxm_core import attach
@@ -93,6 +99,8 @@ class SxmVolumeDriver(driver.VolumeDriver):
         if self.configuration:
             self.configuration.append_config_values(conf.OPTS)
         self._xapi = None
+        self._owned = None
+        self._recovery = None
         self._ops = None
         self._transfers = None
         self._slots = None
@@ -118,9 +126,12 @@ class SxmVolumeDriver(driver.VolumeDriver):
         except ValueError as exc:
             raise exception.InvalidConfigurationValue(
                 option='sxm_connection_url', value=str(exc)) from None
-        self._ops = volumeops.VolumeOps(self._xapi)
+        # Every task it starts names this service: a successor ends them.
+        self._owned = volumeops.OwnedPool(
+            self._xapi, self.host or self.backend_name)
+        self._ops = volumeops.VolumeOps(self._owned)
         self._transfers = imageops.Transfers(
-            self._xapi, ca_file=view.ca_file, insecure=view.insecure,
+            self._owned, ca_file=view.ca_file, insecure=view.insecure,
             timeout=view.long_call_timeout)
         self._slots = migrate.HostSlots(
             limit=view.max_concurrent_storage_migrations,
@@ -217,8 +228,38 @@ class SxmVolumeDriver(driver.VolumeDriver):
         """
         return volumes.volume_lock(volume_id, self._lock_path)
 
-    def _vdi(self, volume):
+    def _sr_refs(self):
+        return {rec['ref'] for rec in self._sr_map(strict=False).values()}
+
+    def _find_vdi(self, volume):
+        """The ref of the volume's VDI, or None.
+
+        By provider_location; when that names a VDI that is gone (a move
+        finished while this service was down), by the volume's name label,
+        and provider_location is corrected.
+        """
         vdi = self._ops.find_vdi(volume.provider_location)
+        if vdi is not None:
+            return vdi
+        found = [(ref, rec) for ref, rec in self._ops.volume_vdis(
+            volume.id, volume.name, self._sr_refs())
+            if not self._ops.running_tasks(rec)]
+        if len(found) != 1:
+            return None
+        ref, rec = found[0]
+        LOG.warning('Volume %s: VDI %s (provider_location) is gone; its '
+                    'data is in VDI %s', volume.id, volume.provider_location,
+                    rec['uuid'])
+        try:
+            volume.provider_location = rec['uuid']
+            volume.save()
+        except Exception as exc:
+            LOG.warning('Could not record VDI %s as the provider_location '
+                        'of volume %s: %s', rec['uuid'], volume.id, exc)
+        return ref
+
+    def _vdi(self, volume):
+        vdi = self._find_vdi(volume)
         if vdi is None:
             raise exception.VolumeNotFound(volume_id=volume.id)
         return vdi
@@ -236,8 +277,9 @@ class SxmVolumeDriver(driver.VolumeDriver):
     def delete_volume(self, volume):
         try:
             with self._locked(volume.id):
-                self._ops.destroy(volume.provider_location,
-                                  'volume %s' % volume.id)
+                self._ops.destroy_volume(
+                    volume.id, volume.name, volume.provider_location,
+                    self._sr_refs(), 'volume %s' % volume.id)
         except errors.XapiFailure as exc:
             if exc.code == 'VDI_IN_USE':
                 raise exception.VolumeIsBusy(volume_name=volume.name)
@@ -257,16 +299,17 @@ class SxmVolumeDriver(driver.VolumeDriver):
         with self._locked(src_vref.id), _translated(
                 'Cloning volume %s' % src_vref.id):
             uuid = self._ops.clone_or_copy(
-                src_vref.provider_location, sr['ref'], volume.size, volume,
-                'volume %s' % src_vref.id)
+                self._ops.call('VDI.get_uuid', self._vdi(src_vref)),
+                sr['ref'], volume.size, volume, 'volume %s' % src_vref.id)
         return {'provider_location': uuid}
 
     def create_snapshot(self, snapshot):
         with self._locked(snapshot.volume_id), _translated(
                 'Snapshot %s of volume %s' % (snapshot.id,
                                               snapshot.volume_id)):
-            uuid = self._ops.snapshot(snapshot.volume.provider_location,
-                                      snapshot)
+            uuid = self._ops.snapshot(
+                self._ops.call('VDI.get_uuid', self._vdi(snapshot.volume)),
+                snapshot)
         return {'provider_location': uuid}
 
     def delete_snapshot(self, snapshot):
@@ -304,7 +347,7 @@ class SxmVolumeDriver(driver.VolumeDriver):
         tier = volume_utils.extract_host(volume.host, 'pool')
         try:
             return attach.connection_info(
-                volume.id, volume.provider_location, sr_rec,
+                volume.id, self._ops.call('VDI.get_uuid', vdi), sr_rec,
                 self._pool_id(), connector, device_config, tier=tier)
         except attach.CrossPoolRefused as exc:
             raise exception.VolumeBackendAPIException(data=str(exc))
@@ -313,8 +356,11 @@ class SxmVolumeDriver(driver.VolumeDriver):
         if connector is None:
             # Force detach: no consumer will unplug it any more.
             with _translated('Force-detaching volume %s' % volume.id):
-                self._ops.force_detach(volume.provider_location,
-                                       'volume %s' % volume.id)
+                vdi = self._find_vdi(volume)
+                if vdi is not None:
+                    self._ops.force_detach(
+                        self._ops.call('VDI.get_uuid', vdi),
+                        'volume %s' % volume.id)
 
     # -- images --------------------------------------------------------------
 
@@ -366,7 +412,7 @@ class SxmVolumeDriver(driver.VolumeDriver):
     def _migrator(self):
         view = conf.core_view(self.configuration)
         return migrate.Migrator(
-            self._xapi, seconds_per_gib=view.seconds_per_gib,
+            self._owned, seconds_per_gib=view.seconds_per_gib,
             minimum_timeout=view.minimum_timeout,
             stall_timeout=view.stall_timeout, slots=self._slots,
             too_many_retries=view.too_many_migrates_retries,
@@ -394,29 +440,32 @@ class SxmVolumeDriver(driver.VolumeDriver):
                     'it' % len(snaps))
         return None
 
-    def _move(self, context, volume, host, why):
+    def _move(self, context, volume, host, why, new_type=None):
         """(moved, model update) of moving ``volume`` to ``host``'s pool.
 
         Never raises for a move that cannot or did not happen: Cinder then
         keeps the volume where it is (or tries its generic migration).
         """
         try:
-            return self._try_move(context, volume, host, why)
+            return self._try_move(context, volume, host, why, new_type)
         except (errors.SxmError, exception.VolumeBackendAPIException) as exc:
             LOG.error('Cannot %s volume %s to %s: %s', why, volume.id,
                       host.get('host'), exc)
             return False, None
 
-    def _try_move(self, context, volume, host, why):
+    def _try_move(self, context, volume, host, why, new_type=None):
         # Under the volume's lock from the first look until the new VDI is
         # labelled: a second move that waited finds the old VDI gone and
         # refuses.
         with self._locked(volume.id):
-            return self._locked_move(context, volume, host, why)
+            return self._locked_move(context, volume, host, why, new_type)
 
-    def _locked_move(self, context, volume, host, why):
+    def _locked_move(self, context, volume, host, why, new_type=None):
         target = stats.parse_location_info(
             host.get('capabilities', {}).get('location_info'))
+        # provider_location only: a move that waited for another must find
+        # the VDI gone and refuse (the successor's start-up, not a move,
+        # repairs a provider_location that is stale for other reasons).
         current = self._ops.find_vdi(volume.provider_location)
         if current is None:
             LOG.warning('Cannot %s volume %s: its VDI %s is missing (moved '
@@ -431,13 +480,23 @@ class SxmVolumeDriver(driver.VolumeDriver):
             LOG.warning('Cannot %s volume %s to %s: %s', why, volume.id,
                         host.get('host'), reason)
             return False, None
+        # Where it goes, in Cinder's database before XAPI starts: if this
+        # service dies, its successor finishes Cinder's side (recovery).
+        self._note_move(volume, {
+            recovery.MOVE_HOST: host.get('host'),
+            recovery.MOVE_TYPE: new_type.id if new_type else '',
+            recovery.MOVE_SR: target[1],
+            recovery.MOVE_FROM: volume.provider_location})
         try:
             result = self._migrator().move_vdi(
-                volume.provider_location, target[1], lock=False)
+                volume.provider_location, target[1], lock=False,
+                on_task=lambda task: self._note_move(
+                    volume, {recovery.MOVE_TASK: task}))
         except errors.SxmError as exc:
             LOG.error('%s of volume %s to %s failed: %s', why, volume.id,
                       host.get('host'), exc)
-            return False, None
+            return self._after_failed_move(volume, target[1], why)
+        self._forget_move(volume)
         if not result.moved:
             return True, None
         try:
@@ -457,13 +516,89 @@ class SxmVolumeDriver(driver.VolumeDriver):
                         result.sr_uuid, ', '.join(result.leftovers))
         return True, {'provider_location': result.vdi_uuid}
 
+    def _after_failed_move(self, volume, sr_uuid, why):
+        """(moved, model update) from what XAPI shows after an error.
+
+        An error may come after the point of no return (the task lost in
+        a toolstack restart, the connection reset once the copy ended):
+        the VDI may be on SR ``sr_uuid`` all the same. When XAPI cannot
+        tell, the move stays recorded for the next start-up.
+        """
+        try:
+            source = self._ops.find_vdi(volume.provider_location)
+            found = [(ref, rec) for ref, rec in self._ops.volume_vdis(
+                volume.id, volume.name, self._sr_refs())
+                if ref != source and not self._ops.running_tasks(rec)]
+            if source is not None:
+                for ref, rec in found:
+                    if any(self._ops.call('VBD.get_currently_attached', v)
+                           for v in rec['VBDs']):
+                        continue
+                    self._ops.call('VDI.destroy', ref)
+                    LOG.warning('Destroyed VDI %s that the failed %s of '
+                                'volume %s left', rec['uuid'], why,
+                                volume.id)
+                self._forget_move(volume)
+                return False, None
+            srs = {rec['ref']: rec['uuid']
+                   for rec in self._sr_map(strict=False).values()}
+            moved = [(ref, rec) for ref, rec in found
+                     if srs.get(rec['SR']) == sr_uuid]
+            if len(moved) != 1:
+                LOG.error('After the failed %s of volume %s, its VDI %s is '
+                          'gone and %d VDI(s) labelled %s are on SR %s: '
+                          'left for the next start-up of this service',
+                          why, volume.id, volume.provider_location,
+                          len(moved), volume.name, sr_uuid)
+                return False, None
+            ref, rec = moved[0]
+            self._ops.label_volume(ref, volume)
+        except errors.SxmError as exc:
+            LOG.error('Cannot tell where the failed %s left volume %s (%s): '
+                      'left for the next start-up of this service', why,
+                      volume.id, exc)
+            return False, None
+        self._forget_move(volume)
+        LOG.warning('The %s of volume %s failed after XAPI had moved its '
+                    'VDI: it is VDI %s on SR %s now', why, volume.id,
+                    rec['uuid'], sr_uuid)
+        return True, {'provider_location': rec['uuid']}
+
+    def _note_move(self, volume, values):
+        try:
+            recovery.record_move(volume, {k: v for k, v in values.items()
+                                          if v is not None})
+        except Exception as exc:
+            LOG.warning('Could not record the move of volume %s in its '
+                        'admin metadata: %s', volume.id, exc)
+
+    def _forget_move(self, volume):
+        try:
+            recovery.clear_move(volume)
+        except Exception as exc:
+            LOG.warning('Could not clear the move of volume %s from its '
+                        'admin metadata: %s', volume.id, exc)
+
     def retype(self, context, volume, new_type, diff, host):
-        return self._move(context, volume, host, 'retype')
+        return self._move(context, volume, host, 'retype', new_type)
 
     def migrate_volume(self, context, volume, host):
         if volume.attach_status == 'attached' or volume.status == 'in-use':
             return False, None  # the manager never asks; be sure anyway
         return self._move(context, volume, host, 'migrate')
+
+    # -- start-up ------------------------------------------------------------
+
+    def update_provider_info(self, volumes, snapshots):
+        """Reconcile this backend's volumes with XAPI (see recovery).
+
+        init_host calls it once the driver is set up, with the volumes of
+        this backend, before it counts their capacity. Never raises: one
+        volume that cannot be reconciled is logged and left.
+        """
+        self._recovery = recovery.Recovery(self)
+        self._recovery.run(volumes, snapshots)
+        return None, None
 
     def update_migrated_volume(self, context, volume, new_volume,
                                original_volume_status):

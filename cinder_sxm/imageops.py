@@ -34,6 +34,8 @@ from sxm_core import sessions
 LOG = logging.getLogger(__name__)
 CHUNK = 1 << 20
 FORMATS = ('raw', 'vhd')
+# name_label of the task of a transfer.
+TASK_LABEL = 'cinder-sxm'
 
 
 class TransferFailed(errors.SxmError):
@@ -63,7 +65,7 @@ class Transfers(object):
         if fmt not in FORMATS:
             raise TransferFailed(what=what, reason='unsupported format %r '
                                  '(raw or vhd)' % fmt)
-        task = self.pool.call('task.create', 'cinder-sxm', what)
+        task = self.pool.call('task.create', TASK_LABEL, what)
         try:
             with self.pool.session() as session:
                 query = urllib.parse.urlencode({

@@ -18,10 +18,24 @@ unique in an XAPI pool and the SR follows from the VDI record, so nothing
 stale can be stored. A snapshot's ``provider_location`` is the uuid of its
 snapshot VDI. The VDI uuid changes when the volume moves to another SR
 (retype, migrate_volume), and the new one is returned as a model update.
+
+A volume's VDI is also found by a stable identity, which survives moves
+and the death of the process that moved it: its name label (``volume.name``)
+is carried by both VDI.copy and VDI.pool_migrate (xapi creates the mirror
+target from the source's vdi_info: name, description, tags), and by the
+target of a move still running. VDI.copy also copies ``other_config``;
+VDI.pool_migrate does not (xapi syncs only ``config-drive``), so the
+``cinder_volume_id`` key is a check, not the key of the search.
+
+Every XAPI task the driver starts is tagged in its ``other_config`` with
+the core's owner tag naming the cinder-volume backend (``OWNER_KEY``, see
+sxm_core.tasks): a successor of a dead service finds the tasks it left
+behind, follows or cancels them, and destroys them.
 """
 
 from oslo_log import log as logging
 
+from sxm_core import constants
 from sxm_core import errors
 from sxm_core import tasks
 
@@ -30,10 +44,51 @@ GiB = 1 << 30
 # VDI other_config key naming the Cinder object a VDI belongs to.
 VOLUME_KEY = 'cinder_volume_id'
 SNAPSHOT_KEY = 'cinder_snapshot_id'
+# The tasks of a cinder-volume carry the core's owner tag (sxm_core.tasks:
+# other_config 'sxm_owner' = 'cinder-volume/<host@backend>').
+OWNER_KEY = tasks.OWNER_KEY
+SERVICE = 'cinder-volume'
+RUNNING = (constants.TASK_PENDING, constants.TASK_CANCELLING)
 
 
 def _missing(exc):
     return exc.code in ('UUID_INVALID', 'HANDLE_INVALID')
+
+
+class OwnedPool(object):
+    """A SessionPool whose new tasks carry ``OWNER_KEY`` = ``owner``.
+
+    Tagging is best effort: an untagged task still runs and is waited for
+    by its caller; it is only invisible to a successor's clean-up.
+    """
+
+    def __init__(self, pool, host):
+        self._pool = pool
+        self.owner = tasks.owner_tag(SERVICE, host)
+
+    def __getattr__(self, name):
+        return getattr(self._pool, name)
+
+    def call(self, method, *args):
+        result = self._pool.call(method, *args)
+        if method.startswith('Async.') or method == 'task.create':
+            try:
+                self._pool.call('task.add_to_other_config', result,
+                                OWNER_KEY, self.owner)
+            except errors.XapiFailure as exc:
+                if exc.code != 'MAP_DUPLICATE_KEY':  # tagged already
+                    LOG.warning('Could not tag task %s (%s) as started by '
+                                '%s: %s', result, method, self.owner, exc)
+            except errors.SxmError as exc:
+                LOG.warning('Could not tag task %s (%s) as started by %s: '
+                            '%s', result, method, self.owner, exc)
+        return result
+
+    def owned_tasks(self):
+        """{task ref: record} of the tasks tagged with this owner."""
+        return {ref: rec for ref, rec in
+                self._pool.call('task.get_all_records').items()
+                if rec.get('other_config', {}).get(OWNER_KEY) == self.owner}
 
 
 class VolumeOps(object):
@@ -79,16 +134,93 @@ class VolumeOps(object):
                     raise
         return {}
 
-    def find_vdi(self, vdi_uuid):
-        """The VDI ref, or None when no such VDI exists."""
-        if not vdi_uuid:
-            return None
+    def call_or_none(self, method, *args):
+        """``method``'s answer, or None when the object it names is gone."""
         try:
-            return self.call('VDI.get_by_uuid', vdi_uuid)
+            return self.call(method, *args)
         except errors.XapiFailure as exc:
             if _missing(exc):
                 return None
             raise
+
+    def find_vdi(self, vdi_uuid):
+        """The VDI ref, or None when no such VDI exists."""
+        if not vdi_uuid:
+            return None
+        return self.call_or_none('VDI.get_by_uuid', vdi_uuid)
+
+    def volume_vdis(self, volume_id, name, srs):
+        """[(ref, record)] of the VDIs holding volume ``volume_id``.
+
+        Found by name label ``name`` on the SRs ``srs`` (refs), not
+        snapshots, not another Cinder object's: the volume's VDI wherever
+        a move left it, and the targets of interrupted moves and copies.
+        """
+        out = []
+        for ref in self.call('VDI.get_by_name_label', name):
+            rec = self.call_or_none('VDI.get_record', ref)
+            if rec is None:
+                continue  # destroyed meanwhile
+            other = rec.get('other_config') or {}
+            if (rec['SR'] not in srs or rec.get('is_a_snapshot')
+                    or SNAPSHOT_KEY in other
+                    or other.get(VOLUME_KEY, volume_id) != volume_id):
+                continue
+            out.append((ref, rec))
+        return out
+
+    def running_tasks(self, rec):
+        """The refs of the tasks still working on a VDI (its record)."""
+        out = []
+        for task in (rec.get('current_operations') or {}):
+            try:
+                if self.call('task.get_status', task) in RUNNING:
+                    out.append(task)
+            except errors.XapiFailure as exc:
+                if not _missing(exc):
+                    raise
+        return out
+
+    def end_task(self, task, what, follow=False, timeout=None):
+        """Wait for (or cancel, then wait for) ``task``; destroy it.
+
+        Returns the task's record as it ended, or None when it is gone.
+        A task that does not end within ``timeout`` is left to XAPI.
+        """
+        rec = self.call_or_none('task.get_record', task)
+        if rec is None:
+            return None
+        if rec['status'] in RUNNING:
+            if not follow and 'cancel' in (rec.get('allowed_operations')
+                                           or []):
+                LOG.warning('Cancelling XAPI task %s (%s) of a cinder-volume '
+                            'that is gone', rec['uuid'], what)
+                try:
+                    self.call('task.cancel', task)
+                except errors.XapiFailure as exc:
+                    LOG.warning('Could not cancel task %s (%s): %s',
+                                rec['uuid'], what, exc)
+            try:
+                tasks.wait_task(self.pool, task, what,
+                                watch=tasks.Watch(timeout=timeout))
+            except errors.XapiFailure:
+                pass  # the record says how it ended
+            except (errors.TaskTimeout, errors.TaskStalled,
+                    errors.ContactLost) as exc:
+                LOG.error('XAPI task %s (%s) did not end: %s', rec['uuid'],
+                          what, exc)
+                return rec
+            rec = self.call_or_none('task.get_record', task)
+            if rec is None:
+                return None
+        if rec['status'] not in RUNNING:
+            try:
+                self.call('task.destroy', task)
+            except errors.XapiFailure as exc:
+                if not _missing(exc):
+                    LOG.warning('Could not destroy task %s (%s): %s',
+                                rec['uuid'], what, exc)
+        return rec
 
     def require_vdi(self, vdi_uuid, what):
         vdi = self.find_vdi(vdi_uuid)
@@ -113,14 +245,19 @@ class VolumeOps(object):
         self._label(vdi, volume.name, volume.display_description,
                     VOLUME_KEY, volume.id)
 
-    def create(self, sr, size_gb, volume):
-        vdi = self.call('VDI.create', {
-            'SR': sr, 'virtual_size': str(int(size_gb) * GiB),
+    @staticmethod
+    def _new_record(sr, size, volume):
+        return {
+            'SR': sr, 'virtual_size': str(int(size)),
             'type': 'user', 'sharable': False, 'read_only': False,
             'name_label': volume.name,
             'name_description': volume.display_description or '',
             'other_config': {VOLUME_KEY: volume.id}, 'xenstore_data': {},
-            'sm_config': {}, 'tags': []})
+            'sm_config': {}, 'tags': []}
+
+    def create(self, sr, size_gb, volume):
+        vdi = self.call('VDI.create', self._new_record(
+            sr, int(size_gb) * GiB, volume))
         return self.call('VDI.get_uuid', vdi)
 
     def destroy(self, vdi_uuid, what):
@@ -134,6 +271,54 @@ class VolumeOps(object):
         except errors.XapiFailure as exc:
             if not _missing(exc):
                 raise
+
+    def destroy_volume(self, volume_id, name, vdi_uuid, srs, what):
+        """Destroy every VDI holding volume ``volume_id``.
+
+        The one ``vdi_uuid`` names (provider_location, possibly stale) and
+        those of its identity (``volume_vdis``): the volume's data wherever
+        a move put it, and what interrupted moves or copies left. Tasks
+        still working on them are cancelled first (their owner is gone:
+        the caller holds the volume's lock). Raises XapiFailure
+        ``VDI_IN_USE`` when one is plugged in; nothing found is fine.
+        Returns the uuids destroyed.
+        """
+        found = dict(self.volume_vdis(volume_id, name, srs))
+        named = self.find_vdi(vdi_uuid)
+        if named is not None and named not in found:
+            found[named] = self.call('VDI.get_record', named)
+        for ref, rec in found.items():
+            for vbd in rec['VBDs']:
+                try:
+                    attached = self.call('VBD.get_currently_attached', vbd)
+                except errors.XapiFailure as exc:
+                    if _missing(exc):
+                        continue
+                    raise
+                if attached:
+                    raise errors.XapiFailure.from_details(
+                        ['VDI_IN_USE', ref, 'destroy'], call='VDI.destroy')
+        for ref, rec in found.items():
+            for task in self.running_tasks(rec):
+                self.end_task(task, 'a task on VDI %s of %s'
+                              % (rec['uuid'], what))
+        gone = []
+        for ref, rec in found.items():
+            try:
+                self.call('VDI.destroy', ref)
+            except errors.XapiFailure as exc:
+                if not _missing(exc):
+                    raise
+            gone.append(rec['uuid'])
+            if rec['uuid'] != vdi_uuid:
+                # The data a move put elsewhere, or a move's leftover.
+                LOG.warning('Destroyed VDI %s of %s, found by its name '
+                            'label %s (provider_location names VDI %s)',
+                            rec['uuid'], what, name, vdi_uuid)
+        if not found:
+            LOG.info('No VDI holds %s (VDI %s is gone already)', what,
+                     vdi_uuid)
+        return gone
 
     def resize(self, vdi, size_gb, what):
         size = int(size_gb) * GiB
@@ -160,15 +345,34 @@ class VolumeOps(object):
             new = tasks.call_async(self.pool, 'VDI.clone', (src, {}),
                                    'clone of %s' % what)
         else:
-            new = tasks.call_async(self.pool, 'VDI.copy', (src, sr),
-                                   'copy of %s' % what)
+            # Into a VDI labelled as the new volume from the start: if
+            # this service dies mid-copy, the target is found as its VDI,
+            # never mistaken for the source volume's.
+            size = max(int(size_gb) * GiB,
+                       int(self.call('VDI.get_virtual_size', src)))
+            new = self.call('VDI.create', self._new_record(
+                sr, size, volume))
+            try:
+                tasks.call_async(self.pool, 'VDI.copy',
+                                 (src, sr, constants.OPAQUE_NULL, new),
+                                 'copy of %s' % what)
+            except errors.SxmError:
+                self._destroy_quietly(new, volume.name)
+                raise
         try:
             self.label_volume(new, volume)
             self.resize(new, size_gb, volume.name)
         except errors.SxmError:
-            self.call('VDI.destroy', new)  # no orphan VDI
+            self._destroy_quietly(new, volume.name)  # no orphan VDI
             raise
         return self.call('VDI.get_uuid', new)
+
+    def _destroy_quietly(self, vdi, what):
+        try:
+            self.call('VDI.destroy', vdi)
+        except errors.SxmError as exc:
+            LOG.error('Could not remove VDI %s of %s after a failure: %s',
+                      vdi, what, exc)
 
     # -- attachments ---------------------------------------------------------
 

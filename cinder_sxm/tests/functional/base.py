@@ -188,7 +188,61 @@ class SxmCinderTestCase(functional_helpers._FunctionalTestBase):
         self.write(vm, ['1'], rate=rate, seed=seed)
         return vm
 
+    def written_volume(self, tier, nbytes, seed):
+        """A ``tier`` volume holding known bytes: (volume, VDI, sha256)."""
+        vol = self.create_volume(tier)
+        vdi, _ = self.vdi_of(vol['id'])
+        self.fill(vdi, nbytes, seed)
+        return vol, vdi, self.digest(vdi)
+
+    def attached(self, tier, nbytes=4 * MiB,
+                 seed='written before the attach'):
+        """A written ``tier`` volume in use by a running VM that writes.
+
+        Returns (volume, its VDI, the VM).
+        """
+        vol = self.create_volume(tier)
+        vdi, _ = self.vdi_of(vol['id'])
+        self.fill(vdi, nbytes, seed)
+        vm = self.attach_to_running_vm(vol, vdi)
+        self.wait_writes(vm)
+        return vol, vdi, vm
+
+    def start_retype(self, volume_id, tier, policy='on-demand'):
+        """Asks for a retype; returns without waiting for it."""
+        self.action(volume_id, {'os-retype': {'new_type': tier,
+                                              'migration_policy': policy}})
+
+    def volume_of_any_tier(self):
+        """A volume of a type naming no pool: it may live in either.
+
+        Returns (volume, its VDI, its SR name, the other SR name).
+        """
+        self.api.api_post('/types', {'volume_type': {
+            'name': 'any', 'extra_specs': {
+                'volume_backend_name': BACKEND}}})
+        vol = self.create_volume('any')
+        vdi, here = self.vdi_of(vol['id'])
+        return vol, vdi, here, {'gold': 'silver', 'silver': 'gold'}[here]
+
+    def start_migration(self, volume_id, tier):
+        """Asks for an admin migration to ``tier`` of this backend."""
+        self.action(volume_id, {'os-migrate_volume': {
+            'host': '%s#%s' % (HOST, tier), 'force_host_copy': False}})
+
     # -- XAPI ----------------------------------------------------------------
+
+    def vbd_vdi(self, vm, userdevice='1'):
+        """The VDI plugged at ``userdevice`` of ``vm`` (it must be)."""
+        (vbd,) = [v for v in self.xapi.VM.get_VBDs(vm)
+                  if self.xapi.VBD.get_userdevice(v) == userdevice]
+        self.assertTrue(self.xapi.VBD.get_currently_attached(vbd))
+        return self.xapi.VBD.get_VDI(vbd)
+
+    def check_guest(self, vm):
+        """The guest writes on; every byte it wrote is on its disk."""
+        self.wait_writes(vm)
+        self.stop_and_check(vm, devices=['1'], written=True)
 
     def vdi_of(self, volume_id):
         """(VDI ref, SR name) of a volume, from its provider_location."""

@@ -203,12 +203,14 @@ def _qemu_img_info(path, *args, **kwargs):
         'actual-size': os.path.getsize(path)}), format='json')
 
 
-class TestImagesThroughTheApi(base.SxmCinderTestCase):
-    """``imageRef`` and ``os-volume_upload_image``, checked by bytes."""
+class ImagesStandInMixin(object):
+    """``images``: every image service Cinder's API and manager ask for.
+
+    Mixed in before base.SxmCinderTestCase.
+    """
 
     def setUp(self):
-        # Every image service Cinder's API and manager ask for is this one;
-        # the API takes its own when the service starts.
+        # Before the services start: the API takes its image service then.
         self.images = Images(self.useFixture(fixtures.TempDir()).path)
         for name, stand_in in (
                 ('get_remote_image_service',
@@ -221,6 +223,10 @@ class TestImagesThroughTheApi(base.SxmCinderTestCase):
         super().setUp()
         self.override_config('image_conversion_dir',
                              tempfile.mkdtemp(dir=self.images.root))
+
+
+class TestImagesThroughTheApi(ImagesStandInMixin, base.SxmCinderTestCase):
+    """``imageRef`` and ``os-volume_upload_image``, checked by bytes."""
 
     def upload(self, volume_id, disk_format):
         reply = self.action(volume_id, {'os-volume_upload_image': {

@@ -35,16 +35,12 @@ MiB = base.MiB
 class TestRetype(base.SxmCinderTestCase):
 
     def retype(self, volume_id, tier, policy='on-demand'):
-        self.action(volume_id, {'os-retype': {'new_type': tier,
-                                              'migration_policy': policy}})
+        self.start_retype(volume_id, tier, policy)
         return self._poll_volume_while(volume_id, ['retyping'],
                                        max_retries=120)
 
     def test_detached_silver_to_gold(self):
-        vol = self.create_volume('silver')
-        old, _ = self.vdi_of(vol['id'])
-        self.fill(old, 4 * MiB, 'detached')
-        digest = self.digest(old)
+        vol, old, digest = self.written_volume('silver', 4 * MiB, 'detached')
         silver_before = self.vdis_on('silver')
 
         vol = self.retype(vol['id'], 'gold')
@@ -80,12 +76,8 @@ class TestRetype(base.SxmCinderTestCase):
         self.assertIn('live (VDI.pool_migrate)', log.output)
         self.assertNotIn(old, self.xapi.VDI.get_all())
         self.assertEqual('Running', self.xapi.VM.get_power_state(vm))
-        (vbd,) = [v for v in self.xapi.VM.get_VBDs(vm)
-                  if self.xapi.VBD.get_userdevice(v) == '1']
-        self.assertEqual(new, self.xapi.VBD.get_VDI(vbd))
-        self.assertTrue(self.xapi.VBD.get_currently_attached(vbd))
-        self.wait_writes(vm)  # the guest goes on writing on gold
-        self.stop_and_check(vm, devices=['1'], written=True)
+        self.assertEqual(new, self.vbd_vdi(vm))
+        self.check_guest(vm)  # the guest goes on writing on gold
 
     def test_a_volume_with_snapshots_stays(self):
         vol = self.create_volume('silver')
@@ -107,18 +99,10 @@ class TestRetype(base.SxmCinderTestCase):
         self.assertIn('has 1 snapshot(s)', log.output)
 
     def test_admin_migrate_between_pools_of_the_backend(self):
-        # A type naming no pool: the volume may live in either.
-        self.api.api_post('/types', {'volume_type': {
-            'name': 'any', 'extra_specs': {
-                'volume_backend_name': base.BACKEND}}})
-        vol = self.create_volume('any')
-        old, here = self.vdi_of(vol['id'])
-        there = {'gold': 'silver', 'silver': 'gold'}[here]
+        vol, old, here, there = self.volume_of_any_tier()
         self.fill(old, MiB, 'migrate')
         digest = self.digest(old)
-        self.action(vol['id'], {'os-migrate_volume': {
-            'host': '%s#%s' % (base.HOST, there),
-            'force_host_copy': False}})
+        self.start_migration(vol['id'], there)
         vol = self.poll(
             lambda: (lambda v: v if v['os-vol-mig-status-attr:migstat']
                      in ('success', 'error') else None)(
@@ -200,29 +184,13 @@ class TestRetype(base.SxmCinderTestCase):
         self.assertTrue(self.xapi.VBD.get_currently_attached(vbd))
         self.assertEqual('Running', self.xapi.VM.get_power_state(vm))
         self.assertEqual(gold_before, self.vdis_on('gold'))
-        self.wait_writes(vm)
-        self.stop_and_check(vm, devices=['1'], written=True)
+        self.check_guest(vm)
 
 
 class TestRetypeGoldToSilver(base.SxmCinderTestCase):
     """The tiers as sold: a thick gold volume in use turns thin silver."""
 
     retype = TestRetype.retype
-
-    def attached(self, tier, nbytes=4 * MiB):
-        """A written volume attached to a running VM whose guest writes."""
-        vol = self.create_volume(tier)
-        vdi, _ = self.vdi_of(vol['id'])
-        self.fill(vdi, nbytes, 'written before the attach')
-        vm = self.attach_to_running_vm(vol, vdi)
-        self.wait_writes(vm)
-        return vol, vdi, vm
-
-    def vbd_vdi(self, vm):
-        (vbd,) = [v for v in self.xapi.VM.get_VBDs(vm)
-                  if self.xapi.VBD.get_userdevice(v) == '1']
-        self.assertTrue(self.xapi.VBD.get_currently_attached(vbd))
-        return self.xapi.VBD.get_VDI(vbd)
 
     def test_live_to_the_thin_tier(self):
         vol, old, vm = self.attached('gold')
@@ -242,8 +210,7 @@ class TestRetypeGoldToSilver(base.SxmCinderTestCase):
         self.assertLess(int(self.xapi.VDI.get_physical_utilisation(new)),
                         int(self.xapi.VDI.get_virtual_size(new)))
         self.assertNotIn(old, self.xapi.VDI.get_all())
-        self.wait_writes(vm)
-        self.stop_and_check(vm, devices=['1'], written=True)
+        self.check_guest(vm)
 
     def test_a_fault_during_the_move_leaves_it_on_gold(self):
         vol, old, vm = self.attached('gold')
@@ -266,14 +233,10 @@ class TestRetypeGoldToSilver(base.SxmCinderTestCase):
         # removes the volume it made there).
         self.poll(lambda: self.vdis_on('silver') == silver_before,
                   what='silver as it was')
-        self.wait_writes(vm)
-        self.stop_and_check(vm, devices=['1'], written=True)
+        self.check_guest(vm)
 
     def test_two_retypes_at_once(self):
-        vol = self.create_volume('gold')
-        old, _ = self.vdi_of(vol['id'])
-        self.fill(old, 4 * MiB, 'two at once')
-        digest = self.digest(old)
+        vol, old, digest = self.written_volume('gold', 4 * MiB, 'two at once')
         silver_before = self.vdis_on('silver')
         answers = []
         go = threading.Barrier(2)
@@ -311,10 +274,7 @@ class TestRetypeGoldToSilver(base.SxmCinderTestCase):
     def test_two_driver_moves_of_one_volume_wait_for_each_other(self):
         # Below Cinder's status checks: the volume lock alone keeps them
         # apart. The second finds the volume moved and refuses.
-        vol = self.create_volume('gold')
-        old, _ = self.vdi_of(vol['id'])
-        self.fill(old, 8 * MiB, 'driver race')
-        digest = self.digest(old)
+        vol, old, digest = self.written_volume('gold', 8 * MiB, 'driver race')
         silver_before = self.vdis_on('silver')
         drv = self.volume.manager.driver
         (silver,) = [p for p in drv.get_volume_stats(refresh=True)['pools']
