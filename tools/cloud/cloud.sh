@@ -5,6 +5,11 @@
 #                                 "cloud: up in Ns, M MiB RSS"
 #   tools/cloud/cloud.sh down     stop every process it started
 #   tools/cloud/cloud.sh status   exit 0 only when every service answers
+#   tools/cloud/cloud.sh start NAME...    start only these services (of
+#                                 "status"'s names) if they are not running
+#   tools/cloud/cloud.sh restart NAME...  stop these services, then start
+#                                 them again with configs written anew; the
+#                                 others are left as they are
 #
 # Separate processes: MariaDB, RabbitMQ (Debian packages, installed when
 # missing; started without systemd), xapi-sim serve (two pools), Keystone,
@@ -45,30 +50,37 @@ ctl() { "$VENV/bin/python" "$TOP/tools/cloud/cloudctl.py" "$@"; }
 
 # -- prerequisites -------------------------------------------------------------
 
+# The Debian packages of bindep.txt's "cloud" profile, and the command
+# that shows each is there.
+PACKAGES=$(awk '/^[a-z]/ && /[[ ]cloud[] ]/ {print $1}' bindep.txt)
+PACKAGE_COMMANDS=(mariadbd /usr/lib/rabbitmq/bin/rabbitmq-server sudo
+    qemu-img)
+
 ensure_packages() {
-    if command -v mariadbd >/dev/null && \
-            [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
-        return
-    fi
+    local cmd missing=
+    for cmd in "${PACKAGE_COMMANDS[@]}"; do
+        command -v "$cmd" >/dev/null || missing=1
+    done
+    [ -n "$missing" ] || return 0
+    # shellcheck disable=SC2086
     if [ "$(id -u)" != 0 ]; then
-        fail "MariaDB and RabbitMQ are missing and only root can install" \
-            "them: apt-get install mariadb-server rabbitmq-server"
+        fail "packages are missing and only root can install them:" \
+            "apt-get install" $PACKAGES
     fi
-    say "installing mariadb-server and rabbitmq-server (apt-get)"
+    say "installing" $PACKAGES "(apt-get)"
     # No service may start from the packages' scripts: ours run from .cloud.
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d.sxm
     local had_policy=
     [ -e /usr/sbin/policy-rc.d ] && had_policy=1
     [ -n "$had_policy" ] || { cp /usr/sbin/policy-rc.d.sxm \
         /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
+    # shellcheck disable=SC2086
     apt-get update -q >"$LOGS/apt.log" 2>&1 &&
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-            --no-install-recommends mariadb-server rabbitmq-server \
-            >>"$LOGS/apt.log" 2>&1 || {
+            --no-install-recommends $PACKAGES >>"$LOGS/apt.log" 2>&1 || {
         [ -n "$had_policy" ] || rm -f /usr/sbin/policy-rc.d
         rm -f /usr/sbin/policy-rc.d.sxm
-        fail "apt-get could not install mariadb-server rabbitmq-server:" \
-            "see $LOGS/apt.log"
+        fail "apt-get could not install" $PACKAGES": see $LOGS/apt.log"
     }
     [ -n "$had_policy" ] || rm -f /usr/sbin/policy-rc.d
     rm -f /usr/sbin/policy-rc.d.sxm
@@ -101,18 +113,27 @@ ensure_python() {
     fi
 }
 
-# Passwords of this cloud, made once, readable by root only.
+# Passwords of this cloud, made once, readable by root only (as is all of
+# .cloud: configs and clouds.yaml hold them too).
 ensure_secrets() {
-    if [ ! -f "$CLOUD/secrets.env" ]; then
+    if [ ! -s "$CLOUD/secrets.env" ]; then
+        local name tmp=$CLOUD/secrets.env.new
+        # The redirection opens the file in this shell: umask here, too.
         (
             umask 077
-            for name in ADMIN_PASSWORD DEMO_PASSWORD SERVICE_PASSWORD \
-                DB_PASSWORD XAPI_PASSWORD; do
-                echo "$name=$(head -c 18 /dev/urandom | base64 | tr '+/' 'xy')"
-            done
-            echo "SILVER_SR_UUID=$(cat /proc/sys/kernel/random/uuid)"
-        ) >"$CLOUD/secrets.env"
+            {
+                for name in ADMIN_PASSWORD DEMO_PASSWORD SERVICE_PASSWORD \
+                    DB_PASSWORD XAPI_PASSWORD; do
+                    echo "$name=$(head -c 18 /dev/urandom | base64 |
+                        tr '+/' 'xy')"
+                done
+                echo "SILVER_SR_UUID=$(cat /proc/sys/kernel/random/uuid)"
+            } >"$tmp"
+        )
+        mv -f "$tmp" "$CLOUD/secrets.env"
     fi
+    # A cloud made before these modes held: tighten it.
+    chmod 600 "$CLOUD/secrets.env"
     set -a
     # shellcheck disable=SC1091
     . "$CLOUD/secrets.env"
@@ -129,17 +150,23 @@ running() {
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
 }
 
+# The services "start"/"restart" name; empty: all of them.
+ONLY=
+selected() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
+
 # start NAME CMD...: in a process group of its own (killed as one by down),
 # output to logs/NAME.log.
 start() {
     local name=$1
     shift
+    selected "$name" || return 0
     setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
     echo $! >"$RUN/$name.pid"
 }
 
 # wait_for NAME KIND TARGET [TIMEOUT]
 wait_for() {
+    selected "$1" || return 0
     ctl wait "$1" "$2" "$3" --pidfile "$RUN/$1.pid" --timeout "${4:-120}" ||
         fail "$1 failed to start: see its log $LOGS/$1.log"
 }
@@ -185,6 +212,49 @@ stop_all() {
             fail "$name (process group $pid) is still running"
         fi
     done
+}
+
+stop_one() {
+    local name=$1 pid
+    pid=$(pid_of "$name")
+    [ -n "$pid" ] || return 0
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    for _ in $(seq 1 60); do
+        pgrep -g "$pid" >/dev/null 2>&1 || break
+        sleep 0.5
+    done
+    if pgrep -g "$pid" >/dev/null 2>&1; then
+        say "$name did not stop on TERM: killed"
+        kill -KILL -- "-$pid" 2>/dev/null || true
+        sleep 0.5
+    fi
+    rm -f "$RUN/$name.pid"
+}
+
+# start_only [--restart] NAME...: up for these services only.
+start_only() {
+    local again= name
+    if [ "${1:-}" = --restart ]; then
+        again=1
+        shift
+    fi
+    [ $# -gt 0 ] || fail "name the services: ${ORDER[*]}"
+    for name in "$@"; do
+        [[ " ${ORDER[*]} " == *" $name "* ]] ||
+            fail "no service $name here (services: ${ORDER[*]})"
+        # Its restart would start a new, empty cloud (see up).
+        [ "$name" != xapi-sim ] || [ -z "$again" ] ||
+            fail "the simulator keeps nothing across a restart:" \
+                "$0 down, then $0 up"
+    done
+    running xapi-sim || fail "the simulator is not running: $0 up"
+    if [ -n "$again" ]; then
+        for name in "$@"; do
+            stop_one "$name"
+        done
+    fi
+    ONLY="$*"
+    up
 }
 
 rss_mib() {
@@ -414,10 +484,51 @@ start_nova() {
             "$LOGS/nova-discover-hosts.log"
 }
 
+# cinder-volume runs qemu-img (image conversion, "qemu-img info" of every
+# image) and os-brick as root through "sudo cinder-rootwrap CONF" and
+# privsep-helper, as devstack sets it up: cinder's rootwrap.conf and
+# filters from the installed package, exec_dirs with the venv's bin (for
+# privsep-helper) and cinder-rootwrap where sudo's secure_path finds it.
+cinder_rootwrap() {
+    local venv
+    venv=$(realpath "$VENV")
+    local conf=$ETC/cinder/rootwrap.conf src=$venv/etc/cinder
+    [ -f "$src/rootwrap.conf" ] ||
+        fail "no $src/rootwrap.conf: cinder's package data is missing"
+    # A running cinder-volume reads them at every call: replaced whole.
+    local new=$ETC/cinder/rootwrap.d.new
+    rm -rf "$new"
+    cp -r "$src/rootwrap.d" "$new"
+    render cinder-rootwrap.filters "$new/sxm-cloud.filters"
+    if diff -rq "$new" "$ETC/cinder/rootwrap.d" >/dev/null 2>&1; then
+        rm -rf "$new"
+    else
+        rm -rf "$ETC/cinder/rootwrap.d"
+        mv "$new" "$ETC/cinder/rootwrap.d"
+    fi
+    sed -e "s|^filters_path=.*|filters_path=$ETC/cinder/rootwrap.d|" \
+        -e "s|^exec_dirs=|exec_dirs=$venv/bin,|" \
+        "$src/rootwrap.conf" >"$conf.new"
+    mv -f "$conf.new" "$conf"
+    local bin=/usr/local/bin/cinder-rootwrap
+    if [ "$(readlink "$bin" 2>/dev/null)" != "$venv/bin/cinder-rootwrap" ]
+    then
+        [ ! -e "$bin" ] || [ -L "$bin" ] ||
+            fail "$bin exists and is not this cloud's: remove it"
+        ln -sfn "$venv/bin/cinder-rootwrap" "$bin"
+    fi
+    sudo -n cinder-rootwrap "$conf" qemu-img --version \
+        >>"$LOGS/cinder-rootwrap.log" 2>&1 ||
+        fail "sudo cinder-rootwrap cannot run qemu-img: see" \
+            "$LOGS/cinder-rootwrap.log"
+}
+
 start_cinder() {
     mkdir -p "$STATE/cinder/locks" "$STATE/sxm-locks"
     render cinder.conf "$ETC/cinder/cinder.conf"
-    cp "$VENV/etc/cinder/api-paste.ini" "$ETC/cinder/"
+    cinder_rootwrap
+    cp "$VENV/etc/cinder/api-paste.ini" \
+        "$VENV/etc/cinder/resource_filters.json" "$ETC/cinder/"
     local conf=(--config-file "$ETC/cinder/cinder.conf")
     db_once cinder-db-sync "$VENV/bin/cinder-manage" "${conf[@]}" db sync
     local argv="['cinder-api', '--config-file', '$ETC/cinder/cinder.conf',"
@@ -440,12 +551,20 @@ start_cinder() {
 
 up() {
     local t0=$SECONDS
-    mkdir -p "$CLOUD" "$ETC" "$LOGS" "$RUN" "$STATE"
+    # Root's only: configs, keys, databases and secrets.env hold the
+    # cloud's passwords (also a .cloud made before this held).
+    mkdir -p -m 700 "$CLOUD"
+    mkdir -p "$ETC" "$LOGS" "$RUN" "$STATE"
     for d in xapi-sim keystone placement glance neutron nova cinder; do
         mkdir -p "$ETC/$d"
     done
+    chmod 700 "$CLOUD" "$ETC" "$RUN" "$STATE"
+    chmod 600 "$CLOUD/clouds.yaml" 2>/dev/null || true
+    chmod -R go-rwx "$ETC"
     ensure_packages
     ensure_python
+    # What the services write from here on is theirs only.
+    umask 077
     ensure_secrets
     export OS_CLIENT_CONFIG_FILE=$CLOUD/clouds.yaml
     # The simulator keeps nothing across restarts (new host uuids, no VMs):
@@ -510,8 +629,16 @@ down)
     say "down"
     ;;
 status) status ;;
+start)
+    shift
+    start_only "$@"
+    ;;
+restart)
+    shift
+    start_only --restart "$@"
+    ;;
 *)
-    echo "usage: $0 up|down|status" >&2
+    echo "usage: $0 up|down|status|start NAME...|restart NAME..." >&2
     exit 2
     ;;
 esac

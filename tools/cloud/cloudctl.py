@@ -80,6 +80,8 @@ def render(args):
     out = render_text(_read(args.template), values)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # The mode of O_CREAT holds only for a new file: configs hold passwords.
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, 'w') as f:
         f.write(out)
 
@@ -173,6 +175,21 @@ def check(args):
 
 # -- keystone and cinder resources --------------------------------------------
 
+def _password_works(name, password):
+    """Keystone issues ``name`` a token (unscoped) for ``password``."""
+    from keystoneauth1 import exceptions
+    from keystoneauth1.identity import v3
+    from keystoneauth1 import session
+    auth = v3.Password(
+        auth_url='http://127.0.0.1:%s/v3' % os.environ['KEYSTONE_PORT'],
+        username=name, password=password, user_domain_name='Default')
+    try:
+        session.Session(auth=auth).get_token()
+        return True
+    except exceptions.Unauthorized:
+        return False
+
+
 def keystone(args):
     conn = _conn()
     ident = conn.identity
@@ -194,7 +211,9 @@ def keystone(args):
             found = ident.create_user(name=name, password=password,
                                       domain_id=domain.id,
                                       default_project_id=project.id)
-        else:
+        elif not _password_works(name, password):
+            # Keystone revokes every token of a user whose password is
+            # set, even to the same value: only when it differs.
             ident.update_user(found, password=password)
         for role in role_names:
             ident.assign_project_role_to_user(project, found, roles[role])

@@ -9,7 +9,7 @@
 #   tools/cloud/tempest.sh summary            the last run's results again
 #
 # Without REGEX the tests are those of tools/cloud/tempest-include.txt
-# (compute live migration, volume retype and volume types); with REGEX,
+# (compute live migration; the volume API, retype and types); with REGEX,
 # the tests whose id matches one of them. Either way, never those of
 # tools/cloud/tempest-exclude.txt (what XAPI cannot do), which the
 # summary lists as EXCL with the reason.

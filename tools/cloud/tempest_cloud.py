@@ -366,6 +366,9 @@ def build_conf(cloud, args, log):
                 storage_protocol='xensm',
                 vendor_name='XenServer/XCP-ng',
                 volume_size=1,
+                # What XAPI exports (upload to image); qcow2, Tempest's
+                # other default, is refused by the driver.
+                disk_format='raw,vhd',
                 min_microversion=cinder_min,
                 max_microversion=cinder_max,
                 build_timeout=args.build_timeout)
