@@ -574,8 +574,11 @@ class SxmDriver(driver.ComputeDriver):
         mappings = block_device.instance_block_mapping(instance, bdms)
         used = list(mappings.values()) + self._driver_devices(
             instance, mappings['root'])
+        # The name a user asked for, if any (checked against what is used).
+        asked = getattr(block_device_obj, 'device_name', None)
         return compute_utils.get_next_device_name(
-            instance, used, mappings['root'], block_device_obj.device_name)
+            instance, used, mappings['root'],
+            asked if isinstance(asked, str) else None)
 
     def default_device_names_for_instance(self, instance, root_device_name,
                                           *block_device_lists):
