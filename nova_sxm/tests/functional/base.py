@@ -199,6 +199,17 @@ class SxmServicesTestCase(integrated_helpers.ProviderUsageBaseTestCase):
             '/os-migrations?instance_uuid=%s' % server['id']
         ).body['migrations']}
 
+    def live_migrate(self, server, host='host2', block_migration=True):
+        """Live-migrate through the API; the server once ACTIVE on host."""
+        earlier = self.migration_ids(server)
+        self.api.post_server_action(server['id'], {
+            'os-migrateLive': {'host': host,
+                               'block_migration': block_migration}})
+        self.wait_migration(server, ['completed'], ignore=earlier)
+        found = self._wait_for_state_change(server, 'ACTIVE')
+        self.assertEqual(host, found['OS-EXT-SRV-ATTR:host'])
+        return found
+
     def wait_migration(self, server, statuses, timeout=120, ignore=()):
         """The server's latest migration once its status is one of these.
 

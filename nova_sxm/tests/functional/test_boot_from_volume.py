@@ -229,12 +229,7 @@ class BootFromVolumeTest(base.SxmServicesTestCase):
                    ctl=self.ctl['pool-a'])
         self.wait_writes(vm_uuid, 5, ctl=self.ctl['pool-a'])
 
-        earlier = self.migration_ids(server)
-        self.api.post_server_action(server['id'], {
-            'os-migrateLive': {'host': 'host2', 'block_migration': True}})
-        self.wait_migration(server, ['completed'], ignore=earlier)
-        server = self._wait_for_state_change(server, 'ACTIVE')
-        self.assertEqual('host2', server['OS-EXT-SRV-ATTR:host'])
+        server = self.live_migrate(server)
         # The volume is still the bootable root disk, the same VDI on the
         # same SR, which pool-b introduced: nothing was copied for it.
         vm, _ = self.vm_of(server, 'pool-b')

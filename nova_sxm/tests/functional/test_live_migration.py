@@ -212,12 +212,7 @@ class InPoolLiveMigrationTest(base.SxmServicesTestCase):
         self.write(rec['uuid'], ('0',), rate=16 * 1024, seed=3,
                    ctl=self.ctl['pool-b'])
         self.wait_writes(rec['uuid'], 5, ctl=self.ctl['pool-b'])
-        earlier = self.migration_ids(server)
-        self.api.post_server_action(server['id'], {
-            'os-migrateLive': {'host': 'host2', 'block_migration': 'auto'}})
-        self.wait_migration(server, ['completed'], ignore=earlier)
-        server = self._wait_for_state_change(server, 'ACTIVE')
-        self.assertEqual('host2', server['OS-EXT-SRV-ATTR:host'])
+        server = self.live_migrate(server, block_migration='auto')
         # The same VM, now on the pool master, on the same disks: the
         # source compute's cleanup left it alone.
         self.assertEqual('pool-b-host1', api.host.get_name_label(
@@ -270,12 +265,7 @@ class InPoolBlockMigrationTest(base.SxmServicesTestCase):
         self.write(rec['uuid'], ('0', '4'), rate=16 * 1024, seed=13,
                    ctl=self.ctl['pool-b'])
         self.wait_writes(rec['uuid'], 5, ctl=self.ctl['pool-b'])
-        earlier = self.migration_ids(server)
-        self.api.post_server_action(server['id'], {
-            'os-migrateLive': {'host': 'host2', 'block_migration': True}})
-        self.wait_migration(server, ['completed'], ignore=earlier)
-        server = self._wait_for_state_change(server, 'ACTIVE')
-        self.assertEqual('host2', server['OS-EXT-SRV-ATTR:host'])
+        server = self.live_migrate(server)
         vm, rec = self.vm_of(server, 'pool-b')
         self.assertEqual('Running', rec['power_state'])
         self.assertEqual('pool-b-host1', api.host.get_name_label(
