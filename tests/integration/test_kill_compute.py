@@ -121,9 +121,12 @@ class KillComputeTest(cloudhelpers.ServiceKillTestCase):
         self.assertEqual('compute-a', srv['OS-EXT-SRV-ATTR:host'])
 
         def home():
+            # Settled: the bring-back clears its marker just after the
+            # VM arrived.
             ref, rec = self.vm_of(server, 'pool-a')
             return (rec and rec['power_state'] == 'Running'
                     and not rec['current_operations']
+                    and 'nova-sxm-migration' not in rec['other_config']
                     and self.vm_of(server, 'pool-b') == (None, None))
         self.poll(home, 'the VM of %s running in pool-a only' % server)
         ref, rec = self.vm_of(server, 'pool-a')
