@@ -1204,13 +1204,8 @@ def _set_key(call, cls, ref, key, value):
 
 def find_instance_vm(pool, instance_uuid):
     """The VM of ``instance_uuid`` in ``pool`` (a SessionPool), or None."""
-    for ref, rec in pool.call('VM.get_all_records').items():
-        if rec['is_a_template'] or rec['is_a_snapshot'] or \
-                rec['is_control_domain']:
-            continue
-        if rec['other_config'].get(vmops.UUID_KEY) == instance_uuid:
-            return ref
-    return None
+    found = vmops.instance_vms(pool, instance_uuid)
+    return found[0] if found else None
 
 
 class _Reporter(object):

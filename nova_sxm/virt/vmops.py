@@ -113,6 +113,22 @@ def _own(vbd_rec, vdi_other_config):
             and volumeops.VOLUME_KEY not in vbd_rec['other_config'])
 
 
+def vm_records(pool):
+    """{ref: record} of the guest VMs of ``pool``.
+
+    Templates, snapshots and control domains are left out.
+    """
+    return {ref: rec for ref, rec in pool.call('VM.get_all_records').items()
+            if not (rec['is_a_template'] or rec['is_a_snapshot']
+                    or rec['is_control_domain'])}
+
+
+def instance_vms(pool, instance_uuid):
+    """Refs of the guest VMs of ``pool`` that are ``instance_uuid``'s."""
+    return [ref for ref, rec in vm_records(pool).items()
+            if rec['other_config'].get(UUID_KEY) == instance_uuid]
+
+
 class VMOps(object):
 
     def __init__(self, conn, host, vifops):
@@ -128,18 +144,23 @@ class VMOps(object):
         With ``check_host`` a VM running on another host of the pool (it
         live-migrated there) is not this compute's: None.
         """
-        call = self._conn.call
-        found = self._match(call('VM.get_by_name_label', instance.name),
-                            instance)
-        if found is None:
-            # Renamed VMs too: other_config is what identifies an instance.
-            found = self._match(self._by_uuid(instance.uuid), instance)
+        found = self._find(instance)
         if found is None:
             return None
         ref, rec = found
         if check_host and not self._ours(rec):
             return None
         return ref
+
+    def _find(self, instance):
+        """(ref, record) of the instance's VM in this pool, or None."""
+        found = self._match(self._conn.call('VM.get_by_name_label',
+                                            instance.name), instance)
+        if found is None:
+            # Renamed VMs too: other_config is what identifies an instance.
+            found = self._match(instance_vms(self._conn.pool,
+                                             instance.uuid), instance)
+        return found
 
     def _match(self, refs, instance):
         for ref in refs:
@@ -151,16 +172,6 @@ class VMOps(object):
                     rec['other_config'].get(UUID_KEY) == instance.uuid:
                 return ref, rec
         return None
-
-    def _by_uuid(self, uuid):
-        return [ref for ref, rec in self._vm_records().items()
-                if rec['other_config'].get(UUID_KEY) == uuid]
-
-    def _vm_records(self):
-        return {ref: rec for ref, rec in
-                self._conn.call('VM.get_all_records').items()
-                if not (rec['is_a_template'] or rec['is_a_snapshot']
-                        or rec['is_control_domain'])}
 
     def _ours(self, rec):
         if rec['resident_on'] != NULL:
@@ -176,7 +187,7 @@ class VMOps(object):
     def instances(self):
         """{instance uuid: VM record} of the VMs of this host."""
         return {rec['other_config'][UUID_KEY]: rec
-                for rec in self._vm_records().values()
+                for rec in vm_records(self._conn.pool).values()
                 if UUID_KEY in rec['other_config'] and self._ours(rec)}
 
     def get_info(self, instance):
@@ -194,10 +205,7 @@ class VMOps(object):
         ``power`` (Nova's power state) and ``operations`` (XAPI's
         current_operations, e.g. migrate_send) when here.
         """
-        found = self._match(self._conn.call('VM.get_by_name_label',
-                                            instance.name), instance)
-        if found is None:
-            found = self._match(self._by_uuid(instance.uuid), instance)
+        found = self._find(instance)
         if found is None:
             return {'where': 'missing', 'ref': None, 'record': None}
         ref, rec = found
