@@ -72,16 +72,7 @@ class OwnedPool(object):
     def call(self, method, *args):
         result = self._pool.call(method, *args)
         if method.startswith('Async.') or method == 'task.create':
-            try:
-                self._pool.call('task.add_to_other_config', result,
-                                OWNER_KEY, self.owner)
-            except errors.XapiFailure as exc:
-                if exc.code != 'MAP_DUPLICATE_KEY':  # tagged already
-                    LOG.warning('Could not tag task %s (%s) as started by '
-                                '%s: %s', result, method, self.owner, exc)
-            except errors.SxmError as exc:
-                LOG.warning('Could not tag task %s (%s) as started by %s: '
-                            '%s', result, method, self.owner, exc)
+            tasks.tag(self._pool, result, self.owner)
         return result
 
     def owned_tasks(self):

@@ -318,13 +318,14 @@ def owner_of(pool):
         return _OWNERS.get(pool)
 
 
-def tag(pool, task):
+def tag(pool, task, value=None):
     """Mark ``task`` as created by the owner of ``pool`` (if it has one).
 
-    Never fails the operation: a task left untagged only escapes the
-    next ``reap``.
+    ``value``: the tag, when the caller keeps its own (default: the one
+    ``set_owner`` gave ``pool``). Never fails the operation: a task left
+    untagged only escapes the next ``reap``.
     """
-    value = owner_of(pool)
+    value = value or owner_of(pool)
     if value is None:
         return
     try:
