@@ -155,6 +155,12 @@ class XapiFailure(SxmError):
                            % (self.code, name)) from None
         return self.params[i] if i < len(self.params) else None
 
+    def reworded(self, call=None, describe=None):
+        """The same error, worded with ``describe`` (and ``call``)."""
+        return self.from_details([self.code] + list(self.params),
+                                 call=call or self.call, describe=describe,
+                                 task=self.task)
+
     @classmethod
     def from_failure(cls, failure, call=None, describe=None, task=None):
         return cls.from_details(getattr(failure, 'details', None), call=call,
@@ -166,6 +172,8 @@ class XapiFailure(SxmError):
         details = list(details or ['INTERNAL_ERROR', 'no error details'])
         code, params = str(details[0]), details[1:]
         sub = _SUBCLASSES.get(code, XapiFailure)
+        if code.startswith('SR_BACKEND_FAILURE'):
+            sub = SrBackendFailure
         return sub(code, params, call=call, describe=describe, task=task)
 
 
@@ -210,6 +218,38 @@ class TooManyStorageMigrates(XapiFailure):
     pass
 
 
+class UuidInvalid(XapiFailure):
+    """No object of that class has that uuid (or name): it is gone."""
+
+
+class MapDuplicateKey(XapiFailure):
+    """``add_to_*``: the key is there already."""
+
+
+class VdiInUse(XapiFailure):
+    pass
+
+
+class VmNoSuspendSr(XapiFailure):
+    pass
+
+
+class VmBadPowerState(XapiFailure):
+    pass
+
+
+class OperationNotAllowed(XapiFailure):
+    pass
+
+
+class OtherOperationInProgress(XapiFailure):
+    pass
+
+
+class SrBackendFailure(XapiFailure):
+    """An SR backend's ``SR_BACKEND_FAILURE_<n>`` (any n)."""
+
+
 _SUBCLASSES = {
     'SESSION_INVALID': SessionInvalid,
     'HANDLE_INVALID': HandleInvalid,
@@ -218,7 +258,23 @@ _SUBCLASSES = {
     'TASK_CANCELLED': TaskCancelled,
     'SESSION_AUTHENTICATION_FAILED': AuthenticationFailed,
     'TOO_MANY_STORAGE_MIGRATES': TooManyStorageMigrates,
+    'UUID_INVALID': UuidInvalid,
+    'MAP_DUPLICATE_KEY': MapDuplicateKey,
+    'VDI_IN_USE': VdiInUse,
+    'VM_NO_SUSPEND_SR': VmNoSuspendSr,
+    'VM_BAD_POWER_STATE': VmBadPowerState,
+    'OPERATION_NOT_ALLOWED': OperationNotAllowed,
+    'OTHER_OPERATION_IN_PROGRESS': OtherOperationInProgress,
 }
+
+
+def missing(exc):
+    """Whether ``exc`` says the object asked about does not exist.
+
+    XAPI answers UUID_INVALID for a uuid (or name) it does not know and
+    HANDLE_INVALID for a ref that is gone.
+    """
+    return isinstance(exc, (UuidInvalid, HandleInvalid))
 
 
 class ConnectionFailed(SxmError):

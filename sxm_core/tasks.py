@@ -40,8 +40,6 @@ import time
 import weakref
 import xmlrpc.client
 
-import XenAPI
-
 from sxm_core import constants
 from sxm_core import errors
 from sxm_core import redact
@@ -105,8 +103,8 @@ class Watch(object):
 
 
 def _event_from(session, task, token):
-    return session.xenapi.event_from(['task/%s' % task], token,
-                                     EVENT_TIMEOUT)
+    return session.call('event_from', ['task/%s' % task], token,
+                        EVENT_TIMEOUT)
 
 
 # Used when the pool does not say (a test double).
@@ -234,15 +232,11 @@ def _wait(pool, waiter, login_timeout):
         while True:
             try:
                 answer = _event_from(session, waiter.task, token)
-            except XenAPI.Failure as failure:
-                exc = errors.XapiFailure.from_failure(failure,
-                                                      call='event.from')
-                if isinstance(exc, errors.EventsLost):
-                    LOG.info('Events lost while waiting for %s; '
-                             're-reading the task', waiter.what)
-                    token = ''
-                    continue
-                raise exc from None
+            except errors.EventsLost:
+                LOG.info('Events lost while waiting for %s; re-reading the '
+                         'task', waiter.what)
+                token = ''
+                continue
             waiter.last_answer = waiter.watch.clock()
             first = token == ''
             token = answer['token']
@@ -266,24 +260,19 @@ def _wait(pool, waiter, login_timeout):
 
 
 def _get_record(session, task):
-    try:
-        return session.xenapi.task.get_record(task)
-    except XenAPI.Failure as failure:
-        raise errors.XapiFailure.from_failure(
-            failure, call='task.get_record') from None
+    return session.task.get_record(task)
 
 
 def _cancel(session, task, what, reason):
     """Ask XAPI to cancel; False when it refuses (not cancellable)."""
     LOG.info('Cancelling %s (%s)', what, reason)
     try:
-        session.xenapi.task.cancel(task)
+        session.task.cancel(task)
         return True
-    except XenAPI.Failure as failure:
+    except errors.XapiFailure as exc:
         # Past the point of no return a task is no longer cancellable:
         # keep waiting for its outcome.
-        LOG.warning('Could not cancel %s: %s', what,
-                    errors.XapiFailure.from_failure(failure))
+        LOG.warning('Could not cancel %s: %s', what, exc)
         return False
 
 
@@ -330,9 +319,8 @@ def tag(pool, task, value=None):
         return
     try:
         pool.call('task.add_to_other_config', task, OWNER_KEY, value)
-    except errors.XapiFailure as exc:
-        if exc.code != 'MAP_DUPLICATE_KEY':
-            LOG.warning('Could not tag task %s: %s', task, exc)
+    except errors.MapDuplicateKey:
+        pass
     except errors.SxmError as exc:
         LOG.warning('Could not tag task %s: %s', task, exc)
 
@@ -380,9 +368,7 @@ def call_async(pool, method, args, what, watch=None, describe=None):
         task = start(pool, method, *args)
     except errors.XapiFailure as exc:
         if describe is not None:
-            raise errors.XapiFailure.from_details(
-                [exc.code] + exc.params, call=method,
-                describe=describe) from None
+            raise exc.reworded(call=method, describe=describe) from None
         raise
     watch = copy.copy(watch) if watch is not None else Watch()
     if watch.describe is None:

@@ -145,6 +145,8 @@ def handle(pool, op, request, connection=None):
     value = _simulator_op(sim, op, request)
     if value is not None:
         return value
+    if op == 'calls':
+        return calls_of(pool, reset=bool(request.get('reset')))
     uuid = _vm_uuid(pool, request)
     if op == 'vm_digests':
         try:
@@ -183,6 +185,19 @@ def handle(pool, op, request, connection=None):
         dom.reset_heartbeat()
         return dom.stats()
     raise ControlError('unknown control op %r' % op)
+
+
+def calls_of(pool, reset=False, exclude=()):
+    """The pool's call log summary (``reset``: start counting afresh).
+
+    With ``sessions_open``: the sessions the pool holds now.
+    """
+    out = pool.call_log.summary(exclude=exclude)
+    with pool.db.lock:
+        out['sessions_open'] = len(pool.db.all_refs('session'))
+    if reset:
+        pool.call_log.reset()
+    return out
 
 
 def _vm_digests(pool, uuid):
@@ -277,3 +292,11 @@ class Control(object):
 
     def migrations(self):
         return self.call('migrations')
+
+    def calls(self, reset=False):
+        """The pool's call log summary (see ``calls_of``).
+
+        {'calls', 'bytes', 'logins', 'by_method', 'by_originator',
+        'sessions_open'}; ``reset`` starts counting afresh.
+        """
+        return self.call('calls', reset=reset)

@@ -19,6 +19,7 @@ import time
 import uuid as uuidlib
 
 from xapi_sim import api
+from xapi_sim import calllog
 from xapi_sim import db as dbmod
 from xapi_sim import errors
 from xapi_sim import runtime
@@ -106,6 +107,7 @@ class Pool(object):
         self.username = username
         self._password = password
         self.db = dbmod.Database()
+        self.call_log = calllog.CallLog()
         self.db.watch(runtime.watcher, prepare=runtime.prepare)
         self.stores = {}
         self.disks = {}

@@ -93,6 +93,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                                       or self._pool_session(params)):
             return self._send(200, wire.failure(
                 ['HOST_IS_SLAVE', self.server.member_of]))
+        originator = self._originator(name, params)
         try:
             value = self.pool.call(name, params)
             out = wire.success('' if value is None else value)
@@ -107,7 +108,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                                 % (type(exc).__name__, exc)])
         if self.pool.sim.faults.take_reset(name, self.pool.task_ended_since):
             return self._reset()
+        self.pool.call_log.record(name, originator, len(out))
         self._send(200, out)
+
+    def _originator(self, name, params):
+        """The originator the calling session logged in with, or ''."""
+        if name in _LOGINS:
+            return params[3] if len(params) > 3 and isinstance(
+                params[3], str) else ''
+        session = params[0] if params else None
+        if not isinstance(session, str):
+            return ''
+        with self.pool.db.lock:
+            if not self.pool.db.exists('session', session):
+                return ''
+            return self.pool.db.get('session', session)['originator']
 
     def _reset(self):
         """Drop the connection unanswered, with a TCP reset."""

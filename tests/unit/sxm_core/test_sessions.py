@@ -101,7 +101,7 @@ class TestBorrowing(SessionsTestCase):
         with pool.session() as again:
             pass
         self.assertEqual(1, len(self.net.logins))
-        self.assertFalse(again.closed)
+        self.assertFalse(again.raw.closed)
 
     def test_a_session_that_hit_a_connection_error_is_discarded(self):
         pool = self.pool(maxsize=1)
@@ -350,8 +350,8 @@ class TestClose(SessionsTestCase):
         pool = self.pool()
         with pool.session() as s:
             pool.close()
-            self.assertFalse(s.logged_out)
-        self.assertTrue(s.logged_out)
+            self.assertFalse(s.raw.logged_out)
+        self.assertTrue(s.raw.logged_out)
         self.assertEqual(set(), self.net.live)
 
     def test_logout_failures_are_ignored(self):
@@ -458,8 +458,8 @@ class TestPrivateSession(SessionsTestCase):
         (pooled,) = {h for h, m, a in self.net.calls
                      if m == 'host.get_all'}
         self.assertNotEqual(handle, pooled)
-        self.assertTrue(private.logged_out)
-        self.assertTrue(private.closed)
+        self.assertTrue(private.raw.logged_out)
+        self.assertTrue(private.raw.closed)
         self.assertNotIn(handle, self.net.live)
         self.assertEqual(handle, redact.scrub(handle))
         # It never joined the pool.
