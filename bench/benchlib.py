@@ -13,15 +13,13 @@
 """What the benchmarks share: a client of one simulated pool, sizes."""
 
 import hashlib
-import http.client
-import urllib.parse
+import io
 
 import XenAPI
 
+from sxm_core import transfer
 from xapi_sim import control
 from xapi_sim import sim as simmod
-
-CHUNK = 1 << 20
 
 
 class BenchError(Exception):
@@ -41,8 +39,6 @@ class Client(object):
 
     def __init__(self, url, label='bench'):
         self.url = url
-        parts = urllib.parse.urlsplit(url)
-        self.host, self.port = parts.hostname, parts.port
         self.session = XenAPI.Session(url)
         self.session.xenapi.login_with_password(
             simmod.DEFAULT_USERNAME, simmod.DEFAULT_PASSWORD, '1.0', label)
@@ -57,42 +53,28 @@ class Client(object):
             pass
         self.session('close')()
 
-    def _query(self, vdi):
-        return urllib.parse.urlencode({'session_id': self.session._session,
-                                       'vdi': vdi})
-
     def import_raw(self, vdi, image):
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
         try:
-            conn.putrequest('PUT', '/import_raw_vdi?' + self._query(vdi))
-            conn.putheader('Content-Type', 'application/octet-stream')
-            conn.putheader('Content-Length', str(len(image)))
-            conn.endheaders()
-            view = memoryview(image)
-            for offset in range(0, len(image), CHUNK):
-                conn.send(view[offset:offset + CHUNK])
-            resp = conn.getresponse()
-            body = resp.read()
-            if resp.status != 200:
-                raise BenchError('import_raw_vdi: HTTP %d %s' % (
-                    resp.status, body.decode(errors='replace')))
-        finally:
-            conn.close()
+            transfer.put(self.url, self.session._session, vdi,
+                         io.BytesIO(image), len(image), timeout=60)
+        except transfer.TransferFailed as exc:
+            raise BenchError(str(exc))
 
     def export_sha256(self, vdi):
-        digest = hashlib.sha256()
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        out = _Digest()
         try:
-            conn.request('GET', '/export_raw_vdi?' + self._query(vdi))
-            resp = conn.getresponse()
-            if resp.status != 200:
-                raise BenchError('export_raw_vdi: HTTP %d %s' % (
-                    resp.status, resp.read().decode(errors='replace')))
-            while True:
-                data = resp.read(CHUNK)
-                if not data:
-                    break
-                digest.update(data)
-        finally:
-            conn.close()
-        return digest.hexdigest()
+            transfer.get(self.url, self.session._session, vdi, out,
+                         timeout=60)
+        except transfer.TransferFailed as exc:
+            raise BenchError(str(exc))
+        return out.digest.hexdigest()
+
+
+class _Digest(object):
+    """A file that keeps only the sha256 of what is written to it."""
+
+    def __init__(self):
+        self.digest = hashlib.sha256()
+
+    def write(self, data):
+        self.digest.update(data)

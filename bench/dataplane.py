@@ -44,7 +44,6 @@ Run from the top of the repository::
 
 import argparse
 import hashlib
-import http.client
 import os
 import random
 import shutil
@@ -53,11 +52,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 import xml.etree.ElementTree as ElementTree
 
 import XenAPI
 
+from sxm_core import transfer
 from xapi_sim import sim as simmod
 from xapi_sim import storage
 
@@ -69,6 +68,16 @@ EVENT_TIMEOUT = 30.0
 
 class BenchError(Exception):
     pass
+
+
+class _Digest(object):
+    """A write-only file that keeps the sha256 of what it is given."""
+
+    def __init__(self):
+        self.digest = hashlib.sha256()
+
+    def write(self, data):
+        self.digest.update(data)
 
 
 def parse_args(argv):
@@ -140,8 +149,6 @@ def image_chunks(size, marks, seed):
 class Client(object):
     def __init__(self, url, username, password):
         self.url = url
-        parts = urllib.parse.urlsplit(url)
-        self.host, self.port = parts.hostname, parts.port
         self.session = XenAPI.Session(url)
         self.session.xenapi.login_with_password(
             username, password, '1.0', 'bench-dataplane')
@@ -157,53 +164,22 @@ class Client(object):
         except Exception:  # the server may already be gone
             pass
 
-    def _query(self, vdi):
-        return urllib.parse.urlencode({'session_id': self.session_id,
-                                       'vdi': vdi})
-
     def import_raw(self, vdi, size, chunks):
         """PUT the image chunk by chunk; returns its sha256 hex digest."""
         digest = hashlib.sha256()
-        conn = http.client.HTTPConnection(self.host, self.port)
-        try:
-            conn.putrequest('PUT', '/import_raw_vdi?' + self._query(vdi))
-            conn.putheader('Content-Type', 'application/octet-stream')
-            conn.putheader('Content-Length', str(size))
-            conn.endheaders()
+
+        def hashed():
             for chunk in chunks:
                 digest.update(chunk)
-                conn.send(chunk)
-            resp = conn.getresponse()
-            body = resp.read()
-            if resp.status != 200:
-                raise BenchError('import_raw_vdi: HTTP %d %s'
-                                 % (resp.status,
-                                    body.decode(errors='replace')))
-        finally:
-            conn.close()
+                yield chunk
+        transfer.put(self.url, self.session_id, vdi, hashed(), size)
         return digest.hexdigest()
 
     def export_sha256(self, vdi):
         """sha256 hex digest and length of GET /export_raw_vdi."""
-        digest = hashlib.sha256()
-        total = 0
-        conn = http.client.HTTPConnection(self.host, self.port)
-        try:
-            conn.request('GET', '/export_raw_vdi?' + self._query(vdi))
-            resp = conn.getresponse()
-            if resp.status != 200:
-                raise BenchError('export_raw_vdi: HTTP %d %s'
-                                 % (resp.status,
-                                    resp.read().decode(errors='replace')))
-            while True:
-                data = resp.read(CHUNK)
-                if not data:
-                    break
-                digest.update(data)
-                total += len(data)
-        finally:
-            conn.close()
-        return digest.hexdigest(), total
+        sink = _Digest()
+        total = transfer.get(self.url, self.session_id, vdi, sink)
+        return sink.digest.hexdigest(), total
 
     def wait_task(self, task, timeout):
         """Block on event.from until ``task`` leaves pending; its record."""
@@ -401,7 +377,7 @@ def main(argv=None):
     workdir = tempfile.mkdtemp(prefix='bench-dataplane-', dir=args.dir)
     try:
         run(args, workdir)
-    except BenchError as exc:
+    except (BenchError, transfer.TransferFailed) as exc:
         print('error: %s' % exc, file=sys.stderr)
         return 1
     finally:

@@ -38,6 +38,7 @@ import benchlib  # noqa: E402
 from sxm_core import fleet  # noqa: E402
 from sxm_core import migrate  # noqa: E402
 from sxm_core import sessions  # noqa: E402
+from sxm_core import slots  # noqa: E402
 from xapi_sim import sim as simmod  # noqa: E402
 from xapi_sim import vmbuild  # noqa: E402
 
@@ -109,7 +110,7 @@ def run(args):
                                     simmod.DEFAULT_USERNAME,
                                     simmod.DEFAULT_PASSWORD, maxsize=8)
         migrator = migrate.Migrator(
-            source, dest, slots=migrate.HostSlots(min(3, args.concurrency)))
+            source, dest, slots=slots.HostSlots(min(3, args.concurrency)))
         host = a.xenapi.host.get_name_label(a.xenapi.pool.get_master(
             a.xenapi.pool.get_all()[0]))
         times, lock = {}, threading.Lock()

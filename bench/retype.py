@@ -25,7 +25,7 @@ then, taking turns which goes first:
 
 * cinder: ``os-retype`` to the ``silver`` type (``migration_policy``
   on-demand) through the API; the driver moves the VDI live
-  (``Migrator.move_vdi``: VDI.pool_migrate under the volume's lock). The
+  (``volumes.VdiMover.move``: VDI.pool_migrate under the volume's lock). The
   clock runs from the API call until the volume manager's ``retype``
   returns, the volume saved (a condition wait: a poll in this process
   would take CPU from the simulator's data plane); then the API must show
@@ -45,7 +45,6 @@ Run from the top of the repository::
 """
 
 import argparse
-import http.client
 import os
 import random
 import statistics
@@ -53,7 +52,6 @@ import sys
 import threading
 import time
 import unittest
-import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
@@ -65,6 +63,7 @@ monkey_patch.patch()
 
 from benchlib import human  # noqa: E402,H306
 from cinder_sxm.tests.functional import base  # noqa: E402,H306
+from sxm_core import transfer  # noqa: E402
 from xapi_sim import sim as simmod  # noqa: E402
 
 ARGS = None
@@ -76,26 +75,16 @@ class RetypeVsPoolMigrate(base.SxmCinderTestCase):
 
     def fill_vdi(self, vdi):
         """Streams ``--written`` seeded PRNG bytes to /import_raw_vdi."""
-        url = urllib.parse.urlsplit(self._vdi_url(
-            'import_raw_vdi', vdi, self.session, 'pool-a'))
-        conn = http.client.HTTPConnection(url.hostname, url.port,
-                                          timeout=600)
-        try:
-            conn.putrequest('PUT', '%s?%s' % (url.path, url.query))
-            conn.putheader('Content-Type', 'application/octet-stream')
-            conn.putheader('Content-Length', str(ARGS.written))
-            conn.endheaders()
-            rng = random.Random(ARGS.seed)
+        rng = random.Random(ARGS.seed)
+
+        def chunks():
             left = ARGS.written
             while left:
                 n = min(left, 4 << 20)
-                conn.send(rng.randbytes(n))
+                yield rng.randbytes(n)
                 left -= n
-            resp = conn.getresponse()
-            resp.read()
-            assert resp.status == 200, resp.status
-        finally:
-            conn.close()
+        transfer.put(self.url('pool-a'), self.session.handle, vdi, chunks(),
+                     ARGS.written, timeout=600)
 
     def setUp(self):
         super().setUp()

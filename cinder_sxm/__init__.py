@@ -11,4 +11,8 @@
 # under the License.
 
 
-"""Cinder volume driver for XenServer / XCP-ng storage repositories."""
+"""The Cinder side of openstack-sxm: a volume driver over XAPI SRs.
+
+Each volume type's tier is an SR; a retype moves a volume live by
+Storage XenMotion. It imports sxm_core, never nova_sxm.
+"""

@@ -17,7 +17,7 @@ One backend talks to one XAPI pool; each configured SR is one Cinder pool
 (a tier: e.g. a thick lvmoiscsi 'gold', a thin shared nfs 'silver').
 Retype between the pools of the backend moves the VDI with XAPI: live with
 VDI.pool_migrate when the volume is plugged into a running VM, else with
-VDI.copy and VDI.destroy (sxm_core's Migrator.move_vdi). Nova attaches a
+VDI.copy and VDI.destroy (sxm_core.volumes.VdiMover). Nova attaches a
 volume from its ``xensm`` connection info (nova_sxm's volumeops).
 
 ``provider_location`` is the VDI uuid (see volumeops). A volume's VDI is
@@ -63,7 +63,6 @@ from cinder_sxm import volumeops
 from sxm_core import attach
 from sxm_core import conf as core_conf
 from sxm_core import errors
-from sxm_core import migrate
 from sxm_core import sessions
 from sxm_core import volumes
 
@@ -103,9 +102,10 @@ class SxmVolumeDriver(driver.VolumeDriver):
         self._recovery = None
         self._ops = None
         self._transfers = None
-        self._slots = None
+        self._mover = None
         self._lock_path = None
         self._pool_uuid = None
+        self._srs = None
         self.backend_name = None
 
     @staticmethod
@@ -122,20 +122,19 @@ class SxmVolumeDriver(driver.VolumeDriver):
             raise exception.InvalidConfigurationValue(
                 option='sxm_connection_url', value=None)
         try:
-            self._xapi = sessions.SessionPool(**core_conf.pool_kwargs(view))
+            self._xapi = sessions.SessionPool(**core_conf.pool_kwargs(
+                view, 'openstack-sxm cinder-volume'))
         except ValueError as exc:
             raise exception.InvalidConfigurationValue(
                 option='sxm_connection_url', value=str(exc)) from None
         # Every task it starts names this service: a successor ends them.
-        self._owned = volumeops.OwnedPool(
+        self._owned = volumeops.owned_pool(
             self._xapi, self.host or self.backend_name)
         self._ops = volumeops.VolumeOps(self._owned)
         self._transfers = imageops.Transfers(
             self._owned, ca_file=view.ca_file, insecure=view.insecure,
             timeout=view.long_call_timeout)
-        self._slots = migrate.HostSlots(
-            limit=view.max_concurrent_storage_migrations,
-            lock_path=view.lock_path)
+        self._mover = volumes.VdiMover.from_options(self._owned, view)
         self._lock_path = view.lock_path
 
     def check_for_setup_error(self):
@@ -153,16 +152,23 @@ class SxmVolumeDriver(driver.VolumeDriver):
         ``strict``: an SR that cannot be found is an error; otherwise it
         is left out (with a warning) so that the others stay usable.
         """
+        if self._srs is None:
+            self._srs = stats.ConfiguredSRs(
+                self._ops.call, self.configuration.sxm_srs, self._xapi.url)
+        try:
+            found = self._srs.records()
+        except errors.SxmError as exc:
+            raise exception.VolumeBackendAPIException(
+                data='Cannot read the SRs (option sxm_srs) of backend %s '
+                     'in the XAPI pool at %s: %s'
+                     % (self.backend_name, self._xapi.url, exc))
         out = {}
-        for key in self.configuration.sxm_srs:
-            try:
-                ref = self._ops.resolve_sr(key)
-                rec = dict(self._ops.sr_record(ref), ref=ref)
-            except errors.SxmError as exc:
+        for key, rec in found:
+            if isinstance(rec, errors.SxmError):
                 msg = ('SR %r of backend %s (option sxm_srs) is not usable '
                        'in the XAPI pool at %s: %s'
-                       % (key, self.backend_name, self._xapi.url, exc))
-                if strict or isinstance(exc, errors.ConnectionFailed):
+                       % (key, self.backend_name, self._xapi.url, rec))
+                if strict:
                     raise exception.VolumeBackendAPIException(data=msg)
                 LOG.warning(msg)
                 continue
@@ -280,9 +286,9 @@ class SxmVolumeDriver(driver.VolumeDriver):
                 self._ops.destroy_volume(
                     volume.id, volume.name, volume.provider_location,
                     self._sr_refs(), 'volume %s' % volume.id)
+        except errors.VdiInUse:
+            raise exception.VolumeIsBusy(volume_name=volume.name)
         except errors.XapiFailure as exc:
-            if exc.code == 'VDI_IN_USE':
-                raise exception.VolumeIsBusy(volume_name=volume.name)
             raise exception.VolumeBackendAPIException(
                 data='Deleting volume %s: %s' % (volume.id, exc))
         except errors.SxmError as exc:
@@ -409,15 +415,6 @@ class SxmVolumeDriver(driver.VolumeDriver):
 
     # -- moving between pools ------------------------------------------------
 
-    def _migrator(self):
-        view = conf.core_view(self.configuration)
-        return migrate.Migrator(
-            self._owned, seconds_per_gib=view.seconds_per_gib,
-            minimum_timeout=view.minimum_timeout,
-            stall_timeout=view.stall_timeout, slots=self._slots,
-            too_many_retries=view.too_many_migrates_retries,
-            too_many_interval=view.too_many_migrates_interval)
-
     def _move_refusal(self, context, volume, host):
         """Why the volume cannot move to ``host``'s pool here, or None."""
         where = stats.parse_location_info(
@@ -488,7 +485,7 @@ class SxmVolumeDriver(driver.VolumeDriver):
             recovery.MOVE_SR: target[1],
             recovery.MOVE_FROM: volume.provider_location})
         try:
-            result = self._migrator().move_vdi(
+            result = self._mover.move(
                 volume.provider_location, target[1], lock=False,
                 on_task=lambda task: self._note_move(
                     volume, {recovery.MOVE_TASK: task}))

@@ -165,7 +165,7 @@ class Recovery(object):
         """Destroy VDI ``vdi`` that a dead task made, unless it is used."""
         try:
             rec = self.ops.call('VDI.get_record', vdi)
-        except errors.XapiFailure:
+        except errors.HandleInvalid:
             return  # gone already
         if rec['uuid'] in known or rec['VBDs'] or \
                 rec['SR'] not in self.sr_names:
@@ -231,7 +231,7 @@ class Recovery(object):
                             'following it to its end', vol.id, task,
                             self._kind(vol))
                 size = int(vol.size) * GiB
-                timeout = self.driver._migrator().timeout_for(size)
+                timeout = self.driver._mover.timeout_for(size)
                 rec = self.ops.end_task(task, 'move of volume %s' % vol.id,
                                         follow=True, timeout=timeout)
                 self._settle_move(vol, marker, rec)
@@ -257,7 +257,7 @@ class Recovery(object):
             copied = (result is not None and result != source
                       and task_rec['name_label'].endswith('VDI.copy'))
             if copied:
-                move = self.driver._migrator().finish_copy(
+                move = self.driver._mover.finish_copy(
                     source, result, '%s of volume %s' % (kind, vol.id))
                 self._destroy_others(vol, found, keep=result)
                 self._adopt(vol, move.vdi_uuid, marker,

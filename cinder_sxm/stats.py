@@ -11,11 +11,16 @@
 # under the License.
 
 
-"""Pure functions: pool stats and location_info.
+"""Cinder's pools of one backend: their stats and location_info.
 
-No XAPI calls here: they take records (dicts as XAPI returns them) and
-return what Cinder wants, so they are tested without a simulator.
+``pool_stats`` and the location_info helpers are pure functions over
+records (dicts as XAPI returns them). ``ConfiguredSRs`` reads the records
+of the configured SRs: one XAPI call per stats update, whatever the
+number of SRs, so that an idle cinder-volume costs its pool master one
+call a minute.
 """
+
+from sxm_core import errors
 
 DRIVER_NAME = 'SxmVolumeDriver'
 GiB = 1 << 30
@@ -71,3 +76,85 @@ def pool_stats(sr_rec, pool_uuid, max_over_subscription_ratio,
         'sxm_sr_type': sr_rec['type'],
         'sxm_shared': bool(sr_rec['shared']),
     }
+
+
+def _eq(column, value):
+    # xapi's filter language (get_all_records_where).
+    return 'field "%s" = "%s"' % (column, value)
+
+
+class ConfiguredSRs(object):
+    """The records of the SRs a backend's ``sxm_srs`` names.
+
+    ``call(method, *args)`` calls XAPI. A key (an SR uuid or name label)
+    is resolved once to the SR's uuid; later reads ask for those uuids
+    only, so an SR forgotten and introduced again (a new ref, the same
+    uuid) is found without a second lookup. An SR no longer named by its
+    key (renamed) is missing until the key names one again.
+    """
+
+    def __init__(self, call, keys, where=''):
+        self._call = call
+        self._keys = list(keys)
+        self._where = where
+        self._uuids = {}   # key -> SR uuid
+
+    def _resolve(self, keys):
+        """({key: SR uuid or SxmError}, {ref: record}) in one call."""
+        terms = []
+        for key in keys:
+            if '"' not in key:  # xapi's filter strings have no escapes
+                terms += [_eq('uuid', key), _eq('name__label', key)]
+        found = (self._call('SR.get_all_records_where', ' or '.join(terms))
+                 if terms else {})
+        out = {}
+        for key in keys:
+            matches = [r['uuid'] for r in found.values() if r['uuid'] == key]
+            matches = matches or [r['uuid'] for r in found.values()
+                                  if r['name_label'] == key]
+            if not matches:
+                out[key] = errors.NotFound(kind='SR', name=key,
+                                           pool=self._where)
+            elif len(matches) > 1:
+                out[key] = errors.Ambiguous(count=len(matches), kind='SR',
+                                            name=key, pool=self._where)
+            else:
+                out[key] = matches[0]
+        return out, found
+
+    def records(self):
+        """[(key, SR record with 'ref', or the SxmError of that key)].
+
+        In ``sxm_srs`` order. ConnectionFailed and XAPI errors other
+        than a missing SR propagate.
+        """
+        unknown = [k for k in self._keys if k not in self._uuids]
+        problems, found = {}, {}
+        if unknown:
+            resolved, found = self._resolve(unknown)
+            for key, got in resolved.items():
+                if isinstance(got, errors.SxmError):
+                    problems[key] = got
+                else:
+                    self._uuids[key] = got
+        by_uuid = {rec['uuid']: dict(rec, ref=ref)
+                   for ref, rec in found.items()}
+        more = sorted({self._uuids[k] for k in self._keys
+                       if k in self._uuids} - set(by_uuid))
+        if more:
+            found = self._call('SR.get_all_records_where',
+                               ' or '.join(_eq('uuid', u) for u in more))
+            by_uuid.update((rec['uuid'], dict(rec, ref=ref))
+                           for ref, rec in found.items())
+        out = []
+        for key in self._keys:
+            if key in problems:
+                out.append((key, problems[key]))
+                continue
+            rec = by_uuid.get(self._uuids[key])
+            if rec is None or key not in (rec['uuid'], rec['name_label']):
+                # Gone or renamed since: look it up afresh next time.
+                del self._uuids[key]
+                rec = errors.NotFound(kind='SR', name=key, pool=self._where)
+            out.append((key, rec))
+        return out

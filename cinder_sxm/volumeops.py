@@ -38,6 +38,7 @@ from oslo_log import log as logging
 from sxm_core import constants
 from sxm_core import errors
 from sxm_core import tasks
+from sxm_core import volumes
 
 LOG = logging.getLogger(__name__)
 GiB = 1 << 30
@@ -51,35 +52,9 @@ SERVICE = 'cinder-volume'
 RUNNING = (constants.TASK_PENDING, constants.TASK_CANCELLING)
 
 
-def _missing(exc):
-    return exc.code in ('UUID_INVALID', 'HANDLE_INVALID')
-
-
-class OwnedPool(object):
-    """A SessionPool whose new tasks carry ``OWNER_KEY`` = ``owner``.
-
-    Tagging is best effort: an untagged task still runs and is waited for
-    by its caller; it is only invisible to a successor's clean-up.
-    """
-
-    def __init__(self, pool, host):
-        self._pool = pool
-        self.owner = tasks.owner_tag(SERVICE, host)
-
-    def __getattr__(self, name):
-        return getattr(self._pool, name)
-
-    def call(self, method, *args):
-        result = self._pool.call(method, *args)
-        if method.startswith('Async.') or method == 'task.create':
-            tasks.tag(self._pool, result, self.owner)
-        return result
-
-    def owned_tasks(self):
-        """{task ref: record} of the tasks tagged with this owner."""
-        return {ref: rec for ref, rec in
-                self._pool.call('task.get_all_records').items()
-                if rec.get('other_config', {}).get(OWNER_KEY) == self.owner}
+def owned_pool(pool, host):
+    """``pool`` tagging each task it starts as this backend's (``host``)."""
+    return volumes.TaskPool(pool, owner=tasks.owner_tag(SERVICE, host))
 
 
 class VolumeOps(object):
@@ -101,9 +76,8 @@ class VolumeOps(object):
         """The ref of SR ``key`` (uuid or name label), exactly one."""
         try:
             return self.call('SR.get_by_uuid', key)
-        except errors.XapiFailure as exc:
-            if exc.code != 'UUID_INVALID':
-                raise
+        except errors.UuidInvalid:
+            pass  # not a uuid of this pool: try the name
         found = self.call('SR.get_by_name_label', key)
         if not found:
             raise errors.NotFound(kind='SR', name=key, pool=self.pool.url)
@@ -121,7 +95,7 @@ class VolumeOps(object):
             try:
                 return self.call('PBD.get_device_config', pbd)
             except errors.XapiFailure as exc:
-                if not _missing(exc):
+                if not errors.missing(exc):
                     raise
         return {}
 
@@ -130,7 +104,7 @@ class VolumeOps(object):
         try:
             return self.call(method, *args)
         except errors.XapiFailure as exc:
-            if _missing(exc):
+            if errors.missing(exc):
                 return None
             raise
 
@@ -168,7 +142,7 @@ class VolumeOps(object):
                 if self.call('task.get_status', task) in RUNNING:
                     out.append(task)
             except errors.XapiFailure as exc:
-                if not _missing(exc):
+                if not errors.missing(exc):
                     raise
         return out
 
@@ -208,7 +182,7 @@ class VolumeOps(object):
             try:
                 self.call('task.destroy', task)
             except errors.XapiFailure as exc:
-                if not _missing(exc):
+                if not errors.missing(exc):
                     LOG.warning('Could not destroy task %s (%s): %s',
                                 rec['uuid'], what, exc)
         return rec
@@ -260,7 +234,7 @@ class VolumeOps(object):
         try:
             self.call('VDI.destroy', vdi)
         except errors.XapiFailure as exc:
-            if not _missing(exc):
+            if not errors.missing(exc):
                 raise
 
     def destroy_volume(self, volume_id, name, vdi_uuid, srs, what):
@@ -283,7 +257,7 @@ class VolumeOps(object):
                 try:
                     attached = self.call('VBD.get_currently_attached', vbd)
                 except errors.XapiFailure as exc:
-                    if _missing(exc):
+                    if errors.missing(exc):
                         continue
                     raise
                 if attached:
@@ -298,7 +272,7 @@ class VolumeOps(object):
             try:
                 self.call('VDI.destroy', ref)
             except errors.XapiFailure as exc:
-                if not _missing(exc):
+                if not errors.missing(exc):
                     raise
             gone.append(rec['uuid'])
             if rec['uuid'] != vdi_uuid:

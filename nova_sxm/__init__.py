@@ -10,4 +10,9 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Nova compute driver for XenServer / XCP-ng with Storage XenMotion."""
+"""The Nova side of openstack-sxm: its compute driver and options.
+
+``nova_sxm.virt`` is the compute driver for XenServer / XCP-ng with live
+block migration by Storage XenMotion; ``nova_sxm.conf`` its options. It
+imports sxm_core, never cinder_sxm.
+"""

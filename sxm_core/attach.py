@@ -15,8 +15,14 @@
 reads.
 
 Both drivers use this one module, so the two sides of an attach cannot
-drift apart. Pure functions over XAPI records; no XAPI calls.
+drift apart: the ``xensm`` name, the connection info, and the refusal of a
+pool-local SR's volume to another XAPI pool (``CrossPoolRefused``, raised
+by the volume side when it hands out the connection and by the compute
+side when it cannot introduce the SR). Pure functions over XAPI records;
+no XAPI calls.
 """
+
+from sxm_core import errors
 
 DRIVER_VOLUME_TYPE = 'xensm'
 # device_config keys that must not leave the volume driver.
@@ -51,8 +57,58 @@ def consumer_pool(connector):
     return connector.get('xapi_pool_uuid')
 
 
-class CrossPoolRefused(Exception):
+class CrossPoolRefused(errors.SxmError):
     """A pool-local SR's volume asked for from another XAPI pool."""
+
+    message = ('Volume %(volume)s is on %(where)s, local to XAPI pool '
+               '%(pool)s; the consumer is in XAPI pool %(other)s. Retype the '
+               'volume to a shared tier (an nfs-like SR) first.')
+
+    def __init__(self, volume, sr, sr_type, pool, other, tier=None):
+        where = 'SR %s (type %s)' % (sr, sr_type)
+        if tier:
+            where = 'tier %s (%s)' % (tier, where)
+        super().__init__(volume=volume, where=where, pool=pool, other=other)
+
+
+def volume_data(connection_info):
+    """The ``data`` of an ``xensm`` connection, or None for another type."""
+    if (connection_info or {}).get('driver_volume_type') != \
+            DRIVER_VOLUME_TYPE:
+        return None
+    return connection_info.get('data') or {}
+
+
+def check_introducible(volume_id, data, here):
+    """Why XAPI pool ``here`` cannot introduce a volume's SR, if it can't.
+
+    For an SR that pool ``here`` does not know. The volume side adds what
+    introducing needs only for a shared SR of another pool: without it,
+    an SR of another pool is CrossPoolRefused, and one of pool ``here``
+    itself is gone (errors.NotFound).
+    """
+    home = data.get('pool_uuid')
+    if data.get('introduce') and home != here:
+        return
+    if home and home != here:
+        raise CrossPoolRefused(volume_id or '?', data.get('sr_uuid', '?'),
+                               data.get('sr_type', '?'), home, here)
+    raise errors.NotFound(kind='SR', name=data.get('sr_uuid', '?'),
+                          pool=here)
+
+
+def refusal(volume_id, data, here, knows_sr=False):
+    """The CrossPoolRefused of a volume going to XAPI pool ``here``, or None.
+
+    A volume (connection ``data``) can follow its VM to pool ``here`` when
+    its SR is that pool's own, is known there already (``knows_sr``), or
+    is shared (pool ``here`` introduces it).
+    """
+    home = data.get('pool_uuid')
+    if home == here or knows_sr or data.get('shared'):
+        return None
+    return CrossPoolRefused(volume_id or '?', data.get('sr_uuid', '?'),
+                            data.get('sr_type', '?'), home or '?', here)
 
 
 def connection_info(volume_id, vdi_uuid, sr_rec, pool_uuid, connector,
@@ -68,13 +124,8 @@ def connection_info(volume_id, vdi_uuid, sr_rec, pool_uuid, connector,
     consumer = consumer_pool(connector)
     if consumer is not None and consumer != pool_uuid:
         if not sr_rec['shared']:
-            raise CrossPoolRefused(
-                'Volume %(vol)s is on tier %(tier)s (SR %(sr)s, type '
-                '%(type)s), local to XAPI pool %(pool)s; the consumer is '
-                'in XAPI pool %(other)s. Retype the volume to a shared '
-                'tier (an nfs-like SR) first.'
-                % {'vol': volume_id, 'tier': tier or sr_rec['name_label'],
-                   'sr': sr_rec['uuid'], 'type': sr_rec['type'],
-                   'pool': pool_uuid, 'other': consumer})
+            raise CrossPoolRefused(volume_id, sr_rec['uuid'],
+                                   sr_rec['type'], pool_uuid, consumer,
+                                   tier=tier or sr_rec['name_label'])
         data['introduce'] = introduce_data(sr_rec, device_config)
     return {'driver_volume_type': DRIVER_VOLUME_TYPE, 'data': data}

@@ -14,11 +14,14 @@
 
 The core reads no configuration itself: the Nova driver, the Cinder driver
 and the ``sxm`` CLI register these lists in their own groups and pass the
-values in. ``list_opts`` feeds oslo-config-generator through the
-``oslo.config.opts`` entry point ``sxm_core``.
+values in (``pool_kwargs``, ``migrator_kwargs``, ``mover_kwargs``).
+``list_opts`` feeds oslo-config-generator through the ``oslo.config.opts``
+entry point ``sxm_core``.
 """
 
 from oslo_config import cfg
+
+from sxm_core import slots
 
 XAPI_OPTS = [
     cfg.URIOpt('connection_url', schemes=['http', 'https'],
@@ -119,9 +122,14 @@ def list_opts():
     return [('sxm', XAPI_OPTS + MIGRATION_OPTS)]
 
 
-def pool_kwargs(conf):
-    """SessionPool keyword arguments from a group holding XAPI_OPTS."""
+def pool_kwargs(conf, originator='openstack-sxm'):
+    """SessionPool keyword arguments from a group holding XAPI_OPTS.
+
+    ``originator`` names the service in XAPI's session records (xapi
+    also counts its session limit per originator).
+    """
     return {
+        'originator': originator,
         'url': conf.connection_url,
         'username': conf.connection_username,
         'password': conf.connection_password,
@@ -135,3 +143,27 @@ def pool_kwargs(conf):
         'maxsize': conf.session_pool_size,
         'retries': conf.connect_retries,
     }
+
+
+def mover_kwargs(options):
+    """``volumes.VdiMover`` keywords from ``options`` (MIGRATION_OPTS).
+
+    ``options``: anything with these options' names as attributes (an
+    oslo.config group, an argparse namespace). The slots are the
+    process's shared ones for that limit and lock path.
+    """
+    return {
+        'seconds_per_gib': options.seconds_per_gib,
+        'minimum_timeout': options.minimum_timeout,
+        'stall_timeout': options.stall_timeout,
+        'slots': slots.shared_slots(
+            options.max_concurrent_storage_migrations, options.lock_path),
+    }
+
+
+def migrator_kwargs(options):
+    """``migrate.Migrator`` keywords from ``options`` (MIGRATION_OPTS)."""
+    kwargs = mover_kwargs(options)
+    kwargs.update(too_many_retries=options.too_many_migrates_retries,
+                  too_many_interval=options.too_many_migrates_interval)
+    return kwargs

@@ -13,12 +13,19 @@
 """What the planner needs to know about a VM and two pools, read once.
 
 Plain frozen dataclasses built from XAPI records, so that ``plan`` stays a
-set of pure functions that tests can feed by hand.
+set of pure functions that tests can feed by hand. The one entry point a
+migration calls::
+
+    vm, source, dest = gather(source_pool, dest_pool, vm_key, choices)
+
+``vm_key`` a VM's ref, uuid or name label in ``source_pool``; ``choices``
+build_plan's keyword arguments. It scans the thin SRs of the VM's disks
+and reads the VM's own records, then in each pool only the hosts, SRs,
+networks and PIFs the VM and ``choices`` can name (by ref or with
+``get_all_records_where``), never whole tables of a pool.
 """
 
 import dataclasses
-
-import XenAPI
 
 from sxm_core import constants
 from sxm_core import errors
@@ -63,7 +70,10 @@ class SR:
     physical_utilisation: int
     virtual_allocation: int
     features: frozenset
-    hosts: frozenset  # hosts with an attached PBD
+    hosts: frozenset  # hosts with an attached PBD (see gather)
+    # The VDIs it held when read: what a failed migration's report
+    # compares with to tell the VDIs that appeared since.
+    vdis: frozenset = frozenset()
 
     @property
     def thick(self):
@@ -180,17 +190,265 @@ def _by_ref(items, ref):
     return None
 
 
-def read_pool(pool):
-    """Facts about the pool behind a SessionPool."""
-    with pool.session() as s:
-        x = s.xenapi
-        pool_rec = list(x.pool.get_all_records().values())[0]
-        hosts = x.host.get_all_records()
-        sms = x.SM.get_all_records()
-        pbds = x.PBD.get_all_records()
-        srs = x.SR.get_all_records()
-        pifs = x.PIF.get_all_records()
-        nets = x.network.get_all_records()
+# -- reading -------------------------------------------------------------
+#
+# A migration reads the VM's own records and, in each pool, only the
+# hosts, SRs, networks and PIFs its plan can name: by ref, or with
+# ``get_all_records_where`` (xapi's filter language). A pool of 64 hosts
+# and thousands of VDIs costs what a pool of one does.
+
+HOST_KEYS = ('uuid', 'name__label')
+SR_KEYS = ('uuid', 'name__label')
+NETWORK_KEYS = ('uuid', 'name__label', 'bridge')
+
+
+def _eq(column, value):
+    return 'field "%s" = "%s"' % (column, value)
+
+
+def quotable(value):
+    # xapi's filter strings have no escape for a double quote.
+    return '"' not in value
+
+
+class _Wanted(object):
+    """Objects of one class to read: by ref, filter term or name label."""
+
+    def __init__(self):
+        self.refs = set()
+        self.terms = set()
+        self.names = set()
+
+    def key(self, key, columns):
+        """What ``Pool.find`` would match: a ref, or ``columns`` = key."""
+        if not key:
+            return
+        key = str(key)
+        if key.startswith('OpaqueRef:'):
+            self.refs.add(key)
+        elif quotable(key):
+            self.terms.update(_eq(c, key) for c in columns)
+        else:
+            self.names.add(key)
+
+
+class _Reader(object):
+    """The reads of one pool, on its SessionPool's typed calls."""
+
+    def __init__(self, pool):
+        self.pool = pool
+        self.api = pool.api
+
+    def where(self, cls, terms):
+        """{ref: record} of ``cls`` matching any of ``terms``."""
+        terms = sorted(set(terms))
+        if not terms:
+            return {}
+        return getattr(self.api, cls).get_all_records_where(
+            ' or '.join(terms))
+
+    def by_ref(self, cls, refs):
+        out = {}
+        for ref in sorted(set(refs) - {NULL}):
+            try:
+                out[ref] = getattr(self.api, cls).get_record(ref)
+            except errors.HandleInvalid:
+                pass  # destroyed meanwhile: as if never there
+        return out
+
+    def read(self, cls, wanted):
+        found = self.where(cls, wanted.terms)
+        found.update(self.by_ref(cls, wanted.refs - set(found)))
+        for name in sorted(wanted.names):
+            refs = getattr(self.api, cls).get_by_name_label(name)
+            found.update(self.by_ref(cls, set(refs) - set(found)))
+        return found
+
+    def pool_record(self):
+        # A pool has one pool object: its whole table is one small row.
+        return list(self.api.pool.get_all_records().values())[0]
+
+
+def _special(rec):
+    return (rec['is_a_template'] or rec['is_a_snapshot']
+            or rec['is_control_domain'])
+
+
+def _lookup_vm(reader, key):
+    """(ref, record) of VM ``key``: a ref, uuid or name label.
+
+    By uuid or name, templates, snapshots and dom0 are never found.
+    """
+    where = reader.pool.url
+    key = str(key)
+    if key.startswith('OpaqueRef:'):
+        try:
+            return key, reader.api.VM.get_record(key)
+        except errors.HandleInvalid:
+            raise errors.NotFound(kind='VM', name=key, pool=where) from None
+    wanted = _Wanted()
+    wanted.key(key, ('uuid', 'name__label'))
+    found = reader.read('VM', wanted)
+    by_uuid = {r: rec for r, rec in found.items() if rec['uuid'] == key}
+    found = [(r, rec) for r, rec in (by_uuid or found).items()
+             if not _special(rec)]
+    if not found:
+        raise errors.NotFound(kind='VM', name=key, pool=where)
+    if len(found) > 1:
+        raise errors.Ambiguous(count=len(found), kind='VM', name=key,
+                               pool=where)
+    return found[0]
+
+
+def find_vm(pool, key):
+    """A VM ref by uuid or name label (not a template, snapshot or dom0)."""
+    return _lookup_vm(_Reader(pool), key)[0]
+
+
+def _parents_utilisation(uuid, sm_config, by_uuid):
+    """Bytes held by the VHD parents of a VDI (SM's hidden base copies).
+
+    SM names a VHD's parent in ``sm_config['vhd-parent']`` (a VDI uuid);
+    the parents are VDIs with ``managed`` false, listed by XAPI but not
+    attachable. A parent missing from ``by_uuid`` was coalesced away
+    meanwhile: the child now holds its data.
+    """
+    total, seen = 0, {uuid}
+    parent = sm_config.get('vhd-parent')
+    while parent and parent not in seen and parent in by_uuid:
+        seen.add(parent)
+        rec = by_uuid[parent]
+        total += int(rec['physical_utilisation'])
+        parent = rec['sm_config'].get('vhd-parent')
+    return total
+
+
+def _read_parents(reader, vdis):
+    """{uuid: record} of ``vdis`` and of every VHD parent below them.
+
+    One filtered read per level of the chains, for all disks at once.
+    """
+    by_uuid = {rec['uuid']: rec for rec in vdis.values()}
+    want = {rec['sm_config'].get('vhd-parent') for rec in vdis.values()}
+    while True:
+        want = {u for u in want if u and u not in by_uuid and quotable(u)}
+        if not want:
+            return by_uuid
+        found = reader.where('VDI', [_eq('uuid', u) for u in want])
+        for rec in found.values():
+            by_uuid[rec['uuid']] = rec
+        want = {rec['sm_config'].get('vhd-parent')
+                for rec in found.values()}
+
+
+def _disk(vbd, vbd_rec, vdi, vdi_rec, by_uuid):
+    return Disk(vbd=vbd, vdi=vdi, uuid=vdi_rec['uuid'],
+                name=vdi_rec['name_label'],
+                userdevice=vbd_rec['userdevice'] if vbd_rec else '',
+                mode=vbd_rec['mode'] if vbd_rec else 'RO',
+                virtual_size=int(vdi_rec['virtual_size']),
+                physical_utilisation=int(vdi_rec['physical_utilisation']),
+                sr=vdi_rec['SR'], cbt_enabled=vdi_rec['cbt_enabled'],
+                sm_config=tuple(sorted(vdi_rec['sm_config'].items())),
+                snapshot_of=vdi_rec['snapshot_of'],
+                parents_utilisation=_parents_utilisation(
+                    vdi_rec['uuid'], vdi_rec['sm_config'], by_uuid))
+
+
+def _scan(reader, vdis, sr_recs):
+    """SR.scan the thin SRs of ``vdis``; their VDIs' records, re-read.
+
+    VDI utilisation is only as fresh as the last scan of its SR, and
+    matters only on thin SRs: a disk on a thick SR counts its full size
+    (``plan._held``) whatever its SR last measured. ``sr_recs`` gets the
+    records of the disks' SRs, read before the scan: the scan changes a
+    source SR's utilisation only by what its disks grew since.
+    """
+    sr_recs.update(reader.by_ref('SR', {v['SR'] for v in vdis.values()}))
+    thin = sorted(sr for sr, rec in sr_recs.items()
+                  if rec['type'] not in constants.THICK_SR_TYPES)
+    for sr in thin:
+        try:
+            reader.api.SR.scan(sr)
+        except errors.XapiFailure:
+            pass  # a busy SR: its figures are merely older
+    stale = [v['uuid'] for v in vdis.values() if v['SR'] in thin]
+    fresh = reader.where('VDI', [_eq('uuid', u) for u in stale])
+    # A VDI the scan found gone is gone.
+    out = {r: v for r, v in vdis.items() if v['SR'] not in thin}
+    out.update((r, v) for r, v in fresh.items() if r in vdis)
+    return out
+
+
+def _read_vm(reader, ref, rec, scan, sr_recs=None):
+    """facts.VM of ``ref`` whose record is ``rec``.
+
+    ``scan``: SR.scan the thin SRs of its disks first (see ``_scan``);
+    ``sr_recs`` (a dict) then gets the records of the disks' SRs.
+    """
+    owners = [ref] + list(rec['snapshots'])
+    vbds = reader.where('VBD', [_eq('VM', o) for o in owners])
+    snaps = (reader.where('VM', [_eq('snapshot_of', ref)])
+             if rec['snapshots'] else {})
+    vdi_refs = {v['VDI'] for v in vbds.values()
+                if v['type'] != 'CD' and not v['empty']}
+    vdis = reader.by_ref('VDI', vdi_refs)
+    if scan and vdis:
+        vdis = _scan(reader, vdis, {} if sr_recs is None else sr_recs)
+    by_uuid = _read_parents(reader, vdis)
+    disks, cds = [], []
+    for vbd in rec['VBDs']:
+        vbd_rec = vbds.get(vbd)
+        if vbd_rec is None:
+            continue
+        if vbd_rec['type'] == 'CD':
+            cds.append(vbd_rec['userdevice'])
+            continue
+        if vbd_rec['empty'] or vbd_rec['VDI'] not in vdis:
+            continue
+        disks.append(_disk(vbd, vbd_rec, vbd_rec['VDI'],
+                           vdis[vbd_rec['VDI']], by_uuid))
+    vif_recs = (reader.where('VIF', [_eq('VM', ref)])
+                if rec['VIFs'] else {})
+    vifs = [Vif(ref=vif, device=vif_recs[vif]['device'],
+                mac=vif_recs[vif]['MAC'], network=vif_recs[vif]['network'],
+                other_config=tuple(sorted(
+                    vif_recs[vif]['other_config'].items())))
+            for vif in rec['VIFs'] if vif in vif_recs]
+    snap_names, snap_disks, seen = [], [], set()
+    for snap in rec['snapshots']:
+        if snap not in snaps:
+            continue
+        snap_names.append(snaps[snap]['name_label'])
+        for vbd in snaps[snap]['VBDs']:
+            vbd_rec = vbds.get(vbd)
+            if vbd_rec is None:
+                continue
+            vdi = vbd_rec['VDI']
+            if vbd_rec['type'] == 'CD' or vdi not in vdis or vdi in seen:
+                continue
+            seen.add(vdi)
+            snap_disks.append(_disk(vbd, vbd_rec, vdi, vdis[vdi], by_uuid))
+    return VM(ref=ref, uuid=rec['uuid'], name=rec['name_label'],
+              power_state=rec['power_state'], resident_on=rec['resident_on'],
+              disks=tuple(sorted(disks, key=lambda d: d.userdevice)),
+              vifs=tuple(vifs), cd_drives=tuple(cds),
+              snapshots=tuple(snap_names), snapshot_disks=tuple(snap_disks),
+              memory=int(rec['memory_static_max']))
+
+
+def read_vm(pool, vm, scan=False):
+    """Facts about one VM, its disks, VIFs, CD drives and snapshots."""
+    reader = _Reader(pool)
+    try:
+        rec = reader.api.VM.get_record(vm)
+    except errors.HandleInvalid:
+        raise errors.NotFound(kind='VM', name=vm, pool=pool.url) from None
+    return _read_vm(reader, vm, rec, scan)
+
+
+def _pool_facts(url, pool_rec, hosts, srs, sms, pbds, pifs, nets):
+    """facts.Pool from records as XAPI returns them ({ref: record})."""
     features = {sm['type']: frozenset(sm['features']) for sm in sms.values()}
     sr_facts = []
     for ref, rec in srs.items():
@@ -204,7 +462,7 @@ def read_pool(pool):
             physical_utilisation=int(rec['physical_utilisation']),
             virtual_allocation=int(rec['virtual_allocation']),
             features=features.get(rec['type'], frozenset()),
-            hosts=attached))
+            hosts=attached, vdis=frozenset(rec['VDIs'])))
     net_facts = []
     for ref, rec in nets.items():
         net_pifs = tuple((pifs[p]['host'], pifs[p]['IP'],
@@ -217,121 +475,135 @@ def read_pool(pool):
                             name=rec['name_label'], address=rec['address'],
                             enabled=rec['enabled'])
                        for ref, rec in hosts.items())
-    return Pool(url=pool.url, uuid=pool_rec['uuid'],
+    return Pool(url=url, uuid=pool_rec['uuid'],
                 name=pool_rec['name_label'] or pool_rec['uuid'],
                 master=pool_rec['master'], default_sr=pool_rec['default_SR'],
                 hosts=host_facts, srs=tuple(sr_facts),
                 networks=tuple(net_facts))
 
 
-def find_vm(pool, key):
-    """A VM ref by uuid or name label (not a template, snapshot or dom0)."""
-    where = pool.url
-    with pool.session() as s:
-        try:
-            refs = [s.xenapi.VM.get_by_uuid(key)]
-        except XenAPI.Failure:  # not a uuid of this pool: try the name
-            refs = s.xenapi.VM.get_by_name_label(key)
-        refs = [r for r in refs if not _special(s.xenapi.VM.get_record(r))]
-    if not refs:
-        raise errors.NotFound(kind='VM', name=key, pool=where)
-    if len(refs) > 1:
-        raise errors.Ambiguous(count=len(refs), kind='VM', name=key,
-                               pool=where)
-    return refs[0]
+class _PoolNeeds(object):
+    """What of one pool a plan can name."""
+
+    def __init__(self):
+        self.hosts = _Wanted()
+        self.srs = _Wanted()
+        self.networks = _Wanted()
+        self.dest_host_key = None
+        self.dest_host_ref = None
 
 
-def _special(rec):
-    return (rec['is_a_template'] or rec['is_a_snapshot']
-            or rec['is_control_domain'])
+def _read_pool(reader, pool_rec, needs, in_pool_host=NULL,
+               attachments=True, known_srs=None):
+    """facts.Pool holding what ``needs`` names.
 
+    ``known_srs``: SR records read already ({ref: record}), not read again.
 
-def _parents_utilisation(x, vdi_rec):
-    """Bytes held by the VHD parents of a VDI (SM's hidden base copies).
+    ``attachments``: read the SRs' PBDs for ``SR.hosts``; the source SRs
+    of a cross-pool migration need none (no check asks where they are
+    attached), and are left with no hosts.
 
-    SM names a VHD's parent in ``sm_config['vhd-parent']`` (a VDI uuid);
-    the parents are VDIs with ``managed`` false, listed by XAPI but not
-    attachable.
+    Networks' ``pifs`` hold the PIFs of the host a migration would arrive
+    on only: the one host build_plan and preflight ask about.
     """
-    total, seen = 0, {vdi_rec['uuid']}
-    parent = vdi_rec['sm_config'].get('vhd-parent')
-    while parent and parent not in seen:
-        seen.add(parent)
-        try:
-            rec = x.VDI.get_record(x.VDI.get_by_uuid(parent))
-        except XenAPI.Failure:
-            break  # coalesced away meanwhile: the leaf now holds it
-        total += int(rec['physical_utilisation'])
-        parent = rec['sm_config'].get('vhd-parent')
-    return total
+    hosts = reader.read('host', needs.hosts)
+    target = None
+    if needs.dest_host_key is not None:
+        key = str(needs.dest_host_key)
+        matches = [r for r, rec in hosts.items()
+                   if key in (r, rec['uuid'])]
+        matches = matches or [r for r, rec in hosts.items()
+                              if rec['name_label'] == key]
+        target = matches[0] if len(matches) == 1 else None
+    elif in_pool_host != NULL:
+        target = in_pool_host
+    elif needs.dest_host_ref is not None:
+        target = needs.dest_host_ref
+    pifs = {}
+    if target is not None and target in hosts:
+        pifs = reader.where('PIF', [_eq('host', target)])
+        needs.networks.refs.update(
+            p['network'] for p in pifs.values() if p['IP'])
+    nets = reader.read('network', needs.networks)
+    known = dict(known_srs or {})
+    needs.srs.refs.difference_update(known)
+    srs = reader.read('SR', needs.srs)
+    for ref, rec in known.items():
+        srs.setdefault(ref, rec)
+    sms = reader.where('SM', [_eq('type', rec['type'])
+                              for rec in srs.values()
+                              if quotable(rec['type'])])
+    pbds = (reader.where('PBD', [_eq('SR', r) for r in srs])
+            if attachments else {})
+    return _pool_facts(reader.pool.url, pool_rec, hosts, srs, sms, pbds,
+                       pifs, nets)
 
 
-def _disk(x, vbd, vbd_rec, vdi, vdi_rec):
-    return Disk(vbd=vbd, vdi=vdi, uuid=vdi_rec['uuid'],
-                name=vdi_rec['name_label'],
-                userdevice=vbd_rec['userdevice'] if vbd_rec else '',
-                mode=vbd_rec['mode'] if vbd_rec else 'RO',
-                virtual_size=int(vdi_rec['virtual_size']),
-                physical_utilisation=int(vdi_rec['physical_utilisation']),
-                sr=vdi_rec['SR'], cbt_enabled=vdi_rec['cbt_enabled'],
-                sm_config=tuple(sorted(vdi_rec['sm_config'].items())),
-                snapshot_of=vdi_rec['snapshot_of'],
-                parents_utilisation=_parents_utilisation(x, vdi_rec))
+def _dest_needs(needs, pool_rec, choices):
+    """Add to ``needs`` what build_plan's ``choices`` can name."""
+    needs.srs.refs.add(pool_rec['default_SR'])
+    for key in dict(choices.get('sr_map') or {}).values():
+        needs.srs.key(key, SR_KEYS)
+    needs.srs.key(choices.get('sr'), SR_KEYS)
+    if choices.get('tier') is not None:
+        # The tier's candidates: every SR but ISO libraries.
+        needs.srs.terms.add('not %s' % _eq('content_type',
+                                           constants.ISO_CONTENT))
+    if choices.get('dest_host') is not None:
+        needs.dest_host_key = choices['dest_host']
+        needs.hosts.key(choices['dest_host'], HOST_KEYS)
+    else:
+        needs.hosts.refs.add(pool_rec['master'])
+        needs.dest_host_ref = pool_rec['master']
+    needs.networks.key(choices.get('migration_network'), NETWORK_KEYS)
+    for key in dict(choices.get('network_map') or {}).values():
+        needs.networks.key(key, NETWORK_KEYS)
 
 
-def read_vm(pool, vm):
-    """Facts about one VM, its disks, VIFs, CD drives and snapshots."""
-    with pool.session() as s:
-        x = s.xenapi
-        rec = x.VM.get_record(vm)
-        disks, cds = [], []
-        for vbd in rec['VBDs']:
-            vbd_rec = x.VBD.get_record(vbd)
-            if vbd_rec['type'] == 'CD':
-                cds.append(vbd_rec['userdevice'])
-                continue
-            if vbd_rec['empty'] or vbd_rec['VDI'] == NULL:
-                continue
-            disks.append(_disk(x, vbd, vbd_rec, vbd_rec['VDI'],
-                               x.VDI.get_record(vbd_rec['VDI'])))
-        vifs = []
-        for vif in rec['VIFs']:
-            vif_rec = x.VIF.get_record(vif)
-            vifs.append(Vif(ref=vif, device=vif_rec['device'],
-                            mac=vif_rec['MAC'], network=vif_rec['network'],
-                            other_config=tuple(sorted(
-                                vif_rec['other_config'].items()))))
-        snap_names, snap_disks, seen = [], [], set()
-        for snap in rec['snapshots']:
-            snap_rec = x.VM.get_record(snap)
-            snap_names.append(snap_rec['name_label'])
-            for vbd in snap_rec['VBDs']:
-                vbd_rec = x.VBD.get_record(vbd)
-                vdi = vbd_rec['VDI']
-                if vbd_rec['type'] == 'CD' or vdi == NULL or vdi in seen:
-                    continue
-                seen.add(vdi)
-                snap_disks.append(_disk(x, vbd, vbd_rec, vdi,
-                                        x.VDI.get_record(vdi)))
-    return VM(ref=vm, uuid=rec['uuid'], name=rec['name_label'],
-              power_state=rec['power_state'], resident_on=rec['resident_on'],
-              disks=tuple(sorted(disks, key=lambda d: d.userdevice)),
-              vifs=tuple(vifs), cd_drives=tuple(cds),
-              snapshots=tuple(snap_names), snapshot_disks=tuple(snap_disks),
-              memory=int(rec['memory_static_max']))
+def gather(source_pool, dest_pool, vm_key, choices=None):
+    """(vm, source, dest) facts for ``plan.build_plan``, read once.
 
-
-def scan_srs(pool, vm):
-    """SR.scan the SRs holding a VM's disks, so that sizes are current."""
-    with pool.session() as s:
-        x = s.xenapi
-        srs = set()
-        for vbd in x.VM.get_VBDs(vm):
-            vdi = x.VBD.get_VDI(vbd)
-            if vdi != NULL:
-                srs.add(x.VDI.get_SR(vdi))
-        for sr in srs:
-            try:
-                x.SR.scan(sr)
-            except XenAPI.Failure:
-                pass  # a busy SR: its figures are merely older
+    ``vm_key`` is a VM's ref, uuid or name label in ``source_pool``;
+    ``choices`` are build_plan's keyword arguments (dest_host, sr_map,
+    sr, tier, network_map, migration_network): the pools' facts hold
+    what they and the VM can name, not whole pools. The thin SRs of the
+    VM's disks are scanned first. When both are one pool, ``dest`` is
+    ``source``.
+    """
+    choices = dict(choices or {})
+    src = _Reader(source_pool)
+    ref, rec = _lookup_vm(src, vm_key)
+    sr_recs = {}
+    vm = _read_vm(src, ref, rec, scan=True, sr_recs=sr_recs)
+    src_rec = src.pool_record()
+    dst, dst_rec = src, src_rec
+    if dest_pool is not source_pool:
+        dst = _Reader(dest_pool)
+        dst_rec = dst.pool_record()
+    in_pool = dst_rec['uuid'] == src_rec['uuid']
+    needs = _PoolNeeds()
+    needs.srs.refs.update(d.sr for d in vm.disks + vm.snapshot_disks)
+    needs.networks.refs.update(v.network for v in vm.vifs)
+    if in_pool:
+        # Across pools no check asks about the source hosts: the plan
+        # names them by ref (slots, the VM's resident_on).
+        needs.hosts.refs.update((vm.resident_on, src_rec['master']))
+        _dest_needs(needs, src_rec, choices)
+        source = _read_pool(src, src_rec, needs, in_pool_host=(
+            vm.resident_on if choices.get('dest_host') is None else NULL),
+            known_srs=sr_recs)
+        return vm, source, source
+    source = _read_pool(src, src_rec, needs, attachments=False,
+                        known_srs=sr_recs)
+    dneeds = _PoolNeeds()
+    _dest_needs(dneeds, dst_rec, choices)
+    for sr in source.srs:
+        # The same SR introduced in both pools keeps its disks; only a
+        # shared SR is (sxm_core.attach refuses to introduce the others).
+        if sr.shared:
+            dneeds.srs.key(sr.uuid, ('uuid',))
+    for net in source.networks:
+        # Pools naming their networks alike map VIFs by name or bridge.
+        dneeds.networks.key(net.name, ('name__label',))
+        dneeds.networks.key(net.bridge, ('bridge',))
+    return vm, source, _read_pool(dst, dst_rec, dneeds)

@@ -21,31 +21,19 @@ find it again (``list_migrations``, ``find_migration``), follow it
 (``watch``) or stop it (``cancel``). ``drain`` moves every running VM off
 a host with bounded concurrency.
 
-The migrate_receive token. ``host.migrate_receive`` creates a session in
-the destination pool and hands its id to the caller inside the ``dest``
-map; ``VM.migrate_send`` uses it for the whole migration. Real xapi
-(xapi_host.ml ``migrate_receive``) makes it with
-``Xapi_session.login_no_password``, recording the caller's session as its
-``parent``; but ``session.logout`` destroys only the session itself
-(``destroy_db_session``), and ``migrate_send`` (xapi_vm_migrate.ml) never
-logs the remote session out: left alone it lives until xapi's session GC
-(24 h of inactivity). Logging it out while the task runs would break the
-migration. So the token must be logged out by a client that has it, once
-the task has ended. The core never writes the token anywhere (no task
-``other_config``, no file, no record, no log line: it is a credential of
-the destination pool): it lives only in the memory of the process that
-asked for it, in ``migrate.RECEIVE_TOKENS`` keyed by the task ref. Whoever
-in that process finds the task finished -- the Migrator's own wait, or a
-later ``watch``/``cancel``/``drain`` after the wait lost contact -- logs it
-out. A process killed mid-migration takes the token with it; to keep such
-a death from leaving anything of its own behind in the destination pool,
-the Migrator logs out its idle destination sessions before the long wait,
-and the CLI hands the token to a *custodian* (``Custodian``): a small
-child process in a session of its own that got the token through a pipe
-(never argv, environment or disk), watches the task with event.from and
-logs the token out when the task has ended, even after its parent was
-killed. When the parent ends normally it logs the token out itself and
-tells the custodian, which then just exits.
+The migrate_receive token (see ``sxm_core.lease``) of a migration this
+process started is ended by whoever here sees its task end: the
+Migrator's own wait, or ``watch``/``cancel`` given the Migrator's
+``leases`` book after the wait lost contact. A process killed
+mid-migration takes the token with it; to keep such a death from leaving
+anything of its own behind in the destination pool, the Migrator logs
+out its idle destination sessions before the long wait, and the CLI
+hands the token to a *custodian* (``Custodian``): a small child process
+in a session of its own that got the token through a pipe (never argv,
+environment or disk), watches the task with event.from and logs the
+token out when the task has ended, even after its parent was killed.
+When the parent ends the lease itself it tells the custodian, which then
+just exits.
 
 An owning service (nova-compute) must not leave a migration running
 that nothing will finish on its side: its custodian (``owner_custodian_for``)
@@ -53,7 +41,7 @@ is also a watchdog. When its parent dies (EOF on the pipe) or it is told
 to go (SIGTERM or SIGINT: systemd stops every process of a service's
 cgroup once the main one died) while the task runs, it cancels the task,
 follows it to its end, removes what the destination pool got
-(``migrate.cleanup_destination``, from the public facts of the plan),
+(``cleanup.cleanup_destination``, from the public facts of the plan),
 removes the owner's marker from the source VM's ``other_config``,
 destroys the task and logs the token out. Past xapi's point of no return
 the cancel is refused and the migration completes: the owner's
@@ -74,12 +62,13 @@ import sys
 import threading
 import time
 
-import XenAPI
-
+from sxm_core import cleanup
 from sxm_core import constants
 from sxm_core import errors
 from sxm_core import migrate
+from sxm_core import plan as planmod
 from sxm_core import redact
+from sxm_core import retry
 from sxm_core import sessions
 from sxm_core import tasks
 
@@ -211,8 +200,7 @@ def _info(task_ref, task, vm_ref, vm, host):
 
 
 def _read(pool):
-    with pool.session() as s:
-        x = s.xenapi
+    with pool.session() as x:
         all_tasks = x.task.get_all_records()
         vms = x.VM.get_all_records()
         hosts = x.host.get_all_records()
@@ -274,18 +262,20 @@ def find_migration(pool, ident):
     raise errors.MigrationNotFound(name=ident, pool=pool.url)
 
 
-def watch(pool, info, progress=None, cancel=None, stop=None):
+def watch(pool, info, progress=None, cancel=None, stop=None, leases=None):
     """Follow a migration to its end; returns its ``Outcome``.
 
     ``progress(fraction)`` is called as it moves; setting the
     ``threading.Event`` ``cancel`` cancels the migration; setting ``stop``
-    only stops watching (its private session is logged out) and raises
+    only stops watching (the session it waited on is given back, or
+    logged out if it was its own) and raises
     ``errors.Detached``: the migration goes on. Raises
     ``errors.ContactLost`` when the pool goes silent (the task may still
-    run) and ``errors.TaskVanished`` when the task vanished. When this
-    process holds the task's migrate_receive token (its own migration,
-    after a lost contact), the token is logged out once the task has
-    ended.
+    run) and ``errors.TaskVanished`` when the task vanished. ``leases``
+    (a ``lease.Leases``, e.g. the Migrator's that started the task):
+    when it holds the task's migrate_receive token (this process's own
+    migration, after a lost contact), the token is ended once the task
+    has ended.
     """
     watcher = tasks.Watch(progress=progress, cancel=cancel, stop=stop)
     try:
@@ -294,22 +284,27 @@ def watch(pool, info, progress=None, cancel=None, stop=None):
     except (errors.ContactLost, errors.Detached):
         raise
     except errors.XapiFailure as exc:
-        migrate.RECEIVE_TOKENS.release(info.task_ref)
+        _end_lease(leases, info)
         status = (constants.TASK_CANCELLED
                   if isinstance(exc, errors.TaskCancelled)
                   else constants.TASK_FAILURE)
         return Outcome(info, status, error=exc)
-    migrate.RECEIVE_TOKENS.release(info.task_ref)
+    _end_lease(leases, info)
     return Outcome(info, constants.TASK_SUCCESS, vm_ref=value)
 
 
-def cancel(pool, info):
+def _end_lease(leases, info):
+    if leases is not None:
+        leases.end(info.task_ref)
+
+
+def cancel(pool, info, leases=None):
     """Cancel a migration and wait for its end; returns its ``Outcome``.
 
     Past the point of no return xapi refuses (OPERATION_NOT_ALLOWED or the
     task no longer allows ``cancel``): then the migration is followed to
     its end and the outcome says how it really ended. ``source_vm`` says
-    what became of the source VM.
+    what became of the source VM. ``leases``: as for ``watch``.
     """
     try:
         pool.call('task.cancel', info.task_ref)
@@ -318,7 +313,7 @@ def cancel(pool, info):
                                        pool=pool.url) from None
     except errors.XapiFailure as exc:
         LOG.warning('XAPI refused to cancel %s: %s', info.label(), exc)
-    outcome = watch(pool, info)
+    outcome = watch(pool, info, leases=leases)
     return dataclasses.replace(outcome, source_vm=_power_state(pool, info))
 
 
@@ -335,8 +330,7 @@ def _power_state(pool, info):
 
 def running_vms(pool, host):
     """[(ref, name, uuid)] of the running guests of ``host`` (name/uuid)."""
-    with pool.session() as s:
-        x = s.xenapi
+    with pool.session() as x:
         hosts = x.host.get_all_records()
         match = [r for r, h in hosts.items()
                  if host in (r, h['uuid'], h['name_label'])]
@@ -358,8 +352,7 @@ def running_vms(pool, host):
 
 def _disk_bytes(pool, vms):
     """{VM ref: bytes its disks hold}, what its migration will copy."""
-    with pool.session() as s:
-        x = s.xenapi
+    with pool.session() as x:
         vbds = x.VBD.get_all_records()
         vdis = x.VDI.get_all_records()
     out = {ref: 0 for ref, _, _ in vms}
@@ -402,20 +395,14 @@ def drain(source_pool, dest_pool, host, choices=None, concurrency=2,
             return DrainOutcome(name, uuid,
                                 error=errors.DrainSkipped(vm=name))
         try:
-            the_plan, problems = migrator.plan(ref, **choices)
-            receipt = None
-            if not migrate.planmod.blocking(problems):
-                # One migrate_receive for the check and the migration.
-                receipt = migrator.receive(the_plan)
-                problems = migrator.check(the_plan, receipt)
-            if migrate.planmod.blocking(problems):
-                if receipt is not None:
-                    receipt.release()
-                raise errors.PreflightFailed(
-                    migrate.planmod.blocking(problems))
+            the_plan, _ = migrator.plan(ref, **choices)
+            # One migrate_receive for the check and the migration.
+            problems, held = migrator.prepare(the_plan)
+            if planmod.blocking(problems):
+                raise errors.PreflightFailed(planmod.blocking(problems))
             result = migrator.migrate(
                 the_plan, progress=(lambda p: _call(on_progress, name, p)),
-                cancel=cancel, receipt=receipt)
+                cancel=cancel, lease=held)
         except Exception as exc:  # one VM's failure is reported, not fatal
             LOG.error('Drain: VM %s failed: %s', name, exc)
             _call(on_done, name, exc)
@@ -643,7 +630,7 @@ def _finish(source, dest, task, owner):
     vm_uuid = owner.get('vm_uuid')
     if status != constants.TASK_SUCCESS and vm_uuid:
         try:
-            removed = migrate.cleanup_destination(
+            removed = cleanup.cleanup_destination(
                 dest, vm_uuid, owner.get('source_vdis') or (),
                 cross_pool=owner.get('cross_pool', True),
                 source_pool=source)
@@ -678,35 +665,45 @@ def _task_ended(pool, task, stop, poll=tasks.EVENT_TIMEOUT,
     False too after ``silence`` seconds without an answer from the pool.
     """
     deadline = time.monotonic() + CUSTODIAN_LIFETIME
-    heard = time.monotonic()
-    while (not stop.is_set() and time.monotonic() < deadline
-           and time.monotonic() - heard < silence):
-        try:
-            with pool.private_session() as session:
-                token = ''
-                while not stop.is_set():
-                    answer = session.xenapi.event_from(
-                        ['task/%s' % task], token, poll)
-                    heard = time.monotonic()
-                    if token == '' and not any(
-                            e['ref'] == task for e in answer['events']):
-                        record = session.xenapi.task.get_record(task)
-                    else:
-                        record = None
-                    token = answer['token']
-                    for event in answer['events']:
-                        if event['ref'] != task:
-                            continue
-                        if event['operation'] == 'del':
-                            return True
-                        record = event.get('snapshot') or record
-                    if record is not None and record['status'] not in RUNNING:
+    heard = [time.monotonic()]
+
+    def follow():
+        with pool.private_session() as session:
+            token = ''
+            while not stop.is_set():
+                answer = session.call('event.from', ['task/%s' % task],
+                                      token, poll)
+                heard[0] = time.monotonic()
+                if token == '' and not any(
+                        e['ref'] == task for e in answer['events']):
+                    record = session.task.get_record(task)
+                else:
+                    record = None
+                token = answer['token']
+                for event in answer['events']:
+                    if event['ref'] != task:
+                        continue
+                    if event['operation'] == 'del':
                         return True
-        except errors.HandleInvalid:
-            return True   # the task is gone: it has ended
-        except (errors.SxmError, XenAPI.Failure):
-            stop.wait(5.0)  # keep trying until the pool answers again
-    return False
+                    record = event.get('snapshot') or record
+                if record is not None and record['status'] not in RUNNING:
+                    return True
+        return False
+
+    def retry_if(exc):
+        # Keep trying until the pool answers again, within the limits.
+        now = time.monotonic()
+        return (not isinstance(exc, errors.HandleInvalid)
+                and isinstance(exc, errors.SxmError) and not stop.is_set()
+                and now < deadline and now - heard[0] < silence)
+
+    try:
+        return retry.call(follow, sys.maxsize, retry_if,
+                          delay=lambda attempt: 5.0, wait=stop.wait)
+    except errors.HandleInvalid:
+        return True   # the task is gone: it has ended
+    except errors.SxmError:
+        return False
 
 
 if __name__ == '__main__':

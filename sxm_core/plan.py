@@ -367,6 +367,7 @@ def blocking(problems):
 
 
 def human_bytes(n):
+    """'1.5 KiB': sizes in messages (preflight's, the CLI's)."""
     n = float(n)
     for unit in ('B', 'KiB', 'MiB', 'GiB', 'TiB'):
         if abs(n) < 1024 or unit == 'TiB':
@@ -374,73 +375,3 @@ def human_bytes(n):
                 '%.1f %s' % (n, unit)
         n /= 1024
     return '%d B' % n
-
-
-def format_plan(plan, problems=()):
-    """The plan as a table an operator reads before saying yes."""
-    vm = plan.vm
-    src, dst = plan.source, plan.dest
-    lines = [
-        '%s %s: %s -> %s%s' % (
-            'Live' if plan.live else 'Offline', 'cross-pool migration'
-            if plan.cross_pool else 'in-pool storage migration',
-            vm.label(), "pool '%s'" % dst.name,
-            ", host '%s'" % plan.dest_host.name if plan.dest_host else ''),
-        '',
-    ]
-    if plan.nothing_to_move:
-        lines.append('Nothing to move: %s' % (
-            'every disk of %s already is on its destination SR.'
-            % vm.label() if vm.disks else '%s has no disk.' % vm.label()))
-    else:
-        lines += _disk_table(plan)
-    if plan.vifs:
-        lines.append('')
-        rows = [('VIF', 'MAC', 'from network', 'to network')]
-        for step in plan.vifs:
-            src_net = src.network(step.vif.network)
-            rows.append((step.vif.device, step.vif.mac,
-                         src_net.name if src_net else step.vif.network,
-                         step.dest_network.name if step.dest_network
-                         else '?'))
-        lines += _table(rows)
-    if not plan.nothing_to_move:
-        lines.append('')
-        lines.append('To move: %s' % human_bytes(plan.bytes_to_move))
-    for p in problems:
-        lines.append('%s %s' % ('ERROR:' if p.blocking else 'note:',
-                                p.message))
-    return '\n'.join(lines)
-
-
-def sr_name(sr):
-    """An SR's name with its type, once: 'Local storage (ext)' has it."""
-    if '(%s)' % sr.type in sr.name:
-        return sr.name
-    return '%s (%s)' % (sr.name, sr.type)
-
-
-def _disk_table(plan):
-    rows = [('disk', 'size', 'from SR', 'to SR', 'how', 'space needed')]
-    for step in plan.disks + plan.snapshot_disks:
-        d = step.disk
-        src_sr = plan.source.sr(d.sr)
-        rows.append((
-            '%s %s' % (d.userdevice or 'snap', d.name),
-            human_bytes(d.virtual_size),
-            sr_name(src_sr) if src_sr else d.sr,
-            sr_name(step.dest_sr) if step.dest_sr else '?',
-            step.problem or step.kind,
-            '?' if step.problem else human_bytes(step.bytes_needed)))
-    return _table(rows)
-
-
-def _table(rows):
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    out = []
-    for n, row in enumerate(rows):
-        out.append('  '.join(str(c).ljust(w) for c, w in zip(row, widths))
-                   .rstrip())
-        if n == 0:
-            out.append('  '.join('-' * w for w in widths))
-    return out

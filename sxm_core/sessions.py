@@ -40,6 +40,7 @@ import contextlib
 import http.client
 import queue
 import ssl
+import threading
 import time
 import urllib.parse
 import xmlrpc.client
@@ -225,6 +226,9 @@ class SessionPool(object):
         for _ in range(maxsize):
             self._queue.put(None)
         self._closed = False
+        # A waiter holds one of the pooled sessions (wait_session).
+        self._waiting = False
+        self._waiting_lock = threading.Lock()
 
     def __repr__(self):
         return '<SessionPool %s user=%s>' % (self.url, self.username)
@@ -405,7 +409,16 @@ class SessionPool(object):
         interrupted mid-way); XAPI failures and the core's own errors
         leave it usable.
         """
-        session = self._get()
+        with self._lent(self._get()) as typed:
+            yield typed
+
+    @contextlib.contextmanager
+    def _lent(self, session, log_out_broken=False):
+        """Lend a pooled ``session``; back to the pool when done.
+
+        One that cannot go back is dropped, or with ``log_out_broken``
+        logged out (over a new connection, briefly).
+        """
         clean_exit = False
         try:
             yield Session.of(session)
@@ -422,15 +435,83 @@ class SessionPool(object):
         finally:
             if not clean_exit and session is not None:
                 self._discard(session)
+                if log_out_broken:
+                    self._logout(session)
+                    self._discard(session)
                 session = None
             self._put(session)
+
+    @contextlib.contextmanager
+    def wait_session(self, login_timeout=None):
+        """A session to block in (event.from), as cheap as it can be.
+
+        An idle logged-in session of the pool when one is free and the
+        pool keeps others for its callers (one waiter at a time borrows):
+        no login, and a process killed meanwhile leaves no more logins
+        than it had. Otherwise ``private_session(login_timeout)``, so
+        that waiters never starve the pool's callers.
+        """
+        session = self._take_idle()
+        if session is None:
+            with self.private_session(login_timeout=login_timeout) as typed:
+                yield typed
+            return
+        try:
+            # Interrupted or broken mid-wait, it is logged out as a private
+            # one would be: the wait leaves no login behind.
+            with self._lent(session, log_out_broken=True) as typed:
+                yield typed
+        finally:
+            with self._waiting_lock:
+                self._waiting = False
+
+    def _take_idle(self):
+        """An idle logged-in session for a waiter, or None."""
+        with self._waiting_lock:
+            if self._closed or self._waiting:
+                return None
+            try:
+                session = self._queue.get_nowait()
+            except queue.Empty:
+                return None
+            usable = (session is not None and self._queue.qsize() > 0
+                      and vars(session).get('sxm_url', self.url) == self.url)
+            if not usable:
+                self._queue.put_nowait(session)
+                return None
+            self._waiting = True
+            return session
+
+    @contextlib.contextmanager
+    def token_session(self, token):
+        """A typed ``Session`` on session ref ``token``: no login, no logout.
+
+        For the session ``host.migrate_receive`` made, whose owner logs it
+        out (``logout_token``). A token gone meanwhile raises
+        ``errors.SessionInvalid``: XenAPI cannot log it in again.
+        """
+        session = self._factory(self.url)
+        transport = vars(session).get('sxm_transport')
+        if transport is not None:
+            transport.set_timeout(self.call_timeout)
+            session.sxm_timeouts = self.timeouts
+        session._session = token
+        try:
+            yield Session.of(session)
+        except Exception as exc:
+            typed = self._typed(exc)
+            if typed is None:
+                raise
+            raise typed from None
+        finally:
+            self._discard(session)
 
     @contextlib.contextmanager
     def private_session(self, login_timeout=None):
         """A session of its own, outside the pool, logged out afterwards.
 
-        For calls that block for long (event.from), so that a waiter never
-        holds one of the pool's sessions. ``login_timeout`` bounds the
+        For calls that block for long (event.from) when the pool has no
+        session to spare (``wait_session``). ``login_timeout`` bounds the
         login (one attempt, no retries) for a caller with a deadline.
         """
         session = self._login(timeout=login_timeout)

@@ -185,7 +185,9 @@ def wait_task(pool, task, what, watch=None, call=None):
     """Wait for ``task`` to finish; returns its value or raises.
 
     ``what`` names the operation in messages ("migration of VM 'web'").
-    The wait uses a session of its own (event.from blocks), follows the
+    The wait blocks in event.from on the pool's idle session when it has
+    one to spare, else on a session of its own (``wait_session``),
+    follows the
     task through connection blips, and keeps waiting when a cancel comes
     too late (past the point of no return): the task's outcome is what
     counts. When the pool stays silent for its ``contact_timeout`` it
@@ -228,7 +230,7 @@ def _task_uuid(waiter):
 
 def _wait(pool, waiter, login_timeout):
     token = ''
-    with pool.private_session(login_timeout=login_timeout) as session:
+    with pool.wait_session(login_timeout=login_timeout) as session:
         while True:
             try:
                 answer = _event_from(session, waiter.task, token)

@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tools/venv.sh
-exec "$VENV/bin/sxm" demo "$@"
+exec "$VENV/bin/xapi-sim" demo "$@"

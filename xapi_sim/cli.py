@@ -18,6 +18,9 @@
 ``xapi-sim fault``, ``xapi-sim toolstack-restart``, ``xapi-sim
 designate-new-master``: do to a running simulator what the field does to
 XAPI (see ``xapi_sim.control``), e.g. from the one-machine cloud.
+
+``xapi-sim demo``: a live cross-pool migration with ``sxm``'s code on a
+simulator of its own (``xapi_sim.demo``).
 """
 
 import argparse
@@ -82,6 +85,20 @@ def _parser():
                         help='start the VM (default); --no-start leaves it '
                              'halted')
     _field_parsers(sub)
+    demo = sub.add_parser(
+        'demo', help='run a live cross-pool migration on a simulator of its '
+        'own and verify every byte',
+        description='Start two pools, boot a VM whose guest writes to a '
+                    'thick and a thin disk, migrate it live to the other '
+                    'pool as `sxm migrate` does and check every disk byte '
+                    'for byte; the simulator is stopped at the end.',
+        epilog='exit status: 0 the demo passed, 1 it failed, 130 cancelled '
+               '(Ctrl-C): the simulator is stopped',
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    demo.add_argument('--debug', action='store_true',
+                      help='log what is done (secrets masked)')
+    demo.add_argument('-q', '--quiet', action='store_true',
+                      help='no progress and no notes')
     return parser
 
 
@@ -265,6 +282,10 @@ def _start_writers(args, session, vm, ndisks):
 
 def main(argv=None):
     args = _parser().parse_args(argv)
+    if args.command == 'demo':
+        # Imported here: only the demo needs the sxm command's modules.
+        from xapi_sim import demo
+        return demo.main(debug=args.debug, quiet=args.quiet)
     logging.basicConfig(level=logging.WARNING)
     if args.command == 'create-vm':
         return create_vm(args)

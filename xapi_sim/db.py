@@ -17,7 +17,8 @@ pools live side by side in one process without sharing refs.
 """
 
 import collections
-import copy
+import os
+import random
 import threading
 import time
 import uuid as uuidlib
@@ -49,12 +50,48 @@ RELATIONS = {
 
 # Objects of these classes never appear in the event stream.
 NO_EVENTS = frozenset(['session'])
+# Classes whose refs are secrets (a session's ref is its credential).
+SECRET_REFS = frozenset(['session'])
 
 EVENT_LOG_SIZE = 20000
 
 
-def new_ref():
-    return 'OpaqueRef:%s' % uuidlib.uuid4()
+# Stored values are JSON-like: scalars, lists and dicts of them.
+_CONTAINERS = (list, dict)
+
+
+def copy_value(value):
+    """A deep copy of a stored value (much cheaper than copy.deepcopy).
+
+    Every event carries a snapshot of its record, so this runs for each
+    change of every object, parent records with thousands of members
+    included.
+    """
+    kind = type(value)
+    if kind is dict:
+        return {k: copy_value(v) if type(v) in _CONTAINERS else v
+                for k, v in value.items()}
+    if kind is list:
+        return [copy_value(v) if type(v) in _CONTAINERS else v
+                for v in value]
+    return value
+
+
+# Refs and uuids of every object but sessions: random, though not from
+# the OS's entropy pool (os.urandom is a system call, which costs as much
+# as the rest of a create on a busy machine: thousands of objects are made
+# at a time). A session's ref is its secret: that one comes from uuid4.
+_random = random.Random(os.urandom(32))
+
+
+def new_uuid():
+    return str(uuidlib.UUID(int=_random.getrandbits(128), version=4))
+
+
+def new_ref(cls=None):
+    if cls in SECRET_REFS:
+        return 'OpaqueRef:%s' % uuidlib.uuid4()
+    return 'OpaqueRef:%s' % new_uuid()
 
 
 def format_token(event_id):
@@ -107,7 +144,7 @@ class Database(object):
             default = field.default
             if default is schema.REQUIRED:
                 continue
-            rec[name] = copy.deepcopy(default)
+            rec[name] = copy_value(default)
         return rec
 
     def add(self, cls, record, ref=None):
@@ -118,8 +155,9 @@ class Database(object):
             for prepare in self.preparers:
                 prepare(self, cls, rec)
             if not rec.get('uuid'):
-                rec['uuid'] = str(uuidlib.uuid4())
-            ref = ref or new_ref()
+                rec['uuid'] = (str(uuidlib.uuid4()) if cls in SECRET_REFS
+                               else new_uuid())
+            ref = ref or new_ref(cls)
             self.tables[cls][ref] = rec
             self.by_uuid[cls][rec['uuid']] = ref
             for (child, field), parent in RELATIONS.items():
@@ -141,7 +179,7 @@ class Database(object):
 
     def snapshot(self, cls, ref):
         with self.lock:
-            return copy.deepcopy(self.get(cls, ref))
+            return copy_value(self.get(cls, ref))
 
     def by_uuid_ref(self, cls, uuid):
         try:
@@ -152,6 +190,19 @@ class Database(object):
     def all_refs(self, cls):
         with self.lock:
             return list(self.tables[cls])
+
+    def referring(self, cls, field, ref):
+        """Refs of ``cls`` whose ref ``field`` holds ``ref``, or None.
+
+        From the set the relation keeps in the parent record (a VM's
+        ``VBDs`` for VBD.VM); None when ``field`` has no such set or
+        ``ref`` is null. The caller holds ``lock``.
+        """
+        parent = RELATIONS.get((cls, field))
+        if parent is None or ref == NULL:
+            return None
+        rec = self.tables[parent[0]].get(ref)
+        return set() if rec is None else set(rec[parent[1]])
 
     def find(self, cls, **match):
         with self.lock:
@@ -214,7 +265,7 @@ class Database(object):
             'class': cls,
             'operation': operation,
             'ref': ref,
-            'snapshot': copy.deepcopy(rec),
+            'snapshot': copy_value(rec),
         })
         self.changed.notify_all()
 

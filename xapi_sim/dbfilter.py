@@ -160,30 +160,94 @@ def column_to_field(name):
 
 def match(tree, cls, rec, fields):
     """Whether the record ``rec`` of ``cls`` (schema ``fields``) matches."""
-    def lookup(col):
-        field = column_to_field(col)
-        if field is None or field not in fields:
-            raise errors.XapiError(
-                'INTERNAL_ERROR', 'missing field %s in table %s'
-                % (col, cls))
-        return db_string(fields[field].type, rec.get(field))
-    return evaluate(tree, lookup)
+    return predicate(tree, cls, fields)(rec)
 
 
-def evaluate(tree, lookup):
-    """``lookup(column)`` returns a field's database string."""
+def predicate(tree, cls, fields):
+    """``rec -> bool``: ``tree`` made into a function once per query.
+
+    A field the table lacks is INTERNAL_ERROR when a record is tested, as
+    in xapi (an empty table, or a branch never evaluated, raises nothing).
+    """
     kind = tree[0]
     if kind == 'true':
-        return True
+        return lambda rec: True
     if kind == 'false':
-        return False
+        return lambda rec: False
     if kind == 'not':
-        return not evaluate(tree[1], lookup)
-    if kind == 'and':
-        return evaluate(tree[1], lookup) and evaluate(tree[2], lookup)
-    if kind == 'or':
-        return evaluate(tree[1], lookup) or evaluate(tree[2], lookup)
+        inner = predicate(tree[1], cls, fields)
+        return lambda rec: not inner(rec)
+    if kind in ('and', 'or'):
+        left = predicate(tree[1], cls, fields)
+        right = predicate(tree[2], cls, fields)
+        if kind == 'and':
+            return lambda rec: left(rec) and right(rec)
+        return lambda rec: left(rec) or right(rec)
+    left, right = _value(tree[1], cls, fields), _value(tree[2], cls, fields)
+    return lambda rec: left(rec) == right(rec)
 
-    def val(v):
-        return lookup(v[1]) if v[0] == 'field' else v[1]
-    return val(tree[1]) == val(tree[2])
+
+# Types whose database string is the value itself.
+_PLAIN = ('string', 'ref', 'enum')
+
+
+def _value(value, cls, fields):
+    if value[0] != 'field':
+        text = value[1]
+        return lambda rec: text
+    col = value[1]
+    name = column_to_field(col)
+    if name is None or name not in fields:
+        def missing(rec):
+            raise errors.XapiError(
+                'INTERNAL_ERROR', 'missing field %s in table %s' % (col, cls))
+        return missing
+    ftype = fields[name].type
+    if ftype[0] in _PLAIN:
+        def plain(rec):
+            got = rec.get(name)
+            return '' if got is None else str(got)
+        return plain
+    return lambda rec: db_string(ftype, rec.get(name))
+
+
+def unknown_columns(tree, fields):
+    """The columns ``tree`` names that ``fields`` has not."""
+    if tree[0] == 'eq':
+        return {col for kind, col in tree[1:] if kind == 'field'
+                and column_to_field(col) not in fields}
+    found = set()
+    for sub in tree[1:]:
+        found |= unknown_columns(sub, fields)
+    return found
+
+
+def candidates(tree, related):
+    """Refs that may match ``tree``, or None for the whole table.
+
+    ``related(column, value)``: the refs whose ``column`` (a ref field)
+    holds ``value``, from the database's relation sets, or None when it
+    cannot tell. A query on a VM's VBDs then reads those, not every VBD
+    of the pool; the caller still tests each candidate.
+    """
+    kind = tree[0]
+    if kind == 'false':
+        return set()
+    if kind == 'eq':
+        (lkind, left), (rkind, right) = tree[1], tree[2]
+        if lkind == 'field' and rkind == 'literal':
+            return related(left, right)
+        if rkind == 'field' and lkind == 'literal':
+            return related(right, left)
+        return None
+    if kind in ('and', 'or'):
+        left = candidates(tree[1], related)
+        right = candidates(tree[2], related)
+        if kind == 'and':
+            if left is None:
+                return right
+            return left if right is None else left & right
+        if left is None or right is None:
+            return None
+        return left | right
+    return None

@@ -148,8 +148,11 @@ def host_memory_free(db, host):
     with db.lock:
         free = _host_total(db, host) - int(
             db.get('host', host)['memory_overhead'])
-        for rec in db.tables['VM'].values():
-            if rec['resident_on'] != host or rec['power_state'] not in RUNNING:
+        # resident_VMs: the VMs whose resident_on is this host (the
+        # database keeps it), not every VM of the pool.
+        for vm in db.get('host', host)['resident_VMs']:
+            rec = db.get('VM', vm)
+            if rec['power_state'] not in RUNNING:
                 continue
             metrics = rec.get('metrics', NULL)
             actual = (db.get('VM_metrics', metrics)['memory_actual']

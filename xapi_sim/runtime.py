@@ -55,7 +55,7 @@ def watcher(db, operation, cls, ref, rec, old):
         _new_vm(db, ref, rec)
     elif operation == 'del':
         _forget_vm(db, rec)
-        refresh_hosts(db)
+        refresh_hosts(db, {rec['resident_on']})
     else:
         if any(f in old for f in _MEMORY_FIELDS):
             overhead = memory.vm_overhead(rec)
@@ -64,7 +64,9 @@ def watcher(db, operation, cls, ref, rec, old):
         if 'power_state' in old or 'resident_on' in old:
             _sync(db, ref, rec, old)
         if any(f in old for f in _PLACEMENT + _MEMORY_FIELDS):
-            refresh_hosts(db)
+            # Only the hosts the VM ran on before and runs on now.
+            refresh_hosts(db, {rec['resident_on'],
+                               old.get('resident_on', rec['resident_on'])})
 
 
 def prepare(db, cls, rec):
@@ -81,7 +83,7 @@ def prepare(db, cls, rec):
 def _new_vm(db, ref, rec):
     if rec['power_state'] in RUNNING:
         _sync(db, ref, rec, {'power_state': 'Halted'})
-        refresh_hosts(db)
+        refresh_hosts(db, {rec['resident_on']})
 
 
 def _forget_vm(db, rec):
@@ -196,10 +198,12 @@ def _add_consoles(db, ref, rec):
             'other_config': {}})
 
 
-def refresh_hosts(db):
-    """host_metrics.memory_free of every host, from what runs there."""
+def refresh_hosts(db, hosts=None):
+    """host_metrics.memory_free of ``hosts`` (all), from what runs there."""
     now = time.time()
     for host, hrec in db.tables['host'].items():
+        if hosts is not None and host not in hosts:
+            continue
         metrics = hrec.get('metrics', NULL)
         if not db.exists('host_metrics', metrics):
             continue

@@ -16,7 +16,8 @@ Topology comes from a JSON document (see ``DEFAULT_TOPOLOGY``); sizes may
 be integers or strings such as ``"8GiB"``. An SR may give the
 ``device_config`` of its PBDs (default: what its type typically has, e.g.
 ``server`` and ``serverpath`` for nfs; an SR with the uuid of another
-pool's SR copies that one's). A host may give its
+pool's SR copies that one's). A local SR names its ``host`` (default:
+the master). A host may give its
 ``memory`` (default 64GiB, dom0 takes 4GiB) and ``cpus`` (default 8).
 Guests (``guest.Domain``) belong to the simulator, not to a pool, so that
 a VM keeps running, with the same writer threads, when it moves to another
@@ -26,7 +27,6 @@ pool.
 import collections
 import copy
 import json
-import re
 import shutil
 import tempfile
 import threading
@@ -40,6 +40,7 @@ from xapi_sim import guest
 from xapi_sim import migration
 from xapi_sim import pool as poolmod
 from xapi_sim import server
+from xapi_sim import vmbuild
 
 DEFAULT_USERNAME = 'root'
 DEFAULT_PASSWORD = 'xapi-sim'
@@ -67,18 +68,8 @@ DEFAULT_TOPOLOGY = {
     ],
 }
 
-_UNITS = {'': 1, 'B': 1, 'KIB': 1 << 10, 'MIB': 1 << 20, 'GIB': 1 << 30,
-          'TIB': 1 << 40, 'K': 1 << 10, 'M': 1 << 20, 'G': 1 << 30,
-          'T': 1 << 40}
-
-
-def parse_size(value):
-    if isinstance(value, int):
-        return value
-    match = re.fullmatch(r'\s*(\d+)\s*([A-Za-z]*)\s*', str(value))
-    if not match or match.group(2).upper() not in _UNITS:
-        raise ValueError('bad size %r (try "8GiB")' % (value,))
-    return int(match.group(1)) * _UNITS[match.group(2).upper()]
+# Sizes as operators write them ('8GiB'): the topology and the CLI.
+parse_size = vmbuild.size_of
 
 
 class Simulator(object):
@@ -136,10 +127,14 @@ class Simulator(object):
                           ip=net.get('ip'),
                           management=bool(net.get('management')))
         for sr in spec.get('srs', []):
+            host = None
+            if sr.get('host'):
+                with p.db.lock:
+                    host = _host_ref(p, sr['host'])
             p.add_sr(sr['name'], sr['type'], parse_size(sr['size']),
                      shared=sr.get('shared', False), uuid=sr.get('uuid'),
                      default=sr.get('default', False),
-                     device_config=sr.get('device_config'))
+                     device_config=sr.get('device_config'), host=host)
         self.pools[name] = p
         self.servers[name] = srv
 
@@ -170,6 +165,65 @@ class Simulator(object):
 
     def __getitem__(self, name):
         return self.pools[name]
+
+    # -- bulk ------------------------------------------------------------
+
+    def add_vms(self, name, vms, guests=False):
+        """Create running VMs in pool ``name`` by the thousand: benchmarks.
+
+        ``vms``: dicts with ``name``, ``host`` (a host ref), ``disks``
+        ([(size, SR ref), ...], userdevices 0, 1, ...) and optionally
+        ``memory`` (bytes) and ``other_config``. Each VM gets a VIF on the
+        management network and starts on its host. Every step is the
+        XenAPI call a client makes (VM.create, VDI.create, VBD.create,
+        VIF.create, then VM.start_on's checks), dispatched in this process
+        without HTTP. Without ``guests`` no guest runs for them (no
+        heartbeat thread, no workloads: a thread per guest would take the
+        machine's CPU); XAPI sees them run all the same. Returns their
+        refs. On an error (a full SR, a bad ref) the VM being built is
+        removed with its disks, the ones built before it stay, and the
+        XapiError goes to the caller.
+        """
+        from xapi_sim.api import vm as vm_api
+        pool = self.pools[name]
+        spec = next(p for p in self.topology['pools'] if p['name'] == name)
+        session = pool.login(pool.username,
+                             spec.get('password', DEFAULT_PASSWORD),
+                             'xapi-sim')
+        ctx = api.Context(pool, session)
+
+        def call(method, *args):
+            return pool.call(method, [session] + list(args))
+        try:
+            network = next(
+                (rec['network'] for rec in
+                 call('PIF.get_all_records').values()
+                 if rec['management']), None)
+            refs = []
+            for spec in vms:
+                record = vmbuild.vm_record(
+                    spec['name'], spec.get('memory', 256 * vmbuild.MiB))
+                record['other_config'] = dict(spec.get('other_config', {}))
+                vm = call('VM.create', record)
+                vdis = []
+                try:
+                    for n, (size, sr) in enumerate(spec['disks']):
+                        vdis.append(call('VDI.create', vmbuild.vdi_record(
+                            sr, size, '%s disk %d' % (spec['name'], n))))
+                        call('VBD.create',
+                             vmbuild.vbd_record(vm, vdis[-1], str(n)))
+                    if network is not None:
+                        call('VIF.create', vmbuild.vif_record(vm, network))
+                    vm_api.boot(ctx, vm, spec['host'], guest=guests)
+                except errors.XapiError:
+                    for vdi in vdis:
+                        call('VDI.destroy', vdi)
+                    call('VM.destroy', vm)
+                    raise
+                refs.append(vm)
+            return refs
+        finally:
+            pool.logout(session)
 
     # -- field faults --------------------------------------------------------
 

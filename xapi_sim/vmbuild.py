@@ -13,15 +13,32 @@
 """Building VMs through the XenAPI, as a client of a pool does.
 
 Everything here takes a ``session.xenapi`` proxy: it works against any
-pool over the network (``xapi-sim create-vm``, the tests), never inside
-the simulator's process.
+pool over the network (``xapi-sim create-vm``, the tests). Only the
+record builders also serve inside the simulator's process, for
+``Simulator.add_vms``.
 """
+
+import re
 
 import XenAPI
 
-from xapi_sim import sim as simmod
 
 MiB = 1 << 20
+_UNITS = {'': 1, 'B': 1, 'KIB': 1 << 10, 'MIB': 1 << 20, 'GIB': 1 << 30,
+          'TIB': 1 << 40, 'K': 1 << 10, 'M': 1 << 20, 'G': 1 << 30,
+          'T': 1 << 40}
+
+
+def size_of(value):
+    """Bytes from an int or '8GiB', '256M', '4096' (ValueError if not)."""
+    if isinstance(value, int):
+        return value
+    match = re.fullmatch(r'\s*(\d+)\s*([A-Za-z]*)\s*', str(value))
+    if not match or match.group(2).upper() not in _UNITS:
+        raise ValueError('bad size %r (try "8GiB")' % (value,))
+    return int(match.group(1)) * _UNITS[match.group(2).upper()]
+
+
 NULL = 'OpaqueRef:NULL'
 PATTERNS = ('sequential', 'uniform', 'hotspot')
 
@@ -32,7 +49,7 @@ class BuildError(Exception):
 
 def parse_size(text):
     """Bytes from '256MiB', '1G', '4096'; a positive size or ValueError."""
-    size = simmod.parse_size(text)
+    size = size_of(text)
     if size <= 0:
         raise ValueError('bad size %r: it must be more than 0' % (text,))
     return size
@@ -46,7 +63,7 @@ def parse_workload(text):
                          % (text, ', '.join(PATTERNS)))
     rate = rate[:-2] if rate.endswith('/s') else rate
     try:
-        rate = simmod.parse_size(rate) if rate else MiB
+        rate = size_of(rate) if rate else MiB
     except ValueError:
         raise ValueError('bad workload %r: the rate must be a size per '
                          'second, such as 8MiB/s' % (text,))

@@ -60,6 +60,8 @@ ended XAPI tasks an earlier run of this service created (tasks are tagged
 ``other_config['sxm_owner'] = nova-sxm/<XAPI host uuid>``).
 """
 
+import time
+
 from nova import block_device
 from nova.compute import power_state
 from nova.compute import task_states
@@ -72,6 +74,7 @@ from nova.virt import node as nova_node
 import os_resource_classes as orc
 from oslo_log import log as logging
 from oslo_utils import excutils
+from sxm_core import attach
 from sxm_core import errors
 from sxm_core import tasks
 
@@ -86,6 +89,9 @@ LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
 # The service part of this driver's task tags (sxm_core.tasks.set_owner).
 TASK_OWNER = 'nova-sxm'
+# How long get_available_resource's figures serve the update_provider_tree
+# of the same resource tracker run (seconds).
+STATS_FOR_TREE = 10.0
 SHELVING = (task_states.SHELVING, task_states.SHELVING_IMAGE_PENDING_UPLOAD,
             task_states.SHELVING_IMAGE_UPLOADING)
 
@@ -130,6 +136,8 @@ class SxmDriver(driver.ComputeDriver):
         self._settings = session.Settings.from_conf()
         self._conn = session.XapiConnection(self._settings)
         self._host = hostmod.HostState(self._conn)
+        # (time, stats) of get_available_resource, for update_provider_tree
+        self._stats_for_tree = None
         self._vif = vifmod.VifOps(self._conn)
         self._vmops = vmopsmod.VMOps(self._conn, self._host, self._vif)
         self._volumeops = volumeops.VolumeOps(self._conn, self._host)
@@ -273,11 +281,23 @@ class SxmDriver(driver.ComputeDriver):
 
     def get_available_resource(self, nodename):
         self._ensure()
+        stats = self._host.stats()
+        # The resource tracker's update_provider_tree follows in the same
+        # run: it takes these rather than reading XAPI again.
+        self._stats_for_tree = (time.monotonic(), stats)
+        return stats
+
+    def _tree_stats(self):
+        taken, self._stats_for_tree = self._stats_for_tree, None
+        if taken is not None and \
+                time.monotonic() - taken[0] < STATS_FOR_TREE:
+            return taken[1]
         return self._host.stats()
 
     def update_provider_tree(self, provider_tree, nodename,
                              allocations=None):
-        stats = self._host.stats()
+        self._ensure()
+        stats = self._tree_stats()
         inv = provider_tree.data(nodename).inventory
         ratios = self._get_allocation_ratios(inv)
 
@@ -328,7 +348,7 @@ class SxmDriver(driver.ComputeDriver):
         # InstanceNotFound (not this host's VM) is what Nova's power sync
         # and start-up expect: they read NOSTATE.
         try:
-            return self._vmops.get_info(instance)
+            return self._vmops.get_info(instance, use_cache=use_cache)
         except errors.HandleInvalid:
             raise exception.InstanceNotFound(instance_id=instance.uuid)
 
@@ -374,15 +394,15 @@ class SxmDriver(driver.ComputeDriver):
             vol = volumeops.volume_id(info) or bdm.get('volume_id') or '?'
             if (info.get('data') or {}).get('encrypted'):
                 raise exception.VolumeEncryptionNotSupported(
-                    volume_type=volumeops.DRIVER_TYPE, volume_id=vol)
+                    volume_type=attach.DRIVER_VOLUME_TYPE, volume_id=vol)
             if bdm is not root:
                 continue
             kind = info.get('driver_volume_type')
-            if kind != volumeops.DRIVER_TYPE:
+            if kind != attach.DRIVER_VOLUME_TYPE:
                 raise exception.InvalidInput(
                     reason='boot volume %s is a %r volume: the SXM driver '
                            'boots %r volumes (a VDI) only'
-                           % (vol, kind, volumeops.DRIVER_TYPE))
+                           % (vol, kind, attach.DRIVER_VOLUME_TYPE))
             device = bdm.get('mount_device')
             try:
                 number = volumeops.userdevice(device)
@@ -607,11 +627,11 @@ class SxmDriver(driver.ComputeDriver):
                       disk_bus=None, device_type=None, encryption=None):
         if encryption:
             raise exception.VolumeEncryptionNotSupported(
-                volume_type='xensm',
+                volume_type=attach.DRIVER_VOLUME_TYPE,
                 volume_id=connection_info.get('serial', ''))
         vm = self._vmops.require(instance)
-        running = self._vmops.get_info(instance).state == \
-            power_state.RUNNING
+        running = self._vmops.get_info(
+            instance, use_cache=False).state == power_state.RUNNING
         self._volumeops.attach(vm, instance, connection_info, mountpoint,
                                running)
 

@@ -10,8 +10,18 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The XenServer host a nova-compute manages: identity, SR, resources."""
+"""The XenServer host a nova-compute manages: identity, SR, resources.
 
+Nova's periodic tasks ask about the host every minute: what cannot change
+is read once, this host's VMs are kept current with ``event.from``, so
+that an idle compute's XAPI calls grow neither with its instances nor
+with the VMs of the other hosts of its pool.
+"""
+
+import threading
+import time
+
+from oslo_log import log as logging
 from oslo_serialization import jsonutils
 from oslo_utils import units
 from oslo_utils import versionutils
@@ -23,6 +33,7 @@ from sxm_core import errors
 
 from nova_sxm.conf import sxm as sxm_conf
 
+LOG = logging.getLogger(__name__)
 NULL = constants.OPAQUE_NULL
 # Nova's hypervisor type: xapi runs Xen guests (HVM); the conductor
 # compares it between source and destination of a live migration.
@@ -52,6 +63,10 @@ class HostState(object):
         self.pool_ref = None
         self.pool_uuid = None
         self.iqn = ''
+        # host record as of connect(): CPUs, version, metrics ref.
+        self._record = None
+        self._stats_sr = None
+        self.vms = HostVMs(conn, self)
 
     def connect(self):
         """Find the managed host (``host_name`` or the pool master)."""
@@ -64,6 +79,9 @@ class HostState(object):
         else:
             ref = self._find_host(wanted)
         rec = call('host.get_record', ref)
+        self._record = rec
+        self._stats_sr = None
+        self.vms.reset()
         self.host_ref, self.host_uuid = ref, rec['uuid']
         self.host_name = rec['name_label']
         self.address = rec['address']
@@ -74,17 +92,31 @@ class HostState(object):
     def _find_host(self, wanted):
         try:
             return self._conn.call('host.get_by_uuid', wanted)
-        except errors.XapiFailure:
+        except errors.UuidInvalid:
             found = self._conn.call('host.get_by_name_label', wanted)
         if len(found) != 1:
             raise HostNotUnique(name=wanted, count=len(found),
                                 url=self._conn.pool.url)
         return found[0]
 
+    def owns(self, rec):
+        """Whether VM record ``rec`` is this host's.
+
+        A running VM is its resident host's; a halted one is the host it
+        prefers (affinity), or any host's when it prefers none.
+        """
+        if rec['resident_on'] != NULL:
+            return rec['resident_on'] == self.host_ref
+        return rec['affinity'] in (NULL, self.host_ref)
+
     # -- storage -------------------------------------------------------------
 
     def find_sr(self, sr_filter=None):
         """The SR ``sr_matching_filter`` names, attached to this host."""
+        return self.find_sr_record(sr_filter)[0]
+
+    def find_sr_record(self, sr_filter=None):
+        """(ref, record) of the SR ``find_sr`` finds."""
         sr_filter = sr_filter or self.settings.sr_matching_filter
         kind, key, value = sxm_conf.parse_sr_filter(sr_filter)
         call = self._conn.call
@@ -94,7 +126,7 @@ class HostState(object):
         elif kind == 'uuid':
             try:
                 candidates = [call('SR.get_by_uuid', value)]
-            except errors.XapiFailure:
+            except errors.UuidInvalid:
                 candidates = []
         elif kind == 'name-label':
             candidates = call('SR.get_by_name_label', value)
@@ -102,18 +134,17 @@ class HostState(object):
             candidates = [ref for ref, rec in
                           call('SR.get_all_records').items()
                           if rec['other_config'].get(key) == value]
-        usable = [ref for ref in candidates if self._attached(ref)]
-        if not usable:
-            raise SRNotFound(filter=sr_filter, host=self.host_name)
-        return usable[0]
+        for ref in candidates:
+            rec = call('SR.get_record', ref)
+            if self._attached(rec):
+                return ref, rec
+        raise SRNotFound(filter=sr_filter, host=self.host_name)
 
-    def _attached(self, sr_ref):
-        call = self._conn.call
-        rec = call('SR.get_record', sr_ref)
+    def _attached(self, rec):
         if rec['content_type'] == constants.ISO_CONTENT:
             return False
         for pbd in rec['PBDs']:
-            pbd_rec = call('PBD.get_record', pbd)
+            pbd_rec = self._conn.call('PBD.get_record', pbd)
             if pbd_rec['host'] == self.host_ref and \
                     pbd_rec['currently_attached']:
                 return True
@@ -121,25 +152,33 @@ class HostState(object):
 
     # -- resources -----------------------------------------------------------
 
+    def _instance_sr_record(self):
+        """The record of the instance SR, its ref kept between runs."""
+        if self._stats_sr is not None:
+            try:
+                return self._conn.call('SR.get_record', self._stats_sr)
+            except errors.HandleInvalid:
+                self._stats_sr = None  # forgotten or re-introduced
+        self._stats_sr, rec = self.find_sr_record()
+        return rec
+
     def stats(self):
         """Resources of the host and its instance SR, for the tracker."""
-        call = self._conn.call
-        host = call('host.get_record', self.host_ref)
+        host = self._record
         vcpus = len(host['host_CPUs']) or int(
             host['cpu_info'].get('cpu_count', 0))
         mem_total = mem_free = 0
         if host['metrics'] != NULL:
-            metrics = call('host_metrics.get_record', host['metrics'])
+            metrics = self._conn.call('host_metrics.get_record',
+                                      host['metrics'])
             mem_total = int(metrics['memory_total'])
             mem_free = int(metrics['memory_free'])
-        sr = call('SR.get_record', self.find_sr())
+        sr = self._instance_sr_record()
         disk_total = int(sr['physical_size'])
         disk_used = int(sr['physical_utilisation'])
-        vcpus_used = 0
-        for vm in host['resident_VMs']:
-            rec = call('VM.get_record', vm)
-            if not rec['is_control_domain']:
-                vcpus_used += int(rec['VCPUs_max'])
+        vcpus_used = sum(int(rec['VCPUs_max'])
+                         for rec in self.vms.records(fresh=False).values()
+                         if rec['resident_on'] == self.host_ref)
         version = host['software_version'].get(
             'product_version') or host['software_version'].get(
             'platform_version', '0.0.0')
@@ -166,6 +205,87 @@ class HostState(object):
             'numa_topology': None,
             'uuid': self.host_uuid,
         }
+
+
+class HostVMs(object):
+    """The guest VMs of the managed host, kept current by event.from.
+
+    Read once with a filter on the host, then only what changed since:
+    Nova's power sync and resource tracker cost one call a run whatever
+    the number of VMs here or on the pool's other hosts.
+    """
+
+    # Lookups closer together than this (Nova's power sync asks once per
+    # instance) share one event.from.
+    FRESH = 2.0
+
+    def __init__(self, conn, host, clock=time.monotonic):
+        self._conn = conn
+        self._host = host
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._vms = {}
+        self._token = None
+        self._read_at = None
+
+    def reset(self):
+        with self._lock:
+            self._vms, self._token, self._read_at = {}, None, None
+
+    def records(self, fresh=True):
+        """{ref: record} of the guest VMs of the host.
+
+        ``fresh``: with every change XAPI knows of (one event.from);
+        otherwise as of at most ``FRESH`` seconds ago.
+        """
+        with self._lock:
+            now = self._clock()
+            if fresh or self._read_at is None or \
+                    now - self._read_at >= self.FRESH:
+                self._refresh()
+                self._read_at = now
+            return dict(self._vms)
+
+    def _mine(self, rec):
+        return not (rec['is_a_template'] or rec['is_a_snapshot']
+                    or rec['is_control_domain']) and self._host.owns(rec)
+
+    def _where(self):
+        host = self._host.host_ref
+        return ('field "is_a_template" = "false" and '
+                'field "is_a_snapshot" = "false" and '
+                'field "is_control_domain" = "false" and '
+                '(field "resident_on" = "%s" or '
+                '(field "resident_on" = "%s" and '
+                '(field "affinity" = "%s" or field "affinity" = "%s")))'
+                % (host, NULL, host, NULL))
+
+    def _refresh(self):
+        call = self._conn.call
+        if self._token is not None:
+            try:
+                got = call('event.from', ['VM'], self._token, 0.0)
+            except errors.EventsLost as exc:  # a token too old
+                LOG.info('Reading the VMs of host %s afresh: %s',
+                         self._host.host_name, exc)
+                self._token = None
+            except errors.XapiFailure:
+                self._token = None  # read afresh next time
+                raise
+            else:
+                for event in got['events']:
+                    rec = event.get('snapshot')
+                    if event['operation'] == 'del' or not rec or \
+                            not self._mine(rec):
+                        self._vms.pop(event['ref'], None)
+                    else:
+                        self._vms[event['ref']] = rec
+                self._token = got['token']
+                return
+        # The token first: a change made during the read comes again.
+        token = call('event.from', [], '', 0.0)['token']
+        self._vms = call('VM.get_all_records_where', self._where())
+        self._token = token
 
 
 def _numeric(version):

@@ -13,29 +13,19 @@
 """Disk images between Glance and VDIs: raw, and VHD (fixed or dynamic).
 
 Glance images are imported raw through XAPI's ``/import_raw_vdi``: VHD
-images are converted here (pure Python, the VHD specification's footer,
-dynamic header and block allocation table), so that nothing runs in dom0.
-Differencing VHDs (a chain) are refused. Snapshots go the other way as
-XAPI exports them (``/export_raw_vdi?format=vhd``: a dynamic VHD), checked
-as Glance will check them (``check_upload``).
+images are converted here (pure Python, ``sxm_core.vhd``), so that nothing
+runs in dom0. Differencing VHDs (a chain) are refused. Snapshots go the
+other way as XAPI exports them (``/export_raw_vdi?format=vhd``: a dynamic
+VHD), checked as Glance will check them (``check_upload``).
 """
 
 import os
-import struct
-import time
-import uuid
 
 from nova import exception
 from oslo_utils.imageutils import format_inspector
+from sxm_core import vhd
 
-SECTOR = 512
-FOOTER = struct.Struct('>8sIIQI4sI4sQQIIi16sB427x')
-COOKIE = b'conectix'
-DYN_COOKIE = b'cxsparse'
-DISK_FIXED, DISK_DYNAMIC, DISK_DIFF = 2, 3, 4
-UNUSED = 0xFFFFFFFF
-# Seconds between the Unix epoch and the VHD epoch (2000-01-01 UTC).
-VHD_EPOCH = 946684800
+SECTOR = vhd.SECTOR
 
 
 class BadImage(exception.ImageUnacceptable):
@@ -69,101 +59,22 @@ def check_upload(f, fmt, size, image_id=''):
                                '%d' % (inspector.virtual_size, size))
 
 
-def _bad(image_id, reason):
-    return BadImage(image_id=image_id, reason=reason)
-
-
 def vhd_to_raw(src, dst, image_id=''):
     """Write the disk of VHD file ``src`` as raw into file ``dst``.
 
     Returns the virtual size. ``dst`` stays sparse where the VHD is.
+    Raises BadImage naming what is wrong with the VHD.
     """
-    size = os.fstat(src.fileno()).st_size
-    if size < SECTOR:
-        raise _bad(image_id, 'too small to be a VHD')
-    src.seek(size - SECTOR)
-    footer = src.read(SECTOR)
-    if footer[:8] != COOKIE:
-        src.seek(0)
-        footer = src.read(SECTOR)  # dynamic disks copy it at the start
-        if footer[:8] != COOKIE:
-            raise _bad(image_id, 'no VHD footer (cookie "conectix")')
-    fields = FOOTER.unpack(footer)
-    data_offset, current_size, disk_type = fields[3], fields[9], fields[11]
-    if disk_type == DISK_FIXED:
-        src.seek(0)
-        _copy(src, dst, current_size)
-    elif disk_type == DISK_DYNAMIC:
-        _dynamic(src, dst, data_offset, current_size, image_id)
-    elif disk_type == DISK_DIFF:
-        raise _bad(image_id, 'differencing VHDs (with a parent) are not '
-                             'supported; upload a flattened image')
-    else:
-        raise _bad(image_id, 'unknown VHD disk type %d' % disk_type)
-    dst.truncate(current_size)
-    return current_size
+    def write(offset, data):
+        if data.count(0) != len(data):
+            dst.seek(offset)
+            dst.write(data)
 
-
-def _copy(src, dst, length):
-    while length > 0:
-        data = src.read(min(1 << 20, length))
-        if not data:
-            break
-        dst.write(data)
-        length -= len(data)
-
-
-def _dynamic(src, dst, header_offset, current_size, image_id):
-    src.seek(header_offset)
-    header = src.read(1024)
-    if header[:8] != DYN_COOKIE:
-        raise _bad(image_id, 'no VHD dynamic header (cookie "cxsparse")')
-    table_offset, = struct.unpack('>Q', header[16:24])
-    entries, block_size = struct.unpack('>II', header[28:36])
-    bitmap = -(-(block_size // SECTOR) // 8)
-    bitmap = -(-bitmap // SECTOR) * SECTOR
-    src.seek(table_offset)
-    bat = struct.unpack('>%dI' % entries, src.read(4 * entries))
-    for index, sector in enumerate(bat):
-        if sector == UNUSED:
-            continue
-        start = index * block_size
-        length = min(block_size, current_size - start)
-        if length <= 0:
-            break
-        src.seek(sector * SECTOR + bitmap)
-        dst.seek(start)
-        _copy(src, dst, length)
-
-
-def _geometry(size):
-    """Cylinders, heads, sectors per track (VHD specification, appendix)."""
-    sectors = min(size // SECTOR, 65535 * 16 * 255)
-    if sectors >= 65535 * 16 * 63:
-        spt, heads = 255, 16
-        cth = sectors // spt
-    else:
-        spt = 17
-        cth = sectors // spt
-        heads = max(4, (cth + 1023) // 1024)
-        if cth >= heads * 1024 or heads > 16:
-            spt, heads = 31, 16
-            cth = sectors // spt
-        if cth >= heads * 1024:
-            spt, heads = 63, 16
-            cth = sectors // spt
-    return cth // heads, heads, spt
-
-
-def fixed_footer(size):
-    """The 512-byte footer that makes ``size`` raw bytes a fixed VHD."""
-    cyl, heads, spt = _geometry(size)
-    geometry = struct.pack('>HBB', cyl, heads, spt)
-    fields = [COOKIE, 2, 0x00010000, 0xFFFFFFFFFFFFFFFF,
-              int(time.time()) - VHD_EPOCH, b'sxm ', 0x00010000, b'Wi2k',
-              size, size, struct.unpack('>I', geometry)[0], DISK_FIXED, 0,
-              uuid.uuid4().bytes, 0]
-    raw = FOOTER.pack(*fields)
-    checksum = (~sum(raw)) & 0xFFFFFFFF
-    fields[12] = checksum - (1 << 32) if checksum >= 1 << 31 else checksum
-    return FOOTER.pack(*fields)
+    src.seek(0)
+    try:
+        size = vhd.read_stream(src.read, os.fstat(src.fileno()).st_size,
+                               write)
+    except vhd.VhdError as exc:
+        raise BadImage(image_id=image_id, reason=str(exc)) from None
+    dst.truncate(size)
+    return size

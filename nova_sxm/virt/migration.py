@@ -52,8 +52,19 @@ this driver had introduced it there and nothing else uses it, and
 No session id or ``host.migrate_receive`` token is ever in it: the source
 logs in to the destination pool with its own credentials (``[sxm]
 connection_username`` and ``remote_pool_passwords[pool uuid]`` or
-``connection_password``) and asks for the token itself, inside
-``sxm_core.migrate.Migrator``. nova-compute logs this object at DEBUG.
+``connection_password``) and asks for the token itself. nova-compute logs
+this object at DEBUG.
+
+One plan, one token, one login. The destination's check only reports
+public facts. ``check_source`` reads the VM and what both pools hold for
+it once, decides block or not, runs the local preflight, and keeps the
+plan with its destination pool session in memory (``PLAN_KEEP`` seconds)
+for ``get_instance_disk_info`` and ``live_migration``, which (in the same
+process) asks for the migrate_receive token, has XAPI check the plan with
+it (``VM.assert_can_migrate``) and sends with that same token, then
+closes the destination pool. It plans again only when
+``pre_live_migration`` introduced volume SRs at the destination or no
+kept plan matches (e.g. after a restart).
 
 A dead owner. XAPI runs a ``migrate_send`` to its end whatever happens
 to nova-compute, while Nova, when the source compute starts again, only
@@ -71,13 +82,14 @@ XAPI match it:
 * Marker. Before ``migrate_send`` the source records the migration's
   public facts (``MARKER_KEY``: JSON with the instance, the source and
   destination pool URLs and uuids, the destination host, the start
-  time, the task uuid once known (in the pool's copy only: XAPI cannot
-  update a key in place); never a session id or token) on the
+  time; never a session id or token) on the
   source VM's ``other_config`` (XAPI copies it to the destination VM)
   and on its pool's ``other_config`` under ``POINTER_PREFIX`` + the
   instance uuid (it outlives the source VM). Cleared on failure, on
   rollback and after success (``post_live_migration`` at the source,
-  ``post_live_migration_at_destination`` for the VM's copy).
+  ``post_live_migration_at_destination`` for the VM's copy). Its task
+  is not named: the core tags it as this service's, and an ended one
+  is destroyed by the watchdog or by the reap at start-up.
 * Reconciliation (``abort`` with no migration in this process's memory,
   i.e. after a restart): a ``migrate_send`` of the VM still running is
   cancelled and followed to its end and the destination pool cleaned; a
@@ -125,12 +137,15 @@ from oslo_log import log as logging
 from oslo_serialization import jsonutils
 from oslo_utils import excutils
 from oslo_utils import units
+from sxm_core import attach
+from sxm_core import cleanup as core_cleanup
 from sxm_core import constants
 from sxm_core import errors
 from sxm_core import facts as factsmod
 from sxm_core import fleet
 from sxm_core import migrate as core_migrate
 from sxm_core import plan as planmod
+from sxm_core import retry
 from sxm_core import sessions
 from sxm_core import tasks
 
@@ -151,6 +166,10 @@ POINTER_PREFIX = MARKER_KEY + '/'
 MARKER_VERSION = 1
 # How long a destroy waits for a migration or bring-back it stopped.
 STOP_WAIT = 120
+# How long the plan of a source check waits for its live_migration (Nova
+# calls pre_live_migration at the destination in between) before it is
+# dropped and its destination pool session logged out.
+PLAN_KEEP = 300
 
 
 # -- pure helpers -----------------------------------------------------------
@@ -251,7 +270,6 @@ def make_marker(instance_uuid, vm_uuid, source_url, source_pool_uuid,
         'dest_pool_uuid': facts['pool_uuid'],
         'dest_host_uuid': facts['host_uuid'],
         'dest_host_name': facts.get('host_name'),
-        'task_uuid': None,
         'started': started or datetime.datetime.now(
             datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'),
     }
@@ -271,6 +289,17 @@ def read_marker(text, instance_uuid=None):
     return value
 
 
+def _choices(facts, moved=()):
+    """``Migrator.plan`` choices from the destination's ``facts``.
+
+    ``moved``: VDI uuids of the disks that go to the destination's SR.
+    """
+    return {'dest_host': facts['host_uuid'],
+            'sr_map': {uuid: facts['sr_uuid'] for uuid in moved},
+            'network_map': dict(facts.get('networks') or {}),
+            'migration_network': facts.get('migration_network')}
+
+
 def problems_text(problems):
     return '; '.join(p.message for p in planmod.blocking(problems))
 
@@ -280,7 +309,7 @@ def volume_connections(block_device_info):
     out = []
     for bdm in virt_driver.block_device_info_get_mapping(block_device_info):
         info = bdm.get('connection_info') or {}
-        if info.get('driver_volume_type') == volumeops.DRIVER_TYPE:
+        if attach.volume_data(info) is not None:
             out.append((volumeops.volume_id(info), info))
     return out
 
@@ -291,14 +320,13 @@ def unreachable_volume(vol, data, dest_pool, dest_host, dest_knows_sr):
     It can when its SR is the destination pool's own, is already known
     there, or is shared (the destination introduces it).
     """
-    home = data.get('pool_uuid')
-    if home == dest_pool or dest_knows_sr or data.get('shared'):
+    if attach.refusal(vol, data, dest_pool, knows_sr=dest_knows_sr) is None:
         return None
     return ('volume %s is on SR %s (%s), local to XAPI pool %s: host %s '
             'in XAPI pool %s cannot reach it. Retype the volume to a shared '
             'tier, or detach it, before migrating.'
             % (vol, data.get('sr_uuid'), data.get('sr_type', '?'),
-               home or '?', dest_host, dest_pool))
+               data.get('pool_uuid') or '?', dest_host, dest_pool))
 
 
 class LiveMigrationOps(object):
@@ -315,23 +343,26 @@ class LiveMigrationOps(object):
         # instance uuid -> (thread, cancel Event) of a bring-back
         self._returns = {}
         self._returns_lock = threading.Lock()
+        # instance uuid -> _Planned: the source check's plan
+        self._planned = {}
+        self._planned_lock = threading.Lock()
 
     # -- destination ---------------------------------------------------------
 
     def check_destination(self, instance, block_migration,
                           disk_over_commit):
-        call = self._conn.call
-        sr = self._host.find_sr()
-        sr_rec = call('SR.get_record', sr)
+        _, sr_rec = self._host.find_sr_record()
         free = max(0, int(sr_rec['physical_size'])
                    - int(sr_rec['physical_utilisation']))
-        networks = self._vif.networks()
+        wanted = self._conn.settings.live_migration_network
+        network_info = instance.get_network_info()
+        networks = self._vif.networks(network_info,
+                                      also=[wanted] if wanted else ())
         port_map = {}
-        for vif in instance.get_network_info():
+        for vif in network_info:
             ref = self._vif.choose_network(vif, networks)
             port_map[vif['id']] = networks[ref]['uuid']
         migration_network = None
-        wanted = self._conn.settings.live_migration_network
         if wanted:
             found = [rec['uuid'] for rec in networks.values()
                      if wanted in (rec['uuid'], rec['bridge'],
@@ -439,7 +470,7 @@ class LiveMigrationOps(object):
                                              facts['source_pool_uuid'])
                       if cross_pool and facts.get('source_url') else None)
             try:
-                core_migrate.cleanup_destination(
+                core_cleanup.cleanup_destination(
                     self._conn.pool, vm_uuid, facts.get('source_vdis', ()),
                     cross_pool=cross_pool,
                     source_pool=source or (None if cross_pool
@@ -479,24 +510,33 @@ class LiveMigrationOps(object):
             return None
         return self._conn.remote_pool(url, facts['pool_uuid'])
 
-    def _plan(self, migrator, instance, facts, block_migration):
+    def _plan(self, migrator, survey, own, facts, block_migration):
+        """The plan from ``survey`` (pure: no XAPI call).
+
+        ``own``: VDI uuids of the instance's own disks, which move to the
+        destination's SR in a block migration.
+        """
+        choices = _choices(facts, own if block_migration else ())
+        if facts['pool_uuid'] == self._host.pool_uuid:
+            # A volume (or a disk staying put) keeps its SR.
+            sr_uuids = {sr.ref: sr.uuid for sr in survey.source.srs}
+            for disk in survey.vm.disks:
+                if disk.uuid not in choices['sr_map'] and \
+                        disk.sr in sr_uuids:
+                    choices['sr_map'][disk.uuid] = sr_uuids[disk.sr]
+        return migrator.plan(survey.vm.ref, survey=survey, **choices)
+
+    def _survey(self, migrator, instance, facts):
+        """(survey, own disk uuids, volumes) of the instance.
+
+        One read of the VM and of what both pools hold for it, enough for
+        a plan with or without moving its disks. ``volumes``: as
+        ``vmops.VMOps.disk_roles`` says.
+        """
         vm = self._vmops.require(instance)
-        sr_map = {}
-        same_pool = facts['pool_uuid'] == self._host.pool_uuid
-        own = self._vmops.own_disks(vm)
-        for vbd_rec, vdi_rec in self._vmops.disk_records(vm):
-            if vdi_rec['uuid'] in own and block_migration:
-                sr_map[vdi_rec['uuid']] = facts['sr_uuid']
-            elif same_pool:
-                # A volume (or a disk staying put) keeps its SR.
-                sr_map[vdi_rec['uuid']] = self._conn.call(
-                    'SR.get_uuid', vdi_rec['SR'])
-        network_map = dict(facts.get('networks') or {})
-        the_plan, problems = migrator.plan(
-            vm, dest_host=facts['host_uuid'], sr_map=sr_map,
-            network_map=network_map,
-            migration_network=facts.get('migration_network'))
-        return the_plan, problems
+        own, volumes = self._vmops.disk_roles(vm)
+        survey = migrator.survey(vm, **_choices(facts, own))
+        return survey, own, volumes
 
     def _check_volumes(self, block_device_info, facts, dest):
         """MigrationPreCheckError naming each volume that cannot follow."""
@@ -506,7 +546,7 @@ class LiveMigrationOps(object):
             try:
                 dest.call('SR.get_by_uuid', data.get('sr_uuid'))
                 known = True
-            except errors.XapiFailure:
+            except errors.UuidInvalid:
                 known = False
             why = unreachable_volume(vol, data, facts['pool_uuid'],
                                      facts['host_name'], known)
@@ -523,15 +563,25 @@ class LiveMigrationOps(object):
 
     def check_source(self, instance, dest_check_data,
                      block_device_info=None):
+        """Plan the migration (once) and check it locally.
+
+        Reads what the plan needs once and keeps the plan, with the
+        destination pool's session, for ``live_migration`` (at most
+        ``PLAN_KEEP`` seconds). XAPI's own check (migrate_receive and
+        VM.assert_can_migrate) runs there, right before the send, so
+        that one migrate_receive token serves both and never waits on
+        Nova's RPCs in between.
+        """
         url, facts = unpack(dest_check_data)
+        self._drop_plan(instance.uuid)
         dest = self._dest_pool(url, facts)
+        kept = False
         try:
             if dest is not None:
                 # Before anything else: nothing may be copied for these.
                 self._check_volumes(block_device_info, facts, dest)
-            volume_vdis = self._volumeops.volume_vdis(
-                self._vmops.require(instance))
             migrator = self._conn.migrator(dest)
+            survey, own, volumes = self._survey(migrator, instance, facts)
             requested = (dest_check_data.block_migration
                          if 'block_migration' in dest_check_data else None)
             # Disks can stay when every one is on storage the destination
@@ -539,20 +589,18 @@ class LiveMigrationOps(object):
             # asked for.
             the_plan = None
             if requested is not True:
-                the_plan, problems = self._plan(migrator, instance, facts,
+                the_plan, problems = self._plan(migrator, survey, own, facts,
                                                 block_migration=False)
             # A volume is never copied: its SR is introduced at the
             # destination (pre_live_migration) or the check above refused.
             block = decide_block(
                 requested, [s.disk.label() for s in (
                     the_plan.disks if the_plan else ())
-                    if s.transfer and s.disk.uuid not in volume_vdis],
+                    if s.transfer and s.disk.uuid not in volumes],
                 facts['host_name'])
             if block:
-                the_plan, problems = self._plan(migrator, instance, facts,
+                the_plan, problems = self._plan(migrator, survey, own, facts,
                                                 block_migration=True)
-            problems = (migrator.check(the_plan)
-                        if not planmod.blocking(problems) else problems)
             if planmod.blocking(problems):
                 raise exception.MigrationPreCheckError(
                     reason=problems_text(problems))
@@ -567,10 +615,44 @@ class LiveMigrationOps(object):
                 source_vdis=sorted(s.disk.uuid for s in the_plan.disks
                                    + the_plan.snapshot_disks))
             dest_check_data.filename = jsonutils.dumps(facts)
+            self._keep_plan(instance.uuid, _Planned(
+                the_plan, volumes, dest, url, facts['pool_uuid'], block))
+            kept = True
             return dest_check_data
         finally:
-            if dest is not None:
+            if dest is not None and not kept:
                 dest.close()
+
+    def _keep_plan(self, instance_uuid, planned):
+        planned.timer = threading.Timer(
+            PLAN_KEEP, self._drop_plan, (instance_uuid, planned))
+        planned.timer.daemon = True
+        with self._planned_lock:
+            self._planned[instance_uuid] = planned
+        planned.timer.start()
+
+    def _take_plan(self, instance_uuid, url, facts, block):
+        """The source check's plan for this migration, or None."""
+        with self._planned_lock:
+            planned = self._planned.pop(instance_uuid, None)
+        if planned is None:
+            return None
+        planned.timer.cancel()
+        if (planned.url, planned.pool_uuid, planned.block) != (
+                url, facts['pool_uuid'], block):
+            planned.close()
+            return None
+        return planned
+
+    def _drop_plan(self, instance_uuid, planned=None):
+        """Forget the kept plan (only ``planned``, when given)."""
+        with self._planned_lock:
+            found = self._planned.get(instance_uuid)
+            if found is None or (planned is not None and found is not planned):
+                return
+            del self._planned[instance_uuid]
+        found.timer.cancel()
+        found.close()
 
     def disk_info(self, instance):
         """The instance's own disks (volumes stay on their SR).
@@ -578,12 +660,20 @@ class LiveMigrationOps(object):
         ``disk_size`` is what the disk's whole VHD chain holds (its leaf
         and the base copies ``sm_config vhd-parent`` leads to, as the
         core's ``Disk.holds`` counts it): a leaf alone is small after a
-        snapshot or a storage migration.
+        snapshot or a storage migration. Nova asks for it between the
+        source check and ``live_migration``: the check's kept plan
+        answers it.
         """
-        vm = self._vmops.require(instance)
-        volumes = self._volumeops.volume_vdis(vm)
+        with self._planned_lock:
+            planned = self._planned.get(instance.uuid)
+        if planned is not None:
+            found, volumes = planned.plan.vm.disks, planned.volumes
+        else:
+            vm = self._vmops.require(instance)
+            _, volumes = self._vmops.disk_roles(vm)
+            found = factsmod.read_vm(self._conn.pool, vm).disks
         disks = []
-        for disk in factsmod.read_vm(self._conn.pool, vm).disks:
+        for disk in found:
             if disk.uuid in volumes:
                 continue
             disks.append({
@@ -622,25 +712,25 @@ class LiveMigrationOps(object):
             if 'block_migration' in migrate_data else True
         migration = (migrate_data.migration
                      if migrate_data.obj_attr_is_set('migration') else None)
-        dest = self._dest_pool(url, facts)
+        planned = self._take_plan(instance.uuid, url, facts, block)
+        dest = planned.dest if planned else self._dest_pool(url, facts)
         try:
-            marker = None
-
-            def on_start(task):
-                # The pool's record only: the VM's is being copied to the
-                # destination now, and XAPI has no atomic update of a key.
-                if marker is not None:
-                    marker['task_uuid'] = self._conn.call('task.get_uuid',
-                                                          task)
-                    self._set_pointer(instance.uuid, jsonutils.dumps(marker))
-            migrator = self._conn.migrator(dest, marker_key=MARKER_KEY,
-                                           on_start=on_start)
-            the_plan, problems = self._plan(migrator, instance, facts, block)
-            if planmod.blocking(problems):
-                LOG.error('Live migration refused: %s',
-                          problems_text(problems), instance=instance)
-                return 'error'
-            copied = self._copied_volumes(the_plan)
+            migrator = self._conn.migrator(dest, marker_key=MARKER_KEY)
+            if planned is not None and not facts.get('introduced_srs'):
+                the_plan, volumes = planned.plan, planned.volumes
+            else:
+                # No check in this process (a restart), or volume SRs
+                # introduced at the destination since: its pool changed.
+                survey, own, volumes = self._survey(migrator, instance,
+                                                    facts)
+                the_plan, problems = self._plan(migrator, survey, own, facts,
+                                                block)
+                if planmod.blocking(problems):
+                    LOG.error('Live migration refused: %s',
+                              problems_text(problems), instance=instance)
+                    return 'error'
+            copied = sorted(volumes[s.disk.uuid][0] for s in the_plan.disks
+                            if s.transfer and s.disk.uuid in volumes)
             if copied:
                 LOG.error('Live migration refused: the destination pool '
                           'does not know the SR of volume(s) %s; they '
@@ -650,17 +740,27 @@ class LiveMigrationOps(object):
             if dest is None and not block:
                 self._pool_migrate(instance, the_plan, cancel)
                 return True
-            marker = make_marker(
-                instance.uuid, the_plan.vm.uuid, self._conn.pool.url,
-                self._host.pool_uuid, self._host.host_uuid, url, facts)
-            self._mark(instance, the_plan.vm.ref, marker)
+            # XAPI's check and the send share one migrate_receive token.
+            problems, held = migrator.prepare(the_plan)
+            if planmod.blocking(problems):
+                LOG.error('Live migration refused: %s',
+                          problems_text(problems), instance=instance)
+                return 'error'
+            try:
+                marker = make_marker(
+                    instance.uuid, the_plan.vm.uuid, self._conn.pool.url,
+                    self._host.pool_uuid, self._host.host_uuid, url, facts)
+                self._mark(instance, the_plan.vm.ref, marker)
+            except BaseException:
+                held.release()
+                raise
             reporter = _Reporter(instance, migration, the_plan.vm.memory)
             try:
                 result = migrator.migrate(the_plan, progress=reporter,
-                                          cancel=cancel)
+                                          cancel=cancel, lease=held)
             except errors.ContactLost as exc:
                 return self._follow(instance, exc, the_plan, reporter,
-                                    cancel)
+                                    cancel, leases=migrator.leases)
             except errors.MigrationFailed as exc:
                 if isinstance(exc.cause, (errors.TaskVanished,
                                           errors.HandleInvalid)) and \
@@ -683,13 +783,14 @@ class LiveMigrationOps(object):
                 dest.close()
 
     def _follow(self, instance, lost, the_plan, reporter, cancel,
-                sleep=time.sleep, clock=time.monotonic):
+                leases=None, sleep=time.sleep, clock=time.monotonic):
         """The source pool went silent while its task ran: follow the task.
 
         The migration may still complete, so nothing is rolled back
         while it may run: ``fleet.watch`` follows the task once the pool
         answers again (trying for ``FOLLOW_SECONDS``). A task that is gone
-        is judged by where the VM is.
+        is judged by where the VM is. ``leases``: the Migrator's, whose
+        migrate_receive token the task's end ends.
         """
         LOG.warning('Lost contact with XAPI during the live migration; '
                     'following its task %s', lost.task_uuid,
@@ -699,30 +800,33 @@ class LiveMigrationOps(object):
 
         def progress(fraction):
             reporter(core_migrate.progress_of(the_plan, fraction))
-        while True:
-            try:
-                info = fleet.find_migration(pool, lost.task_uuid)
-                outcome = fleet.watch(pool, info, progress=progress,
-                                      cancel=cancel)
-            except (errors.ContactLost, errors.ConnectionFailed) as exc:
-                if clock() > deadline:
-                    LOG.error('Live migration: no contact with XAPI for '
-                              '%d s; its task %s may still run: %s',
-                              FOLLOW_SECONDS, lost.task_uuid, exc,
-                              instance=instance)
-                    return 'error'
-                sleep(FOLLOW_RETRY)
-                continue
-            except (errors.MigrationNotFound, errors.TaskVanished):
-                return self._judge_by_vm(instance, the_plan)
-            if outcome.ok:
-                LOG.info('Live migration done (followed after a lost '
-                         'contact)', instance=instance)
-                return True
-            LOG.error('Live migration: %s', outcome.describe(),
-                      instance=instance)
-            return ('cancelled' if outcome.status
-                    == constants.TASK_CANCELLED else 'error')
+
+        def follow():
+            info = fleet.find_migration(pool, lost.task_uuid)
+            return fleet.watch(pool, info, progress=progress,
+                               cancel=cancel, leases=leases)
+        try:
+            outcome = retry.call(
+                follow, int(FOLLOW_SECONDS / FOLLOW_RETRY) + 1,
+                retry_if=lambda exc: isinstance(exc, (
+                    errors.ContactLost, errors.ConnectionFailed))
+                and clock() <= deadline,
+                delay=lambda attempt: FOLLOW_RETRY, wait=sleep)
+        except (errors.ContactLost, errors.ConnectionFailed) as exc:
+            LOG.error('Live migration: no contact with XAPI for %d s; its '
+                      'task %s may still run: %s', FOLLOW_SECONDS,
+                      lost.task_uuid, exc, instance=instance)
+            return 'error'
+        except (errors.MigrationNotFound, errors.TaskVanished):
+            return self._judge_by_vm(instance, the_plan)
+        if outcome.ok:
+            LOG.info('Live migration done (followed after a lost contact)',
+                     instance=instance)
+            return True
+        LOG.error('Live migration: %s', outcome.describe(),
+                  instance=instance)
+        return ('cancelled' if outcome.status == constants.TASK_CANCELLED
+                else 'error')
 
     def _judge_by_vm(self, instance, the_plan):
         """A vanished task: judged by where the VM is.
@@ -744,12 +848,6 @@ class LiveMigrationOps(object):
         LOG.error('Live migration task gone; the VM is still here: the '
                   'migration failed', instance=instance)
         return 'error'
-
-    def _copied_volumes(self, the_plan):
-        """Volumes the plan would copy (their SR is not at the dest)."""
-        volumes = self._volumeops.volume_vdis(the_plan.vm.ref)
-        return sorted(volumes[s.disk.uuid][0] for s in the_plan.disks
-                      if s.transfer and s.disk.uuid in volumes)
 
     def _pool_migrate(self, instance, the_plan, cancel):
         watch = tasks.Watch(cancel=cancel)
@@ -897,7 +995,6 @@ class LiveMigrationOps(object):
                 return True
         if marker is None:
             return False
-        self._destroy_marked_task(marker)
         if ref is not None and not self._moved_in_pool(ref, marker):
             # Failed, cancelled (by the watchdog) or never started.
             self._clean_destination(instance, ref, marker)
@@ -935,16 +1032,10 @@ class LiveMigrationOps(object):
         except errors.SxmError:
             pass   # gone already
 
-    def _destroy_marked_task(self, marker):
-        """Destroy the marker's task in this pool once it has ended."""
-        if not marker.get('task_uuid'):
-            return
-        try:
-            task = self._conn.call('task.get_by_uuid', marker['task_uuid'])
-            if self._conn.call('task.get_status', task) not in fleet.RUNNING:
-                self._destroy_task(task)
-        except errors.SxmError:
-            pass   # destroyed by the watchdog or a reap
+    def _vmops_in(self, pool):
+        """VMOps on the VMs of ``pool`` (a SessionPool)."""
+        return vmops.VMOps(types.SimpleNamespace(call=pool.call, pool=pool),
+                           self._host, None)
 
     def _remote(self, marker):
         if marker['dest_pool_uuid'] == self._host.pool_uuid:
@@ -962,7 +1053,7 @@ class LiveMigrationOps(object):
         remote = self._remote(marker)
         try:
             keep = [vdi['uuid'] for _, vdi in self._vmops.disk_records(ref)]
-            core_migrate.cleanup_destination(
+            core_cleanup.cleanup_destination(
                 remote or self._conn.pool, marker['vm_uuid'], keep,
                 cross_pool=remote is not None, source_pool=self._conn.pool)
         except errors.SxmError as exc:
@@ -1006,9 +1097,10 @@ class LiveMigrationOps(object):
         return thread
 
     def _port_map(self, instance):
-        networks = self._vif.networks()
+        network_info = instance.get_network_info()
+        networks = self._vif.networks(network_info)
         out = {}
-        for vif in instance.get_network_info():
+        for vif in network_info:
             out[vif['id']] = networks[self._vif.choose_network(
                 vif, networks)]['uuid']
         return out
@@ -1033,22 +1125,18 @@ class LiveMigrationOps(object):
         remote = self._remote(marker)
         there = remote or self._conn.pool
         try:
-            ref = find_instance_vm(there, instance.uuid)
-            if ref is None:
+            found = vmops.find_vm(there, instance.uuid, instance.name)
+            if found is None:
                 LOG.error('The VM of this instance is neither here nor in '
                           'XAPI pool %s: nothing to bring back',
                           marker['dest_pool_uuid'], instance=instance)
                 self._set_pointer(instance.uuid, None)
                 return
-            sr_uuid = self._conn.call('SR.get_uuid', self._host.find_sr())
-            sr_map = {}
-            for vbd in there.call('VM.get_VBDs', ref):
-                vdi = there.call('VBD.get_VDI', vbd)
-                if vdi == vmops.NULL:
-                    continue
-                if vmops.DISK_KEY in there.call('VDI.get_other_config',
-                                                vdi):
-                    sr_map[there.call('VDI.get_uuid', vdi)] = sr_uuid
+            ref = found[0]
+            sr_uuid = self._host.find_sr_record()[1]['uuid']
+            # Its own disks come to this host's SR; volumes keep theirs.
+            own, _ = self._vmops_in(there).disk_roles(ref)
+            sr_map = {uuid: sr_uuid for uuid in own}
             migrator = self._conn.migrator(
                 self._conn.pool if remote else None, source=there)
             the_plan, problems = migrator.plan(
@@ -1164,9 +1252,10 @@ class LiveMigrationOps(object):
         there = remote or self._conn.pool
         removed = False
         try:
-            ref = find_instance_vm(there, instance.uuid)
-            if ref is not None:
-                rec = there.call('VM.get_record', ref)
+            # (A purged instance has no name: by other_config only.)
+            found = vmops.find_vm(there, instance.uuid)
+            if found is not None:
+                ref, rec = found
                 host = rec['resident_on'] if rec['resident_on'] != \
                     vmops.NULL else rec['affinity']
                 name = (there.call('host.get_name_label', host)
@@ -1176,9 +1265,7 @@ class LiveMigrationOps(object):
                     return False   # this host's own VM: vmops destroys it
                 if name and name == instance.node:
                     return False
-                other = vmops.VMOps(types.SimpleNamespace(
-                    call=there.call, pool=there), self._host, None)
-                other.destroy_ref(instance, ref)
+                self._vmops_in(there).destroy_ref(instance, ref)
                 removed = True
                 LOG.warning('Removed the VM of this instance from XAPI pool '
                             '%s (host %s), where an interrupted live '
@@ -1187,13 +1274,22 @@ class LiveMigrationOps(object):
         finally:
             if remote is not None:
                 remote.close()
-        self._destroy_marked_task(marker)
         self._set_pointer(instance.uuid, None)
         return removed
 
 
 def _set_key(call, cls, ref, key, value):
-    """Set (or with None remove) one ``other_config`` key of an object."""
+    """Set (or with None remove) one ``other_config`` key of an object.
+
+    XAPI cannot update a key in place: added at once, and replaced only
+    when XAPI says it exists.
+    """
+    if value is not None:
+        try:
+            call('%s.add_to_other_config' % cls, ref, key, value)
+            return
+        except errors.MapDuplicateKey:
+            pass
     try:
         call('%s.remove_from_other_config' % cls, ref, key)
     except errors.XapiFailure:
@@ -1202,10 +1298,21 @@ def _set_key(call, cls, ref, key, value):
         call('%s.add_to_other_config' % cls, ref, key, value)
 
 
-def find_instance_vm(pool, instance_uuid):
-    """The VM of ``instance_uuid`` in ``pool`` (a SessionPool), or None."""
-    found = vmops.instance_vms(pool, instance_uuid)
-    return found[0] if found else None
+class _Planned(object):
+    """A source check's plan, kept for its live_migration."""
+
+    def __init__(self, plan, volumes, dest, url, pool_uuid, block):
+        self.plan = plan
+        self.volumes = volumes  # VMOps.disk_roles' volumes of the VM
+        self.dest = dest        # the destination's SessionPool, or None
+        self.url = url
+        self.pool_uuid = pool_uuid
+        self.block = block
+        self.timer = None
+
+    def close(self):
+        if self.dest is not None:
+            self.dest.close()
 
 
 class _Reporter(object):

@@ -37,8 +37,30 @@ class VifOps(object):
     def __init__(self, conn):
         self._conn = conn
 
-    def networks(self):
-        return self._conn.call('network.get_all_records')
+    def networks(self, network_info=None, also=()):
+        """{ref: record} of the networks ``choose_network`` may pick.
+
+        With ``network_info``: only those its VIFs, ``[sxm]
+        default_network`` and ``also`` (uuids, bridges or name labels)
+        can name (a network record lists every VIF on it: a pool's whole
+        table is large). Without: every network.
+        """
+        keys = {self._conn.settings.default_network}
+        keys.update(also)
+        for vif in network_info or ():
+            net = vif.get('network') or {}
+            keys.update((net.get('bridge'), net.get('label')))
+        keys.discard(None)
+        keys.discard('')
+        if network_info is None or any('"' in k for k in keys):
+            # (xapi's filter strings cannot hold a double quote.)
+            return self._conn.call('network.get_all_records')
+        terms = ['field "%s" = "%s"' % (column, key) for key in sorted(keys)
+                 for column in ('uuid', 'bridge', 'name__label')]
+        if not terms:
+            return {}
+        return self._conn.call('network.get_all_records_where',
+                               ' or '.join(terms))
 
     def choose_network(self, vif, networks=None):
         """The XAPI network ref for a nova VIF (see the module's rules)."""
@@ -75,7 +97,7 @@ class VifOps(object):
         existing = self.vifs_by_port(vm_ref)
         used = {self._conn.call('VIF.get_device', v)
                 for v in self._conn.call('VM.get_VIFs', vm_ref)}
-        networks = self.networks()
+        networks = self.networks(network_info or [])
         for vif in network_info or []:
             if vif['id'] in existing:
                 continue

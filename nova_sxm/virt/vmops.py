@@ -113,20 +113,28 @@ def _own(vbd_rec, vdi_other_config):
             and volumeops.VOLUME_KEY not in vbd_rec['other_config'])
 
 
-def vm_records(pool):
-    """{ref: record} of the guest VMs of ``pool``.
+# A pool's guest VMs, as XAPI's filter language says it.
+GUESTS = ('field "is_a_template" = "false" and '
+          'field "is_a_snapshot" = "false" and '
+          'field "is_control_domain" = "false"')
 
-    Templates, snapshots and control domains are left out.
+
+def find_vm(pool, instance_uuid, name=None):
+    """(ref, record) of the VM of ``instance_uuid`` in ``pool``, or None.
+
+    ``pool`` is a SessionPool. By its name label ``name`` first (one
+    filtered read); a renamed VM is found by its ``other_config`` among
+    the pool's guest VMs (XAPI's filter cannot look into a map).
     """
-    return {ref: rec for ref, rec in pool.call('VM.get_all_records').items()
-            if not (rec['is_a_template'] or rec['is_a_snapshot']
-                    or rec['is_control_domain'])}
-
-
-def instance_vms(pool, instance_uuid):
-    """Refs of the guest VMs of ``pool`` that are ``instance_uuid``'s."""
-    return [ref for ref, rec in vm_records(pool).items()
-            if rec['other_config'].get(UUID_KEY) == instance_uuid]
+    reads = [GUESTS]
+    if name and '"' not in name:
+        reads.insert(0, '%s and field "name__label" = "%s"' % (GUESTS, name))
+    for where in reads:
+        found = pool.call('VM.get_all_records_where', where)
+        for ref, rec in sorted(found.items()):
+            if rec['other_config'].get(UUID_KEY) == instance_uuid:
+                return ref, rec
+    return None
 
 
 class VMOps(object):
@@ -144,39 +152,24 @@ class VMOps(object):
         With ``check_host`` a VM running on another host of the pool (it
         live-migrated there) is not this compute's: None.
         """
-        found = self._find(instance)
-        if found is None:
-            return None
-        ref, rec = found
-        if check_host and not self._ours(rec):
-            return None
-        return ref
+        found = self._find(instance, here_only=check_host)
+        return found[0] if found else None
 
-    def _find(self, instance):
-        """(ref, record) of the instance's VM in this pool, or None."""
-        found = self._match(self._conn.call('VM.get_by_name_label',
-                                            instance.name), instance)
-        if found is None:
-            # Renamed VMs too: other_config is what identifies an instance.
-            found = self._match(instance_vms(self._conn.pool,
-                                             instance.uuid), instance)
-        return found
+    def _find(self, instance, here_only=False):
+        """(ref, record) of the instance's VM in this pool, or None.
 
-    def _match(self, refs, instance):
-        for ref in refs:
-            try:
-                rec = self._conn.call('VM.get_record', ref)
-            except errors.HandleInvalid:
-                continue
-            if not (rec['is_a_template'] or rec['is_a_snapshot']) and \
-                    rec['other_config'].get(UUID_KEY) == instance.uuid:
+        This host's VMs first, as event.from keeps them (no read of the
+        pool); ``here_only``: only those.
+        """
+        for ref, rec in self._host.vms.records().items():
+            if rec['other_config'].get(UUID_KEY) == instance.uuid:
                 return ref, rec
-        return None
+        if here_only:
+            return None
+        return find_vm(self._conn.pool, instance.uuid, instance.name)
 
     def _ours(self, rec):
-        if rec['resident_on'] != NULL:
-            return rec['resident_on'] == self._host.host_ref
-        return rec['affinity'] in (NULL, self._host.host_ref)
+        return self._host.owns(rec)
 
     def require(self, instance):
         ref = self.lookup(instance)
@@ -184,15 +177,29 @@ class VMOps(object):
             raise exception.InstanceNotFound(instance_id=instance.uuid)
         return ref
 
-    def instances(self):
-        """{instance uuid: VM record} of the VMs of this host."""
-        return {rec['other_config'][UUID_KEY]: rec
-                for rec in vm_records(self._conn.pool).values()
-                if UUID_KEY in rec['other_config'] and self._ours(rec)}
+    def instances(self, fresh=True):
+        """{instance uuid: VM record} of the VMs of this host.
 
-    def get_info(self, instance):
-        ref = self.require(instance)
-        rec = self._conn.call('VM.get_record', ref)
+        ``fresh``: see ``HostVMs.records``.
+        """
+        return {rec['other_config'][UUID_KEY]: rec
+                for rec in self._host.vms.records(fresh).values()
+                if UUID_KEY in rec['other_config']}
+
+    def get_info(self, instance, use_cache=True):
+        """Nova's view of the instance's VM; InstanceNotFound if not here.
+
+        ``use_cache``: as of this host's VMs kept current by event.from
+        (Nova's power sync asks for every instance in turn); otherwise
+        read from XAPI now.
+        """
+        if use_cache:
+            rec = self.instances(fresh=False).get(instance.uuid)
+        else:
+            found = self._find(instance, here_only=True)
+            rec = found[1] if found else None
+        if rec is None:
+            raise exception.InstanceNotFound(instance_id=instance.uuid)
         return hardware.InstanceInfo(state=nova_power_state(rec),
                                      internal_id=rec['uuid'])
 
@@ -405,9 +412,7 @@ class VMOps(object):
     def suspend(self, instance):
         try:
             self._async('VM.suspend', self.require(instance))
-        except errors.XapiFailure as exc:
-            if exc.code != 'VM_NO_SUSPEND_SR':
-                raise
+        except errors.VmNoSuspendSr as exc:
             # The VM still runs: Nova keeps the server ACTIVE on a rollback
             # (anything else would mark it ERROR).
             raise exception.InstanceFaultRollback(
@@ -464,29 +469,36 @@ class VMOps(object):
     def disk_records(self, ref):
         """[(VBD record, VDI record)] of the VM's disks (no CDs)."""
         out = []
-        for vbd in self._conn.call('VM.get_VBDs', ref):
-            rec = self._conn.call('VBD.get_record', vbd)
+        vbds = self._conn.call('VBD.get_all_records_where',
+                               'field "VM" = "%s"' % ref)
+        for _, rec in sorted(vbds.items(),
+                             key=lambda item: item[1]['userdevice']):
             if rec['type'] == 'CD' or rec['VDI'] == NULL:
                 continue
             out.append((rec, self._conn.call('VDI.get_record', rec['VDI'])))
         return out
 
-    def own_disks(self, ref):
-        """VDI uuids of the instance's own disks (not volumes)."""
-        return {vdi['uuid'] for vbd, vdi in self.disk_records(ref)
-                if _own(vbd, vdi['other_config'])}
+    def disk_roles(self, ref):
+        """(own, volumes) of the VM's disks, read in one pass.
+
+        ``own``: VDI uuids of the instance's own disks; ``volumes``:
+        {VDI uuid: (volume id, SR uuid)} of its volumes.
+        """
+        own, volumes = set(), {}
+        for vbd, vdi in self.disk_records(ref):
+            vol = vbd['other_config'].get(volumeops.VOLUME_KEY)
+            if vol:
+                volumes[vdi['uuid']] = (vol, self._conn.call(
+                    'SR.get_uuid', vdi['SR']))
+            elif _own(vbd, vdi['other_config']):
+                own.add(vdi['uuid'])
+        return own, volumes
 
     def _disks(self, ref):
         """{userdevice: VDI ref} of the VM's own (non-volume) disks."""
-        out = {}
-        for vbd in self._conn.call('VM.get_VBDs', ref):
-            rec = self._conn.call('VBD.get_record', vbd)
-            if rec['type'] == 'CD' or rec['VDI'] == NULL:
-                continue
-            other = self._conn.call('VDI.get_other_config', rec['VDI'])
-            if _own(rec, other):
-                out[rec['userdevice']] = rec['VDI']
-        return out
+        return {vbd['userdevice']: vbd['VDI']
+                for vbd, vdi in self.disk_records(ref)
+                if _own(vbd, vdi['other_config'])}
 
     # -- destroy -------------------------------------------------------------
 

@@ -12,7 +12,8 @@
 
 """Cinder volumes as VDIs, in this pool or on a shared SR of another.
 
-``connection_info`` is built by ``sxm_core.attach.connection_info``::
+``connection_info`` is built by ``sxm_core.attach.connection_info``,
+which also decides what another pool may not attach::
 
     {'driver_volume_type': 'xensm',
      'data': {'volume_id', 'vdi_uuid', 'sr_uuid', 'pool_uuid' (the XAPI
@@ -35,11 +36,11 @@ from nova import exception
 from oslo_concurrency import lockutils
 from oslo_log import log as logging
 from oslo_utils import excutils
+from sxm_core import attach
 from sxm_core import constants
 from sxm_core import errors
 
 LOG = logging.getLogger(__name__)
-DRIVER_TYPE = 'xensm'
 VOLUME_KEY = 'nova_volume_id'
 # On an SR this driver introduced: the XAPI pool the SR belongs to.
 INTRODUCED_KEY = 'nova-sxm-introduced-from'
@@ -66,10 +67,11 @@ def volume_id(connection_info):
 
 def volume_data(connection_info):
     """The ``data`` of an xensm connection; VolumeDriverNotFound if not."""
-    kind = connection_info.get('driver_volume_type')
-    if kind != DRIVER_TYPE:
-        raise exception.VolumeDriverNotFound(driver_type=kind)
-    return connection_info['data']
+    data = attach.volume_data(connection_info)
+    if data is None:
+        raise exception.VolumeDriverNotFound(
+            driver_type=connection_info.get('driver_volume_type'))
+    return data
 
 
 def _lock(sr_uuid):
@@ -88,10 +90,8 @@ class VolumeOps(object):
     def _sr_by_uuid(self, sr_uuid):
         try:
             return self._conn.call('SR.get_by_uuid', sr_uuid)
-        except errors.XapiFailure as exc:
-            if exc.code == 'UUID_INVALID':
-                return None
-            raise
+        except errors.UuidInvalid:
+            return None
 
     def connect_sr(self, connection_info):
         """The SR ref of a volume in this pool, introduced if need be.
@@ -115,18 +115,12 @@ class VolumeOps(object):
                 # before this host was added to the pool.
                 self._plug_on(sr, self._host.host_ref, data)
             return sr, False
-        home = data.get('pool_uuid')
-        intro = data.get('introduce')
-        if not intro or home == self._host.pool_uuid:
-            raise exception.VolumeAttachFailed(
-                volume_id=vol,
-                reason='its SR %s (%s) is not known in XAPI pool %s '
-                       'and the connection info carries nothing to '
-                       'introduce it: the SR is local to XAPI pool %s. '
-                       'Retype the volume to a shared tier.'
-                       % (sr_uuid, data.get('sr_type', '?'),
-                          self._host.pool_uuid, home or '?'))
-        return self._introduce(vol, data, intro), True
+        try:
+            attach.check_introducible(vol, data, self._host.pool_uuid)
+        except errors.SxmError as exc:
+            raise exception.VolumeAttachFailed(volume_id=vol,
+                                               reason=str(exc)) from None
+        return self._introduce(vol, data, data['introduce']), True
 
     def _introduced_here(self, sr):
         return INTRODUCED_KEY in self._conn.call('SR.get_other_config', sr)
@@ -233,7 +227,7 @@ class VolumeOps(object):
         call = self._conn.call
         try:
             return call('VDI.get_by_uuid', data['vdi_uuid'])
-        except errors.XapiFailure:
+        except errors.UuidInvalid:
             pass
         # A VDI created through another host or pool: rescan its SR.
         try:
@@ -295,18 +289,6 @@ class VolumeOps(object):
                     and rec['other_config'].get(VOLUME_KEY) == want_id):
                 return vbd
         return None
-
-    def volume_vdis(self, vm_ref):
-        """{VDI uuid: (volume id, SR uuid)} of a VM's volumes."""
-        call = self._conn.call
-        out = {}
-        for vbd in call('VM.get_VBDs', vm_ref):
-            rec = call('VBD.get_record', vbd)
-            vol = rec['other_config'].get(VOLUME_KEY)
-            if vol and rec['VDI'] != NULL:
-                vdi = call('VDI.get_record', rec['VDI'])
-                out[vdi['uuid']] = (vol, call('SR.get_uuid', vdi['SR']))
-        return out
 
     def detach(self, vm_ref, instance, connection_info, mountpoint):
         vbd = self.find_vbd(vm_ref, connection_info, mountpoint)

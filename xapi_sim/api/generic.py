@@ -72,10 +72,21 @@ def _register_class(cls, fields):
 
     def get_all_records_where(ctx, expr):
         tree = dbfilter.parse(expr)
+        test = dbfilter.predicate(tree, cls, fields)
+
+        def related(column, value):
+            field = dbfilter.column_to_field(column)
+            return ctx.db.referring(cls, field, value) if field else None
         with ctx.db.lock:
+            table = ctx.db.tables[cls]
+            # A field the table lacks fails on the first record tested:
+            # test them all, as xapi does.
+            refs = None if dbfilter.unknown_columns(tree, fields) else \
+                dbfilter.candidates(tree, related)
+            rows = table.items() if refs is None else [
+                (ref, table[ref]) for ref in refs if ref in table]
             return {ref: wire.record_to_wire(cls, rec)
-                    for ref, rec in ctx.db.tables[cls].items()
-                    if dbfilter.match(tree, cls, rec, fields)}
+                    for ref, rec in rows if test(rec)}
 
     method('%s.get_all_records_where' % cls, ['expr'],
            has_async=False)(get_all_records_where)
@@ -151,3 +162,29 @@ def _register_field(cls, name, field):
 
 for _cls, _fields in schema.CLASSES.items():
     _register_class(_cls, _fields)
+
+
+def assert_idle(db, vm):
+    """OTHER_OPERATION_IN_PROGRESS while the VM migrates.
+
+    xapi's with_vm_operation refuses conflicting operations the same way.
+    """
+    ops = db.get('VM', vm)['current_operations']
+    if ops:
+        raise other_operation_in_progress('VM', vm, ops)
+
+
+def other_operation_in_progress(cls, ref, ops):
+    """OTHER_OPERATION_IN_PROGRESS [class; object; operation; task].
+
+    As xapi_vm_lifecycle.report_concurrent_operations_error: one operation
+    gives its name and task ref, several give {a,b} lists of each.
+    """
+    items = sorted(ops.items())
+    if len(items) == 1:
+        op_ref, op = items[0]
+    else:
+        op_ref = '{%s}' % ','.join(k for k, _ in items)
+        op = '{%s}' % ','.join(v for _, v in items)
+    return errors.XapiError('OTHER_OPERATION_IN_PROGRESS', cls, ref, op,
+                            op_ref)

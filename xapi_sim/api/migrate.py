@@ -293,7 +293,7 @@ def vm_operation(ctx, vm, operation):
     db = ctx.db
     with db.lock:
         db.get('VM', vm)
-        vm_api.assert_idle(db, vm)
+        generic.assert_idle(db, vm)
         db.update('VM', vm, current_operations={key: operation})
     try:
         yield

@@ -26,12 +26,11 @@ NULL = generic.NULL
 
 def assert_vdi_idle(db, vdi):
     """Refuse to touch a VDI a migration is moving (or its VM's)."""
-    from xapi_sim.api import vm as vm_api
     ops = db.get('VDI', vdi)['current_operations']
     if ops:
-        raise vm_api.other_operation_in_progress('VDI', vdi, ops)
+        raise generic.other_operation_in_progress('VDI', vdi, ops)
     for vbd in db.get('VDI', vdi)['VBDs']:
-        vm_api.assert_idle(db, db.get('VBD', vbd)['VM'])
+        generic.assert_idle(db, db.get('VBD', vbd)['VM'])
 
 
 def assert_sr_plugged(db, sr, host=None):
@@ -263,13 +262,20 @@ def sr_scan(ctx, sr):
 
 
 def _scan(ctx, sr):
-    ctx.pool.introduce_from_store(sr)
-    with ctx.db.lock:
-        rec = ctx.db.get('SR', sr)
-        vdis = list(rec['VDIs'])
-    for vdi in vdis:
-        ctx.pool.refresh_vdi(vdi)
-    ctx.pool.refresh_sr(sr)
+    pool, db = ctx.pool, ctx.db
+    pool.introduce_from_store(sr)
+    with db.lock:
+        # As xapi's update_vdis: a VDI whose size did not change is not
+        # written (no event), and the SR's totals are made once at the
+        # end, not once per VDI (thousands of VDIs on a shared SR).
+        for vdi in list(db.get('SR', sr)['VDIs']):
+            disk = pool.disks.get(vdi)
+            if disk is None:
+                continue
+            used = disk.physical()
+            if db.get('VDI', vdi)['physical_utilisation'] != used:
+                db.update('VDI', vdi, physical_utilisation=used)
+    pool.refresh_sr(sr)
 
 
 @method('SR.update', ['sr'])

@@ -17,6 +17,7 @@ import re
 
 from xapi_sim.api import generic
 from xapi_sim.api import method
+from xapi_sim.api import storage as storage_api
 from xapi_sim import errors
 from xapi_sim import memory
 from xapi_sim import schema
@@ -35,35 +36,9 @@ def bad_power_state(vm, expected, actual):
                             actual.lower())
 
 
-def assert_idle(db, vm):
-    """OTHER_OPERATION_IN_PROGRESS while the VM migrates.
-
-    xapi's with_vm_operation refuses conflicting operations the same way.
-    """
-    ops = db.get('VM', vm)['current_operations']
-    if ops:
-        raise other_operation_in_progress('VM', vm, ops)
-
-
-def other_operation_in_progress(cls, ref, ops):
-    """OTHER_OPERATION_IN_PROGRESS [class; object; operation; task].
-
-    As xapi_vm_lifecycle.report_concurrent_operations_error: one operation
-    gives its name and task ref, several give {a,b} lists of each.
-    """
-    items = sorted(ops.items())
-    if len(items) == 1:
-        op_ref, op = items[0]
-    else:
-        op_ref = '{%s}' % ','.join(k for k, _ in items)
-        op = '{%s}' % ','.join(v for _, v in items)
-    return errors.XapiError('OTHER_OPERATION_IN_PROGRESS', cls, ref, op,
-                            op_ref)
-
-
 def require_power(db, vm, *allowed):
     """``allowed`` in the order of xapi_vm_lifecycle.allowed_power_states."""
-    assert_idle(db, vm)
+    generic.assert_idle(db, vm)
     rec = db.get('VM', vm)
     if rec['power_state'] not in allowed:
         raise bad_power_state(vm, allowed, rec['power_state'])
@@ -127,7 +102,7 @@ def check_operation(db, vm, op):
         allowed = allowed + ('Running',)
     if rec['power_state'] not in allowed:
         raise bad_power_state(vm, allowed, rec['power_state'])
-    assert_idle(db, vm)
+    generic.assert_idle(db, vm)
     if rec['is_a_template'] and not rec['is_a_snapshot']:
         default = (rec['is_default_template'] or
                    rec['other_config'].get('default_template') == 'true')
@@ -278,12 +253,15 @@ def choose_host(ctx, vm):
     raise first_error
 
 
-def boot(ctx, vm, host, paused=False, check=True):
+def boot(ctx, vm, host, paused=False, check=True, guest=True):
     """Make a halted VM run on ``host``: plug its devices, start its guest.
 
     With ``check``, assert_can_boot_here runs under the same lock that
     marks the VM running, so two starts cannot both take the last free
-    memory of a host.
+    memory of a host. Without ``guest`` XAPI sees the VM run but no guest
+    runs in this process (no heartbeat, no workloads): what
+    ``Simulator.add_vms`` builds by the thousand for control-plane
+    benchmarks.
     """
     db = ctx.db
     with db.lock:
@@ -302,6 +280,8 @@ def boot(ctx, vm, host, paused=False, check=True):
                   resident_on=host, domid=ctx.pool.next_domid,
                   scheduled_to_be_resident_on=NULL)
         uuid = rec['uuid']
+    if not guest:
+        return
     dom = ctx.pool.sim.domain(uuid)
     dom.boot()
     if paused:
@@ -462,7 +442,6 @@ def choose_suspend_sr(db, vm):
 
 @method('VM.suspend', ['vm'])
 def vm_suspend(ctx, vm):
-    from xapi_sim.api import storage as storage_api
     db = ctx.db
     with db.lock:
         rec = check_operation(db, vm, 'suspend')
@@ -719,7 +698,7 @@ def vbd_create(ctx, record):
                                    'in constructor')
         if mode == 'RW' and vdi != NULL and vdi_rec['read_only']:
             raise errors.XapiError('VDI_READONLY', vdi)
-        assert_idle(db, vm)
+        generic.assert_idle(db, vm)
         userdevice = record.get('userdevice')
         if not isinstance(userdevice, str):
             raise errors.XapiError('FIELD_TYPE_ERROR', 'userdevice')
@@ -744,7 +723,7 @@ def vbd_create(ctx, record):
 def vbd_destroy(ctx, vbd):
     with ctx.db.lock:
         rec = ctx.db.get('VBD', vbd)
-        assert_idle(ctx.db, rec['VM'])
+        generic.assert_idle(ctx.db, rec['VM'])
         if rec['currently_attached']:
             # xapi_vbd_helpers.destroy: "force the user to unplug first".
             vm_uuid = ctx.db.get('VM', rec['VM'])['uuid']
@@ -759,7 +738,7 @@ def _plug(ctx, cls, ref, plug):
     db = ctx.db
     with db.lock:
         rec = db.get(cls, ref)
-        assert_idle(db, rec['VM'])
+        generic.assert_idle(db, rec['VM'])
         if not plug and cls == 'VBD' and not rec['unpluggable']:
             raise errors.XapiError('VBD_NOT_UNPLUGGABLE', ref)
         vm = db.get('VM', rec['VM'])
@@ -770,7 +749,6 @@ def _plug(ctx, cls, ref, plug):
                                    else 'DEVICE_ALREADY_DETACHED', ref)
         if (plug and cls == 'VBD' and not rec['empty']
                 and db.exists('VDI', rec['VDI'])):
-            from xapi_sim.api import storage as storage_api
             storage_api.assert_sr_plugged(
                 db, db.get('VDI', rec['VDI'])['SR'], vm['resident_on'])
         extra = {}
@@ -833,7 +811,7 @@ def vif_destroy(ctx, vif):
     with ctx.db.lock:
         rec = ctx.db.get('VIF', vif)
         vm = ctx.db.get('VM', rec['VM'])
-        assert_idle(ctx.db, rec['VM'])
+        generic.assert_idle(ctx.db, rec['VM'])
         if rec['currently_attached'] and vm['power_state'] in ('Running',
                                                                'Paused'):
             # xapi_vif_helpers.destroy

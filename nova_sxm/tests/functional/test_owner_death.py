@@ -31,7 +31,7 @@ import threading
 
 import fixtures
 from nova import context as nova_context
-from sxm_core import migrate as core_migrate
+from sxm_core import lease
 from sxm_core import tasks
 
 from nova_sxm.tests.functional import base
@@ -40,6 +40,17 @@ from nova_sxm.tests.functional import test_servers
 from nova_sxm.virt import migration as migrationmod
 
 MiB = test_live_migration.MiB
+
+
+def record_custodians(test):
+    """``test.custodians``: the watchdog each lease is handed with, by task."""
+    test.custodians = {}
+    real_hand = lease.Lease.hand
+
+    def hand(held, task, book=None, custodian=None):
+        test.custodians[task] = custodian
+        return real_hand(held, task, book, custodian)
+    test.useFixture(fixtures.MonkeyPatch('sxm_core.lease.Lease.hand', hand))
 
 
 class Died(BaseException):
@@ -65,14 +76,15 @@ class OwnerDeathTest(test_live_migration.LiveMigrationBase):
             return real(pool, task, what, *args, **kwargs)
         self.useFixture(fixtures.MonkeyPatch(
             'sxm_core.tasks.wait_task', wait_task))
+        record_custodians(self)
 
     def kill_owner(self, pool, task):
         """Once the disks move: the custodian killed, the thread gone."""
         self.poll(lambda: float(pool.call('task.get_progress', task)) > 0.02,
                   timeout=120, what='the copy to start')
-        entry = core_migrate.RECEIVE_TOKENS._tokens.get(task)
-        self.assertIsNotNone(entry and entry[2], 'no watchdog started')
-        os.kill(entry[2].pid, signal.SIGKILL)
+        custodian = self.custodians.get(task)
+        self.assertIsNotNone(custodian, 'no watchdog started')
+        os.kill(custodian.pid, signal.SIGKILL)
         self.task = task
         self.died.set()
         raise Died()
@@ -238,6 +250,7 @@ class InPoolOwnerDeathTest(base.SxmServicesTestCase):
             return real(pool, task, what, *args, **kwargs)
         self.useFixture(fixtures.MonkeyPatch(
             'sxm_core.tasks.wait_task', wait_task))
+        record_custodians(self)
 
     def test_completed_in_pool_migration_is_brought_back(self):
         image = self.make_image(random.Random(8).randbytes(2 * MiB))

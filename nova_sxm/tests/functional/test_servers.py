@@ -21,6 +21,7 @@ from nova import objects
 
 from nova_sxm.tests.functional import base
 from nova_sxm.virt import images
+from nova_sxm.virt import vmops
 
 EXT = 'Local storage (ext)'
 LVM = 'Local storage (lvm)'
@@ -176,6 +177,32 @@ class ServerActionsTest(base.SxmServicesTestCase):
         self.assertEqual(
             [('compute_suspend_instance', 'Error')],
             [(e['event'], e['result']) for e in events])
+
+    def test_a_vm_renamed_in_xapi_stays_the_servers(self):
+        # An operator renames the VM (xe vm-param-set name-label=...):
+        # other_config, not the name, says whose it is.
+        self.api_a.VM.set_name_label(self.vm, 'renamed by an operator')
+        self._stop_server(self.server)
+        self.assertEqual('Halted', self.power())
+        self._start_server(self.server)
+        self.assertEqual('Running', self.power())
+        ctxt = nova_context.get_admin_context()
+        instance = objects.Instance.get_by_uuid(ctxt, self.server['id'])
+        conn = self.computes['host1'].manager.driver._conn
+        # Found by the instance's uuid in the pool too, never a template
+        # that carries it (one made from the VM keeps its other_config).
+        template = self.api_a.VM.create({
+            'name_label': instance.name, 'is_a_template': True,
+            'other_config': {'nova_uuid': instance.uuid}})
+        self.assertEqual(self.vm, vmops.find_vm(
+            conn.pool, instance.uuid, instance.name)[0])
+        self.assertEqual(self.vm, vmops.find_vm(conn.pool,
+                                                instance.uuid)[0])
+        self.assertIsNone(vmops.find_vm(conn.pool, 'no-such-instance',
+                                        instance.name))
+        self.api_a.VM.destroy(template)
+        self._delete_server(self.server)
+        self.assertEqual((None, None), self.vm_of(self.server, 'pool-a'))
 
     def test_snapshot_to_glance(self):
         # The Glance fixture drops uploaded bytes: keep them.

@@ -279,7 +279,7 @@ class CheckUploadTest(testtools.TestCase):
 
     def test_fixed_vhd_is_refused_before_glance_sees_it(self):
         raw = random.Random(2).randbytes(self.size)
-        blob = raw + images.fixed_footer(self.size)
+        blob = raw + vhd.footer(self.size, disk_type=2)
         exc = self.assertRaises(images.BadUpload, images.check_upload,
                                 io.BytesIO(blob), 'vhd', self.size, 'img')
         self.assertIn('conectix', str(exc))

@@ -20,12 +20,15 @@ settings) and raw ``PUT /import_raw_vdi``.
 """
 
 import random
+import time
 
 import fixtures
 import XenAPI
 
 from sxm_core import migrate
 from sxm_core import sessions
+from sxm_core import slots
+from sxm_core import volumes
 from tests.functional import simhelpers
 
 MiB = simhelpers.MiB
@@ -97,10 +100,15 @@ class CoreTestCase(simhelpers.TwoPoolsTestCase):
 
     def migrator(self, cross_pool=True, **kwargs):
         """A Migrator from pool-a to pool-b (or inside pool-a)."""
-        kwargs.setdefault('slots', migrate.HostSlots(poll=0.01))
+        kwargs.setdefault('slots', slots.HostSlots(poll=0.01))
         source = self.pool('pool-a')
         dest = self.pool('pool-b') if cross_pool else None
         return migrate.Migrator(source, dest, **kwargs)
+
+    def mover(self, **kwargs):
+        """A VdiMover inside pool-a."""
+        kwargs.setdefault('slots', slots.HostSlots(poll=0.01))
+        return volumes.VdiMover(self.pool('pool-a'), **kwargs)
 
     # -- objects --------------------------------------------------------------
 
@@ -154,9 +162,18 @@ class CoreTestCase(simhelpers.TwoPoolsTestCase):
         return set(self.sim.pools[pool].db.all_refs('session'))
 
     def assertNoSessionsLeft(self):
-        """Only the test's own sessions remain in both pools."""
+        """Only the test's own sessions remain in both pools.
+
+        A migration's token custodian (a child process) logs its own
+        session out as it exits, a moment after the command returns: a
+        loaded machine is given time for that.
+        """
+        deadline = time.monotonic() + simhelpers.DEADLINE
         for pool in ('pool-a', 'pool-b'):
             left = self.sessions(pool) - self.own_sessions[pool]
+            while left and time.monotonic() < deadline:
+                time.sleep(0.1)
+                left = self.sessions(pool) - self.own_sessions[pool]
             self.assertEqual(set(), left,
                              '%d XAPI session(s) left in %s'
                              % (len(left), pool))

@@ -25,6 +25,7 @@ import time
 
 from sxm_core import fleet
 from sxm_core import migrate
+from sxm_core import slots as slotsmod
 from tests.functional.sxm_core import base
 
 MiB = base.MiB
@@ -125,7 +126,7 @@ class TestFiveAtOnce(base.CoreTestCase):
         def client(name):
             # A client of its own: its own sessions and its own limits.
             m = migrate.Migrator(self.pool('pool-a'), self.pool('pool-b'),
-                                 slots=migrate.HostSlots(3, poll=0.01),
+                                 slots=slotsmod.HostSlots(3, poll=0.01),
                                  too_many_interval=2 * OLD_FIXED_INTERVAL)
             try:
                 the_plan, _ = m.plan(name, tier='same')
@@ -185,7 +186,7 @@ class TestDrain(base.CoreTestCase):
                               params=['injected'], times=1)
         source, dest = self.pool('pool-a'), self.pool('pool-b')
         migrator = migrate.Migrator(
-            source, dest, slots=migrate.HostSlots(2, poll=0.01))
+            source, dest, slots=slotsmod.HostSlots(2, poll=0.01))
         progress, done = {}, {}
         lock = threading.Lock()
         running, peak = [0], [0]

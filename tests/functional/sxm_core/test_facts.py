@@ -14,6 +14,7 @@
 
 from sxm_core import errors
 from sxm_core import facts
+from sxm_core import plan
 from tests.functional.sxm_core import base
 
 MiB = base.MiB
@@ -25,8 +26,11 @@ class TestFacts(base.CoreTestCase):
         super().setUp()
         self.source = self.pool('pool-a')
 
-    def test_read_pool(self):
-        pool = facts.read_pool(self.source)
+    def test_pool_facts(self):
+        self.make_vm()
+        _vm, pool, dest = facts.gather(self.source, self.source, 'web',
+                                       {'tier': 'thick'})
+        self.assertIs(pool, dest)
         self.assertEqual('pool-a', pool.name)
         self.assertEqual(self.url('pool-a'), pool.url)
         self.assertEqual([self.host_a], [h.ref for h in pool.hosts])
@@ -48,8 +52,7 @@ class TestFacts(base.CoreTestCase):
 
     def test_read_vm(self):
         vm, vdis = self.make_vm()
-        facts.scan_srs(self.source, vm)
-        got = facts.read_vm(self.source, vm)
+        got = facts.read_vm(self.source, vm, scan=True)
         self.assertEqual(('web', 'Running', self.host_a),
                          (got.name, got.power_state, got.resident_on))
         system, data = got.disks
@@ -61,6 +64,18 @@ class TestFacts(base.CoreTestCase):
                           data.physical_utilisation))
         self.assertEqual(1, len(got.vifs))
         self.assertEqual((), got.snapshots)
+
+    def test_only_thin_srs_are_scanned(self):
+        # A disk on a thick SR counts its full size whatever the last
+        # scan measured: scanning its SR would change nothing planned.
+        vm, _ = self.make_vm()  # one disk on LVM, one on EXT
+        log = self.sim.pools['pool-a'].call_log
+        log.reset()
+        got = facts.read_vm(self.source, vm, scan=True)
+        self.assertEqual(['SR.scan'], [m for m, _o, _s in log.entries()
+                                       if m == 'SR.scan'])
+        # The thin disk's figures are the scan's.
+        self.assertEqual(4 * MiB, got.disks[1].physical_utilisation)
 
     def test_read_vm_memory_is_memory_static_max(self):
         vm, _ = self.make_vm(disks=(), start=False, vif=False)
@@ -119,8 +134,7 @@ class TestFacts(base.CoreTestCase):
                                       self.api.VDI.get_uuid(grand))
         vm = self.create_vm('web')
         self.create_vbd(vm, leaf, '0')
-        facts.scan_srs(self.source, vm)
-        (disk,) = facts.read_vm(self.source, vm).disks
+        (disk,) = facts.read_vm(self.source, vm, scan=True).disks
         self.assertEqual((1 * MiB, 12 * MiB, 13 * MiB),
                          (disk.physical_utilisation,
                           disk.parents_utilisation, disk.holds))
@@ -137,3 +151,87 @@ class TestFacts(base.CoreTestCase):
         (disk,) = facts.read_vm(self.source, vm).disks
         self.assertEqual((2 * MiB, 2 * MiB),
                          (disk.physical_utilisation, disk.holds))
+
+
+def whole_pool(pool):
+    """facts.Pool of every host, SR, PBD, PIF and network.
+
+    The reference: what gather reads for a plan must plan as well.
+    """
+    api = pool.api
+    return facts._pool_facts(
+        pool.url, list(api.pool.get_all_records().values())[0],
+        api.host.get_all_records(), api.SR.get_all_records(),
+        api.SM.get_all_records(), api.PBD.get_all_records(),
+        api.PIF.get_all_records(), api.network.get_all_records())
+
+
+def _summary(the_plan):
+    """What a plan decides, comparable between two ways of reading."""
+    return {
+        'cross_pool': the_plan.cross_pool,
+        'host': the_plan.dest_host and the_plan.dest_host.ref,
+        'network': the_plan.network and the_plan.network.ref,
+        'disks': [(s.disk, s.dest_sr and s.dest_sr.ref, s.kind,
+                   s.bytes_needed, s.bytes_to_copy, s.problem)
+                  for s in the_plan.disks + the_plan.snapshot_disks],
+        'vifs': the_plan.vif_map,
+        'problems': sorted((p.code, p.message)
+                           for p in plan.preflight(the_plan)),
+    }
+
+
+class TestGather(base.CoreTestCase):
+    """gather reads less than whole pools, and plans exactly as well."""
+
+    def setUp(self):
+        super().setUp()
+        self.source = self.pool('pool-a')
+        self.dest = self.pool('pool-b')
+
+    def assertSamePlan(self, dest, vm_key, **choices):
+        vm, source, got_dest = facts.gather(self.source, dest, vm_key,
+                                            choices)
+        whole_source = whole_pool(self.source)
+        whole_dest = (whole_source if dest is self.source
+                      else whole_pool(dest))
+        want = plan.build_plan(facts.read_vm(self.source, vm.ref),
+                               whole_source, whole_dest, **choices)
+        got = plan.build_plan(vm, source, got_dest, **choices)
+        self.assertEqual(_summary(want), _summary(got))
+        return got
+
+    def test_across_pools_as_with_whole_pools(self):
+        self.make_vm('web')
+        for choices in ({}, {'sr': base.LVM}, {'tier': 'thick'},
+                        {'tier': 'same'},
+                        {'sr_map': {'0': base.EXT, 'data': base.LVM}},
+                        {'sr': 'no such SR'}, {'dest_host': 'nowhere'},
+                        {'migration_network': 'xenbr0'},
+                        {'network_map': {'xenbr0': 'xenbr0'}}):
+            got = self.assertSamePlan(self.dest, 'web', **choices)
+            self.assertTrue(got.cross_pool)
+
+    def test_in_pool_as_with_whole_pools(self):
+        vm, _ = self.make_vm('web')
+        uuid = self.api.VM.get_uuid(vm)
+        host_name = self.api.host.get_name_label(self.host_a)
+        for key in ('web', uuid, vm):
+            for choices in ({'sr': base.EXT}, {'dest_host': host_name},
+                            {'tier': 'thin'}, {}):
+                got = self.assertSamePlan(self.source, key, **choices)
+                self.assertFalse(got.cross_pool)
+
+    def test_a_snapshot_and_its_disks(self):
+        vm, _ = self.make_vm('web', start=False)
+        self.api.VM.snapshot(vm, 'nightly')
+        got = self.assertSamePlan(self.dest, 'web')
+        self.assertEqual(('nightly',), got.vm.snapshots)
+        self.assertEqual(2, len(got.snapshot_disks))
+
+    def test_the_vm_key_is_checked_as_find_vm_does(self):
+        self.make_vm('web', start=False, vif=False)
+        self.assertRaises(errors.NotFound, facts.gather, self.source,
+                          self.dest, 'db')
+        self.assertRaises(errors.NotFound, facts.gather, self.source,
+                          self.dest, 'OpaqueRef:no-such-vm')

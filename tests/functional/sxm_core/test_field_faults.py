@@ -10,7 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The core's migrate and move_vdi under what the field does to XAPI.
+"""The core's migrations and VDI moves under what the field does to XAPI.
 
 A toolstack restart of either pool mid-copy, a pool master that moves, SM
 failing SR.scan, xenopsd's Vms_failed_to_cooperate at the end, a
@@ -23,7 +23,7 @@ both; the guest's bytes are exact either way.
 import threading
 
 from sxm_core import errors
-from sxm_core import migrate
+from sxm_core import volumes
 from tests.functional import simhelpers
 from tests.functional.sxm_core import base
 from tests.functional.sxm_core import test_migrate
@@ -147,9 +147,9 @@ class TestToolstackRestart(FieldTestCase):
         self.ctl.configure(bandwidth=2 * MiB)
         vm, vdis = self.volume_vm()
         lvm = self.sr_named(LVM)
-        m = self.migrator(cross_pool=False)
+        m = self.mover()
         outcome = self.in_background(
-            m.move_vdi, self.api.VDI.get_uuid(vdis['0']), LVM)
+            m.move, self.api.VDI.get_uuid(vdis['0']), LVM)
         self.poll(lambda: self.api.SR.get_VDIs(lvm), what='the copy')
         self.ctl_b.toolstack_restart(pool='pool-a')
         self.finished(outcome)
@@ -180,9 +180,9 @@ class TestToolstackRestart(FieldTestCase):
         vm, vdis = self.volume_vm()
         self.wait_writes(vm)
         old_uuid = self.api.VDI.get_uuid(vdis['0'])
-        m = self.migrator(cross_pool=False)
+        m = self.mover()
         self.ctl.fault_inject('finalize', action='toolstack_restart')
-        moved = m.move_vdi(old_uuid, LVM)
+        moved = m.move(old_uuid, LVM)
         self.fresh_controls()
         # The caller learns where the volume's data is now.
         new = self.vbd_vdis(vm)['0']
@@ -230,12 +230,12 @@ class TestMasterMoves(FieldTestCase):
     def test_source_master_moved_before_a_live_move_vdi(self):
         vm, vdis = self.volume_vm()
         uuid = self.api.VDI.get_uuid(vdis['0'])
-        m = self.migrator(cross_pool=False)
-        m.source.call('pool.get_all')  # a pooled session at host1
+        m = self.mover()
+        m.pool.call('pool.get_all')  # a pooled session at host1
         answer = self.ctl_b.designate_new_master(self.host2(self.api),
                                                  pool='pool-a')
-        moved = m.move_vdi(uuid, LVM)
-        self.assertEqual(answer['url'], m.source.url)
+        moved = m.move(uuid, LVM)
+        self.assertEqual(answer['url'], m.pool.url)
         self.assertTrue(moved.moved)
         self.relogin()
         new = self.api.VDI.get_by_uuid(moved.vdi_uuid)
@@ -284,8 +284,8 @@ class TestFailedToCooperate(FieldTestCase):
         self.wait_writes(vm)
         lvm = self.sr_named(LVM)
         self.ctl.fault_inject('cooperate')
-        m = self.migrator(cross_pool=False)
-        exc = self.assertRaises(errors.XapiFailure, m.move_vdi,
+        m = self.mover()
+        exc = self.assertRaises(errors.XapiFailure, m.move,
                                 self.api.VDI.get_uuid(vdis['0']), LVM)
         self.assertEqual('INTERNAL_ERROR', exc.code)
         self.assertEqual({'0': vdis['0']}, self.vbd_vdis(vm))
@@ -312,11 +312,11 @@ class TestConnectionReset(FieldTestCase):
     def test_live_move_vdi_completes(self):
         vm, vdis = self.volume_vm()
         old_uuid = self.api.VDI.get_uuid(vdis['0'])
-        m = self.migrator(cross_pool=False)
+        m = self.mover()
         self.ctl.fault_inject('connection_reset', times=2)
-        moved = m.move_vdi(old_uuid, LVM)
+        moved = m.move(old_uuid, LVM)
         self.assertEqual([], self.ctl.call('faults'), 'no reset happened')
-        self.assertIsInstance(moved, migrate.volumes.VdiMove)
+        self.assertIsInstance(moved, volumes.VdiMove)
         new = self.api.VDI.get_by_uuid(moved.vdi_uuid)
         self.assertNotEqual(old_uuid, moved.vdi_uuid)
         self.assertEqual({'0': new}, self.vbd_vdis(vm))

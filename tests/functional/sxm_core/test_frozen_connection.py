@@ -26,6 +26,7 @@ from sxm_core import errors
 from sxm_core import fleet
 from sxm_core import migrate
 from sxm_core import sessions
+from sxm_core import slots as slotsmod
 from tests.functional.sxm_core import base
 from tests.functional.sxm_core import cliproc
 from tests.functional.sxm_core import tcpproxy
@@ -83,7 +84,7 @@ class TestFrozenSource(FrozenTestCase):
 
     def test_a_short_freeze_is_survived_and_the_outcome_reported(self):
         migrator = migrate.Migrator(self.proxied_pool(), self.pool('pool-b'),
-                                    slots=migrate.HostSlots(poll=0.01))
+                                    slots=slotsmod.HostSlots(poll=0.01))
         thread, outcome, task, task_uuid = self.start(migrator)
         connections = self.proxy.accepted
         self.proxy.freeze()
@@ -101,7 +102,7 @@ class TestFrozenSource(FrozenTestCase):
     def test_a_lasting_freeze_says_contact_is_lost_naming_the_task(self):
         created_b = self.spy_sessions('pool-b')
         migrator = migrate.Migrator(self.proxied_pool(), self.pool('pool-b'),
-                                    slots=migrate.HostSlots(poll=0.01))
+                                    slots=slotsmod.HostSlots(poll=0.01))
         thread, outcome, task, task_uuid = self.start(migrator)
         self.proxy.freeze()
         frozen_at = time.monotonic()
@@ -114,17 +115,17 @@ class TestFrozenSource(FrozenTestCase):
         self.assertIn("VM 'web'", str(exc))
         self.assertLess(outcome['ended'] - frozen_at, CONTACT_BOUND)
         # The migration runs on in XAPI; its token is still held here.
-        self.assertTrue(migrate.RECEIVE_TOKENS.held(task))
+        self.assertTrue(migrator.leases.held(task))
         self.proxy.thaw()
         source = self.pool('pool-a')
         # It may have ended during the freeze: found by its task's uuid
         # all the same (the client never got to destroy the task).
         info = fleet.find_migration(source, task_uuid)
         self.assertEqual(task, info.task_ref)
-        result = fleet.watch(source, info)
+        result = fleet.watch(source, info, leases=migrator.leases)
         self.assertTrue(result.ok, result.describe())
         # Whoever finds the task finished logs the token out.
-        self.assertFalse(migrate.RECEIVE_TOKENS.held(task))
+        self.assertFalse(migrator.leases.held(task))
         self.assertEqual(set(), set(created_b) & self.sessions('pool-b'))
         new_vm = self.vm_in(self.uuid, self.api_b)
         self.assertEqual(new_vm, result.vm_ref)

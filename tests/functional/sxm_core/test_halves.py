@@ -27,6 +27,7 @@ from sxm_core import errors
 from sxm_core import fleet
 from sxm_core import migrate
 from sxm_core import plan as planmod
+from sxm_core import slots as slotsmod
 from tests.functional.sxm_core import base
 from tests.functional.sxm_core import test_migrate
 from xapi_sim import vmbuild
@@ -60,19 +61,19 @@ class TestOneReceivePerMigration(HalvesTestCase):
         checks = self.count_calls(m.source, 'VM.assert_can_migrate')
         the_plan, problems = m.plan(uuid, tier='same')
         self.assertEqual([], planmod.blocking(problems))
-        receipt = m.receive(the_plan)
-        self.assertNotIn(receipt.token, repr(receipt))
-        self.assertEqual([], m.check(the_plan, receipt))
+        problems, held = m.prepare(the_plan)
+        self.assertEqual([], problems)
+        self.assertNotIn(held.token, repr(held))
         self.ctl.fault_inject('prepare', code='TOO_MANY_STORAGE_MIGRATES',
                               params=['3'], times=1)
         progress = test_migrate.Progress()
-        result = m.migrate(the_plan, progress=progress, receipt=receipt)
+        result = m.migrate(the_plan, progress=progress, lease=held)
         self.assertEqual([], self.ctl.call('faults'),
                          'the TOO_MANY_STORAGE_MIGRATES did not fire')
         self.assertEqual(['refused', 'retry'], [k for k, _ in m.retry_log])
         self.assertEqual(1, len(receives))
         self.assertEqual(1, len(checks))
-        self.assertTrue(receipt.released)
+        self.assertTrue(held.ended)
         # The memory phase is reported, and complete at the end.
         memory = the_plan.vm.memory
         self.assertGreater(memory, 0)
@@ -108,22 +109,22 @@ class TestOneReceivePerMigration(HalvesTestCase):
         self.useFixture(fixtures.MockPatchObject(migrate.planmod,
                                                  'preflight', counted))
         the_plan, _ = m.plan(uuid, tier='same')
-        receipt = m.receive(the_plan)
-        self.assertEqual([], m.check(the_plan, receipt))
-        result = m.migrate(the_plan, receipt=receipt)
+        problems, held = m.prepare(the_plan)
+        self.assertEqual([], problems)
+        result = m.migrate(the_plan, lease=held)
         self.assertEqual(1, len(runs))
         self.stop_and_check(result.vm_ref, ctl=self.ctl_b)
 
-    def test_an_unused_receipt_is_logged_out(self):
+    def test_an_unused_lease_is_logged_out(self):
         vm, vdis = self.make_vm()
         m = self.migrator()
         tokens = self.spy_sessions('pool-b')
         the_plan, _ = m.plan(vm)
-        with m.receive(the_plan) as receipt:
-            self.assertIn(receipt.token, self.sessions('pool-b'))
-        self.assertNotIn(receipt.token, self.sessions('pool-b'))
-        receipt.release()  # twice is harmless
-        self.assertIn(receipt.token, tokens)
+        with m.receive(the_plan) as held:
+            self.assertIn(held.token, self.sessions('pool-b'))
+        self.assertNotIn(held.token, self.sessions('pool-b'))
+        self.assertFalse(held.release())  # twice is harmless
+        self.assertIn(held.token, tokens)
 
 
 class TestTypedOutcomes(HalvesTestCase):
@@ -164,10 +165,10 @@ class TestTypedOutcomes(HalvesTestCase):
 
     def test_a_cancel_while_waiting_for_a_slot(self):
         vm, vdis, uuid = self.writing_vm()
-        slots = migrate.HostSlots(limit=1, cancel_poll=0.01)
+        slots = slotsmod.HostSlots(limit=1, cancel_poll=0.01)
         m = self.migrator(slots=slots)
         the_plan = self.planned(m, uuid, tier='same')
-        host = self.api.host.get_uuid(self.host_a)
+        host = self.host_a  # slots are keyed by the host's ref
         tokens = self.spy_sessions('pool-b')
         cancel = threading.Event()
         cancel.set()
@@ -292,9 +293,9 @@ class TestWatchStop(HalvesTestCase):
             stop.set()
         self.assertRaises(errors.Detached, fleet.watch, watcher_pool, info,
                           progress=progress, stop=stop)
-        # The watch held a session of its own, and logged it out; the
-        # migration goes on.
-        self.assertTrue(seen[0] - pooled)
+        # The watch waited on the pool's idle session (no login of its
+        # own), and left it as it found it; the migration goes on.
+        self.assertEqual(pooled, seen[0])
         self.assertEqual(pooled, watch_sessions())
         self.assertNotIn('error', outcome)
         cancel.set()

@@ -10,7 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Migrator.move_vdi: what it returns, its lock, halted VMs' volumes.
+"""VdiMover.move: what it returns, its lock, halted VMs' volumes.
 
 XAPI refuses VDI.pool_migrate unless the VDI is plugged into a running VM,
 so the core copies the disk, recreates the VM's VBD on the copy and
@@ -27,7 +27,8 @@ import fixtures
 import XenAPI
 
 from sxm_core import errors
-from sxm_core import migrate
+from sxm_core import slots
+from sxm_core import volumes
 from tests.functional.sxm_core import base
 
 MiB = base.MiB
@@ -51,8 +52,8 @@ class TestMoveVdiOfAHaltedVm(base.CoreTestCase):
         image = self.sha256(volume)
         before = self.vdi_set()
 
-        m = self.migrator(cross_pool=False)
-        result = m.move_vdi(old_uuid, LVM)
+        m = self.mover()
+        result = m.move(old_uuid, LVM)
 
         new_uuid = result.vdi_uuid
         self.assertEqual((True, False, ()),
@@ -113,8 +114,8 @@ class TestMoveVdiFailures(base.CoreTestCase):
         self.faults = {}
         pool = self.pool('pool-a',
                          session_factory=base.flaky_factory(self.faults))
-        self.migrator = migrate.Migrator(
-            pool, None, slots=migrate.HostSlots(poll=0.01))
+        self.mover = volumes.VdiMover(
+            pool, slots=slots.HostSlots(poll=0.01))
 
     def volume_of_vm(self):
         vbds = [v for v in self.api.VM.get_VBDs(self.vm)
@@ -128,13 +129,12 @@ class TestMoveVdiFailures(base.CoreTestCase):
         return vdi
 
     def move(self):
-        return self.migrator.move_vdi(self.api.VDI.get_uuid(self.volume),
-                                      LVM)
+        return self.mover.move(self.api.VDI.get_uuid(self.volume), LVM)
 
     def test_the_original_cannot_be_removed(self):
         self.faults['VDI.destroy'] = [
             XenAPI.Failure(['INTERNAL_ERROR', 'backend busy'])]
-        log = self.useFixture(fixtures.FakeLogger(name='sxm_core.migrate'))
+        log = self.useFixture(fixtures.FakeLogger(name='sxm_core.volumes'))
         result = self.move()
         vdi = self.volume_of_vm()
         self.assertEqual(result.vdi_uuid, self.api.VDI.get_uuid(vdi))
@@ -203,8 +203,8 @@ class TestMoveVdiResult(base.CoreTestCase):
         self.calls = CallLog()
         pool = self.pool('pool-a',
                          session_factory=base.flaky_factory(self.calls))
-        self.migrator = migrate.Migrator(
-            pool, None, slots=migrate.HostSlots(poll=0.01))
+        self.mover = volumes.VdiMover(
+            pool, slots=slots.HostSlots(poll=0.01))
 
     def assertFound(self, result):
         vdi = self.api.VDI.get_by_uuid(result.vdi_uuid)
@@ -220,9 +220,9 @@ class TestMoveVdiResult(base.CoreTestCase):
         old_uuid = self.api.VDI.get_uuid(vdis['0'])
         before = self.vdi_set()
 
-        result = self.migrator.move_vdi(old_uuid, self.sr_named(LVM))
+        result = self.mover.move(old_uuid, self.sr_named(LVM))
 
-        self.assertEqual(migrate.volumes.VdiMove(
+        self.assertEqual(volumes.VdiMove(
             result.vdi_uuid, self.sr_uuid(LVM), moved=True, live=True,
             leftovers=()), result)
         self.assertNotEqual(old_uuid, result.vdi_uuid)
@@ -235,8 +235,8 @@ class TestMoveVdiResult(base.CoreTestCase):
         vdi = self.create_vdi(self.sr_named(EXT), 16 * MiB, 'volume')
         self.fill(vdi, 4 * MiB, seed='volume')
         image = self.export_vdi(vdi)
-        result = self.migrator.move_vdi(self.api.VDI.get_uuid(vdi),
-                                        self.sr_uuid(LVM))
+        result = self.mover.move(self.api.VDI.get_uuid(vdi),
+                                 self.sr_uuid(LVM))
         self.assertEqual((self.sr_uuid(LVM), True, False, ()),
                          (result.sr_uuid, result.moved, result.live,
                           result.leftovers))
@@ -248,15 +248,14 @@ class TestMoveVdiResult(base.CoreTestCase):
         vdi_uuid = self.api.VDI.get_uuid(vdi)
         for sr in (EXT, self.sr_uuid(EXT), self.sr_named(EXT)):
             self.assertEqual(
-                migrate.volumes.VdiMove(vdi_uuid, self.sr_uuid(EXT),
-                                        moved=False),
-                self.migrator.move_vdi(vdi_uuid, sr), sr)
+                volumes.VdiMove(vdi_uuid, self.sr_uuid(EXT), moved=False),
+                self.mover.move(vdi_uuid, sr), sr)
 
     def test_the_sr_is_looked_up_not_the_pool_read(self):
         vdi = self.create_vdi(self.sr_named(EXT), 16 * MiB, 'volume')
         for sr in (LVM, self.sr_uuid(EXT), self.sr_named(LVM)):
             del self.calls.calls[:]
-            result = self.migrator.move_vdi(
+            result = self.mover.move(
                 self.api.VDI.get_uuid(vdi), sr)
             vdi = self.assertFound(result)
             whole = [c for c in self.calls.calls if 'get_all' in c]
@@ -264,7 +263,7 @@ class TestMoveVdiResult(base.CoreTestCase):
 
     def test_unknown_sr_ref(self):
         vdi = self.create_vdi(self.sr_named(EXT), 16 * MiB, 'volume')
-        exc = self.assertRaises(errors.NotFound, self.migrator.move_vdi,
+        exc = self.assertRaises(errors.NotFound, self.mover.move,
                                 self.api.VDI.get_uuid(vdi),
                                 'OpaqueRef:no-such-sr')
         self.assertIn("No SR 'OpaqueRef:no-such-sr'", str(exc))
@@ -283,20 +282,20 @@ class TestOneMoveAtATime(base.CoreTestCase):
         self.uuid = self.api.VDI.get_uuid(self.volume)
         self.before = self.vdi_set()
 
-    def migrator(self, lock_path=None):
-        return migrate.Migrator(
-            self.pool('pool-a'), None,
-            slots=migrate.HostSlots(poll=0.01, lock_path=lock_path))
+    def mover(self, lock_path=None):
+        return volumes.VdiMover(
+            self.pool('pool-a'),
+            slots=slots.HostSlots(poll=0.01, lock_path=lock_path))
 
     def race(self, movers, key):
-        """Run one move per Migrator of ``movers`` at once."""
+        """Run one move per VdiMover of ``movers`` at once."""
         outcomes = [None] * len(movers)
         go = threading.Barrier(len(movers))
 
         def run(i, m):
             go.wait()
             try:
-                outcomes[i] = m.move_vdi(self.uuid, LVM, lock_key=key)
+                outcomes[i] = m.move(self.uuid, LVM, lock_key=key)
             except errors.SxmError as exc:
                 outcomes[i] = exc
         threads = [threading.Thread(target=run, args=(i, m))
@@ -310,7 +309,7 @@ class TestOneMoveAtATime(base.CoreTestCase):
 
     def assertOneMoved(self, outcomes):
         moves = [o for o in outcomes
-                 if isinstance(o, migrate.volumes.VdiMove)]
+                 if isinstance(o, volumes.VdiMove)]
         refused = [o for o in outcomes if isinstance(o, errors.NotFound)]
         self.assertEqual((1, len(outcomes) - 1), (len(moves), len(refused)),
                          outcomes)
@@ -326,13 +325,13 @@ class TestOneMoveAtATime(base.CoreTestCase):
                          self.vdi_set())
 
     def test_in_one_process(self):
-        m = self.migrator()
+        m = self.mover()
         self.assertOneMoved(self.race([m, m], key=self.uuid))
 
     def test_across_migrators_with_a_lock_path(self):
         path = self.useFixture(fixtures.TempDir()).path
         self.assertOneMoved(self.race(
-            [self.migrator(path), self.migrator(path)], key='volume-1'))
+            [self.mover(path), self.mover(path)], key='volume-1'))
 
     def test_a_move_holds_the_volume_lock(self):
         # What a VM start (or a snapshot) of the volume takes to see the
@@ -342,37 +341,37 @@ class TestOneMoveAtATime(base.CoreTestCase):
         def progress(_):
             started.set()
             go.wait(base.DEADLINE)
-        m = self.migrator()
+        m = self.mover()
         outcome = []
-        mover = threading.Thread(target=lambda: outcome.append(m.move_vdi(
+        mover = threading.Thread(target=lambda: outcome.append(m.move(
             self.uuid, LVM, progress=progress, lock_key='volume-1')))
         mover.start()
         self.addCleanup(mover.join, base.DEADLINE)
         self.addCleanup(go.set)
         self.assertTrue(started.wait(base.DEADLINE))
         exc = self.assertRaises(
-            migrate.volumes.VolumeBusy, self._enter,
-            migrate.volumes.volume_lock('volume-1', blocking=False,
-                                        what='start VM web'))
+            volumes.VolumeBusy, self._enter,
+            volumes.volume_lock('volume-1', blocking=False,
+                                what='start VM web'))
         self.assertIn('Cannot start VM web: volume volume-1 is busy',
                       str(exc))
         go.set()
         mover.join(base.DEADLINE)
         self.assertTrue(outcome[0].moved)
-        self._enter(migrate.volumes.volume_lock('volume-1', blocking=False))
+        self._enter(volumes.volume_lock('volume-1', blocking=False))
 
     def test_a_holder_of_the_lock_keeps_moves_out(self):
-        m = self.migrator()
-        with migrate.volumes.volume_lock('volume-1'):
+        m = self.mover()
+        with volumes.volume_lock('volume-1'):
             self.assertEqual(self.volume, self.api.VDI.get_by_uuid(
                 self.uuid))
-            self.assertRaises(migrate.volumes.VolumeBusy, self._enter,
-                              migrate.volumes.volume_lock('volume-1',
-                                                          blocking=False))
+            self.assertRaises(volumes.VolumeBusy, self._enter,
+                              volumes.volume_lock('volume-1',
+                                                  blocking=False))
         # The caller that holds it moves without taking it again.
-        with migrate.volumes.volume_lock('volume-1'):
-            result = m.move_vdi(self.uuid, LVM, lock_key='volume-1',
-                                lock=False)
+        with volumes.volume_lock('volume-1'):
+            result = m.move(self.uuid, LVM, lock_key='volume-1',
+                            lock=False)
         self.assertTrue(result.moved)
 
     @staticmethod

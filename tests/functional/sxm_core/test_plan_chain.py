@@ -17,8 +17,10 @@ copied base: the leaf's physical_utilisation is nearly nothing, yet the
 disk still holds all its data, and the next plan must say so.
 """
 
+from sxm_core.cli import formats
 from sxm_core import migrate
 from sxm_core import plan as planmod
+from sxm_core import slots as slotsmod
 from tests.functional.sxm_core import base
 
 MiB = base.MiB
@@ -41,7 +43,7 @@ class TestPlanAfterRoundTrip(base.CoreTestCase):
         self.assertEqual(32 * MiB, first.bytes_to_move)
         there.migrate(first)
         back = migrate.Migrator(self.pool('pool-b'), self.pool('pool-a'),
-                                slots=migrate.HostSlots(poll=0.01))
+                                slots=slotsmod.HostSlots(poll=0.01))
         back_plan, problems = back.plan(uuid)
         self.assertEqual([], planmod.blocking(problems))
         (step,) = back_plan.disks
@@ -54,7 +56,7 @@ class TestPlanAfterRoundTrip(base.CoreTestCase):
                          (step.bytes_to_copy, step.bytes_needed))
         self.assertEqual(32 * MiB, again.bytes_to_move)
         self.assertIn('To move: 32.0 MiB',
-                      planmod.format_plan(again, problems))
+                      formats.format_plan(again, problems))
         # The space check counts it too.
         small, problems = self.migrator().plan(uuid, sr='small')
         (problem,) = planmod.blocking(problems)

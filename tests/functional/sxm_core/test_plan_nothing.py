@@ -12,6 +12,7 @@
 
 """In-pool plans that move nothing, and plans naming an unknown SR."""
 
+from sxm_core.cli import formats
 from sxm_core import plan as planmod
 from tests.functional.sxm_core import base
 
@@ -30,7 +31,7 @@ class TestPlanReport(base.CoreTestCase):
         self.assertTrue(the_plan.nothing_to_move)
         # Neither the local preflight nor XAPI object: plan exits 0.
         self.assertEqual([], planmod.blocking(migrator.check(the_plan)))
-        text = planmod.format_plan(the_plan, problems)
+        text = formats.format_plan(the_plan, problems)
         self.assertIn("Nothing to move: every disk of VM 'web' (%s) "
                       'already is on its destination SR.' % self.uuid,
                       text)
@@ -42,7 +43,7 @@ class TestPlanReport(base.CoreTestCase):
         (problem,) = planmod.blocking(problems)
         self.assertIn("No SR 'x' in pool pool-b", problem.message)
         self.assertIn("disk 1 'web-data'", problem.message)
-        text = planmod.format_plan(the_plan, problems)
+        text = formats.format_plan(the_plan, problems)
         (row,) = [line for line in text.splitlines()
                   if line.startswith('1 web-data')]
         self.assertEqual(['1', 'web-data', '16.0', 'MiB', 'Local',

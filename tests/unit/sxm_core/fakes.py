@@ -63,7 +63,7 @@ class FakeXapi(object):
         self._outcome(self.login_script, None)
         # Unique across tests, as XAPI's are: the secret registry is
         # process-wide.
-        session.handle = 'OpaqueRef:session-%d-%s' % (n, uuid.uuid4())
+        session._session = 'OpaqueRef:session-%d-%s' % (n, uuid.uuid4())
         with self.lock:
             self.live.add(session.handle)
 
@@ -99,9 +99,13 @@ class FakeSession(object):
     def __init__(self, net, url):
         self.net = net
         self.url = url
-        self.handle = None
+        self._session = None    # where XenAPI.Session keeps its handle
         self.closed = False
         self.logged_out = False
+
+    @property
+    def handle(self):
+        return self._session
 
     def login_with_password(self, *args):
         self.net.login(self, args)

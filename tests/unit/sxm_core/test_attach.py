@@ -16,6 +16,7 @@
 import testtools
 
 from sxm_core import attach
+from sxm_core import errors
 
 POOL = 'a1b2c3d4-0000-4000-8000-000000000001'
 
@@ -71,3 +72,55 @@ class TestConnectionInfo(testtools.TestCase):
         for connector in (None, {}, {'host': 'cinder-volume-1'}):
             got = self.info(sr(), connector)
             self.assertNotIn('introduce', got['data'])
+
+    def test_refusal_is_a_core_error(self):
+        exc = self.assertRaises(
+            attach.CrossPoolRefused, self.info,
+            sr(type='lvm', shared=False), {'xapi_pool_uuid': 'other-pool'})
+        self.assertIsInstance(exc, errors.SxmError)
+
+
+class TestConsumerSide(testtools.TestCase):
+    """What the compute side decides from the connection info alone."""
+
+    def data(self, consumer, **fields):
+        info = attach.connection_info('vol-1', 'vdi-1', sr(**fields), POOL,
+                                      {'xapi_pool_uuid': consumer},
+                                      {'server': 'nfs'})
+        return attach.volume_data(info)
+
+    def test_volume_data_only_for_xensm(self):
+        self.assertIsNone(attach.volume_data({'driver_volume_type': 'iscsi',
+                                              'data': {}}))
+        self.assertIsNone(attach.volume_data(None))
+        self.assertEqual('vdi-1', self.data(POOL)['vdi_uuid'])
+
+    def test_shared_sr_of_another_pool_can_be_introduced(self):
+        self.assertIsNone(attach.check_introducible(
+            'vol-1', self.data('pool-b'), 'pool-b'))
+
+    def test_info_made_for_another_consumer_is_refused(self):
+        # Handed out to a consumer of the volume's own pool, used in
+        # another: no introduce data, the SR is local.
+        data = self.data(POOL, type='lvmoiscsi', shared=False)
+        exc = self.assertRaises(attach.CrossPoolRefused,
+                                attach.check_introducible, 'vol-1', data,
+                                'pool-b')
+        for part in ('vol-1', 'sr-uuid-1', 'lvmoiscsi', POOL, 'pool-b',
+                     'shared tier'):
+            self.assertIn(part, str(exc))
+
+    def test_sr_gone_from_its_own_pool_is_not_found(self):
+        self.assertRaises(errors.NotFound, attach.check_introducible,
+                          'vol-1', self.data(POOL), POOL)
+
+    def test_refusal_for_a_migration(self):
+        local = self.data(POOL, type='lvm', shared=False)
+        self.assertIsNone(attach.refusal('vol-1', local, POOL))
+        self.assertIsNone(attach.refusal('vol-1', local, 'pool-b',
+                                         knows_sr=True))
+        self.assertIsNone(attach.refusal('vol-1', self.data(POOL),
+                                         'pool-b'))
+        why = attach.refusal('vol-1', local, 'pool-b')
+        self.assertIsInstance(why, attach.CrossPoolRefused)
+        self.assertIn('local to XAPI pool %s' % POOL, str(why))

@@ -10,13 +10,9 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""migrate: HostSlots with threads, and the pure helpers of the Migrator."""
+"""migrate: the pure helpers of the Migrator."""
 
 import dataclasses
-import subprocess
-import sys
-import threading
-import time
 
 import fixtures
 import testtools
@@ -25,160 +21,9 @@ from sxm_core import errors
 from sxm_core import migrate
 from sxm_core import plan as planmod
 from sxm_core import sessions
+from sxm_core import slots as slotsmod
 from tests.unit.sxm_core import factories as f
 from tests.unit.sxm_core import fakes
-
-# Generous: these waits normally take milliseconds.
-DEADLINE = 10.0
-
-HOLD_IN_ANOTHER_PROCESS = """
-import sys
-from sxm_core import migrate
-slots = migrate.HostSlots(limit=1, lock_path=sys.argv[1])
-with slots.acquire('host-1'):
-    print('held', flush=True)
-    sys.stdin.readline()
-"""
-
-
-class Holders(object):
-    """Threads that take a slot, note it, and hold it until released."""
-
-    def __init__(self, slots):
-        self.slots = slots
-        self.lock = threading.Lock()
-        self.holding = {}           # host -> count now
-        self.peak = {}              # host -> highest count seen
-        self.entered = threading.Semaphore(0)
-        self.release = threading.Event()
-        self.errors = []
-        self.threads = []
-
-    def start(self, host, cancel=None):
-        def run():
-            try:
-                with self.slots.acquire(host, cancel):
-                    with self.lock:
-                        now = self.holding.get(host, 0) + 1
-                        self.holding[host] = now
-                        self.peak[host] = max(self.peak.get(host, 0), now)
-                    self.entered.release()
-                    self.release.wait(DEADLINE)
-                    with self.lock:
-                        self.holding[host] -= 1
-            except Exception as exc:
-                self.errors.append(exc)
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        self.threads.append(thread)
-        return thread
-
-    def wait_entered(self, n):
-        for _ in range(n):
-            if not self.entered.acquire(timeout=DEADLINE):
-                raise AssertionError('a holder did not get its slot')
-
-    def join(self):
-        self.release.set()
-        for t in self.threads:
-            t.join(DEADLINE)
-
-
-class TestHostSlots(testtools.TestCase):
-
-    def holders(self, slots):
-        h = Holders(slots)
-        self.addCleanup(h.join)
-        return h
-
-    def assertTwoAtATime(self, slots, count, pause):
-        """``count`` holders on one host of ``slots`` (limit 2).
-
-        Two get in and stay the only ones for ``pause`` seconds; once
-        released, the rest get in, never more than two at a time, and
-        nobody fails.
-        """
-        h = self.holders(slots)
-        for _ in range(count):
-            h.start('host-1')
-        h.wait_entered(2)
-        time.sleep(pause)
-        self.assertEqual(2, h.holding['host-1'])
-        h.release.set()
-        h.wait_entered(count - 2)
-        h.join()
-        self.assertEqual(2, h.peak['host-1'])
-        self.assertEqual([], h.errors)
-
-    def test_at_most_limit_holders_per_host(self):
-        self.assertTwoAtATime(migrate.HostSlots(limit=2, poll=0.005), 5, 0.1)
-
-    def test_separate_hosts_do_not_block_each_other(self):
-        h = self.holders(migrate.HostSlots(limit=1, poll=0.005))
-        h.start('host-1')
-        h.wait_entered(1)
-        waiting = h.start('host-1')
-        started = time.monotonic()
-        h.start('host-2')
-        h.wait_entered(1)
-        self.assertLess(time.monotonic() - started, 1.0)
-        self.assertEqual({'host-1': 1, 'host-2': 1}, h.holding)
-        self.assertTrue(waiting.is_alive())
-        h.join()
-        self.assertEqual({'host-1': 1, 'host-2': 1}, h.peak)
-
-    def test_a_released_slot_is_reused(self):
-        slots = migrate.HostSlots(limit=1, poll=0.005)
-        for _ in range(3):
-            with slots.acquire('host-1'):
-                pass
-        with slots.acquire('host-1'):
-            h = self.holders(slots)
-            h.start('host-1')
-            time.sleep(0.05)
-            self.assertEqual({}, h.holding)
-        h.wait_entered(1)
-
-    def test_a_failure_inside_releases_the_slot(self):
-        slots = migrate.HostSlots(limit=1, poll=0.005)
-
-        def fail():
-            with slots.acquire('host-1'):
-                raise errors.SxmError('migration failed')
-        self.assertRaises(errors.SxmError, fail)
-        h = self.holders(slots)
-        h.start('host-1')
-        h.wait_entered(1)
-
-    def test_cancel_while_waiting(self):
-        slots = migrate.HostSlots(limit=1, poll=0.005)
-        cancel = threading.Event()
-        with slots.acquire('host-1'):
-            h = self.holders(slots)
-            h.start('host-1', cancel)
-            time.sleep(0.05)
-            cancel.set()
-            h.threads[0].join(DEADLINE)
-        self.assertEqual(1, len(h.errors))
-        self.assertIn('Cancelled while waiting', str(h.errors[0]))
-
-    def test_instances_do_not_share_slots(self):
-        one = migrate.HostSlots(limit=1, poll=0.005)
-        two = migrate.HostSlots(limit=1, poll=0.005)
-        with one.acquire('host-1'):
-            h = self.holders(two)
-            h.start('host-1')
-            h.wait_entered(1)
-
-    def test_with_a_lock_path(self):
-        path = self.useFixture(fixtures.TempDir()).path
-        self.assertTwoAtATime(
-            migrate.HostSlots(limit=2, lock_path=path, poll=0.005), 4, 0.05)
-
-    def test_limit_is_what_xapi_allows(self):
-        for bad in (0, 4):
-            self.assertRaises(ValueError, migrate.HostSlots, limit=bad)
-        migrate.HostSlots(limit=3)
 
 
 class TestHelpers(testtools.TestCase):
@@ -241,13 +86,13 @@ class TestTimeoutCountsMemory(testtools.TestCase):
         self.assertEqual([], planmod.preflight(the_plan))
         m = migrate.Migrator(self.pool, seconds_per_gib=100,
                              minimum_timeout=60,
-                             slots=migrate.HostSlots(poll=0.005))
+                             slots=slotsmod.HostSlots(poll=0.005))
         self.assertEqual(60 + 100 * 3, m.timeout_for(3 * f.GiB))
         # What the destination answers afterwards: nothing left over, the
         # VM where planned.
         self.net.script['host.migrate_receive'] = [{}]
-        self.net.script['SR.get_VDIs'] = [[], []]
-        self.net.script['VM.get_VBDs'] = [[]]
+        self.net.script['VDI.get_all_records_where'] = [{}]
+        self.net.script['VBD.get_all_records_where'] = [{}]
         self.net.script['VM.get_record'] = [{
             'power_state': 'Running', 'resident_on': self.w.host_a.ref,
             'VBDs': []}]
@@ -262,10 +107,10 @@ class TestTimeoutCountsMemory(testtools.TestCase):
         the_plan = planmod.build_plan(vm, self.w.a, self.w.b)
         m = migrate.Migrator(self.pool, seconds_per_gib=1024,
                              minimum_timeout=10,
-                             slots=migrate.HostSlots(poll=0.005))
+                             slots=slotsmod.HostSlots(poll=0.005))
         self.net.script['host.migrate_receive'] = [{}]
-        self.net.script['SR.get_VDIs'] = [[]]
-        self.net.script['VM.get_VBDs'] = [[]]
+        self.net.script['VDI.get_all_records_where'] = [{}]
+        self.net.script['VBD.get_all_records_where'] = [{}]
         self.net.script['VM.get_record'] = [{
             'power_state': 'Running', 'resident_on': self.w.host_b.ref,
             'VBDs': []}]
@@ -273,61 +118,6 @@ class TestTimeoutCountsMemory(testtools.TestCase):
         (_, watch), = self.watches
         # 1 GiB of memory and 36 MiB of disks, at 1 s per MiB.
         self.assertEqual(10 + 1024 + 36, watch.timeout)
-
-
-class TestSlotsWake(testtools.TestCase):
-    """A waiter wakes when a slot is released, not at its next poll."""
-
-    def holders(self, slots):
-        h = Holders(slots)
-        self.addCleanup(h.join)
-        return h
-
-    def test_a_release_in_this_process_wakes_a_waiter(self):
-        # Polls an hour apart: only the release's notification can wake
-        # the waiter within the test's deadline.
-        slots = migrate.HostSlots(limit=1, poll=3600, cancel_poll=3600)
-        first = self.holders(slots)
-        first.start('host-1')
-        first.wait_entered(1)
-        second = self.holders(slots)
-        waiting = second.start('host-1', threading.Event())
-        time.sleep(0.05)
-        self.assertEqual({}, second.holding)
-        first.release.set()
-        second.wait_entered(1)
-        self.assertEqual({'host-1': 1}, second.holding)
-        second.release.set()
-        waiting.join(DEADLINE)
-        self.assertEqual([], first.errors + second.errors)
-
-    def test_other_processes_releases_are_polled(self):
-        # Another process holds the only slot: its release notifies
-        # nobody here, the bounded poll finds the slot free.
-        path = self.useFixture(fixtures.TempDir()).path
-        other = subprocess.Popen(
-            [sys.executable, '-c', HOLD_IN_ANOTHER_PROCESS, path],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.addCleanup(other.wait, DEADLINE)
-        self.addCleanup(other.kill)
-        self.assertEqual('held\n', other.stdout.readline())
-        h = self.holders(migrate.HostSlots(limit=1, lock_path=path,
-                                           poll=0.01))
-        h.start('host-1')
-        time.sleep(0.1)
-        self.assertEqual({}, h.holding)
-        other.stdin.write('release\n')
-        other.stdin.flush()
-        h.wait_entered(1)
-        self.assertEqual({'host-1': 1}, h.holding)
-
-    def test_one_object_per_process_by_default(self):
-        self.assertIs(migrate.shared_slots(), migrate.shared_slots())
-        self.assertIsNot(migrate.shared_slots(2), migrate.shared_slots(1))
-        m1 = migrate.Migrator(source=object())
-        m2 = migrate.Migrator(source=object())
-        self.assertIs(m1.slots, m2.slots)
-        self.assertIs(migrate.shared_slots(), m1.slots)
 
 
 class TestProgressOf(testtools.TestCase):

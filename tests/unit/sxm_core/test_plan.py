@@ -10,12 +10,16 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""plan.build_plan and plan.preflight over hand-made facts: pure, no XAPI."""
+"""plan.build_plan and plan.preflight over hand-made facts: pure, no XAPI.
+
+And the plan as the ``sxm`` command shows it (``sxm_core.cli.formats``).
+"""
 
 import dataclasses
 
 import testtools
 
+from sxm_core.cli import formats
 from sxm_core import constants
 from sxm_core import plan as planmod
 from tests.unit.sxm_core import factories as f
@@ -150,7 +154,7 @@ class TestChooseSR(PlanTestCase):
         self.assertIn(self.w.data.label(), problems[0].message)
         step = by_device(the_plan)['1']
         self.assertIsNone(step.dest_sr)
-        row = [line for line in planmod.format_plan(
+        row = [line for line in formats.format_plan(
             the_plan, problems).splitlines() if line.startswith('1 data')]
         self.assertEqual(1, len(row))
         self.assertIn("unknown SR 'x'", row[0])
@@ -629,7 +633,7 @@ class TestFormat(PlanTestCase):
         the_plan = self.plan(tier='same')
         problems = [planmod.Problem('x', 'it is broken'),
                     planmod.Problem('y', 'fyi', blocking=False)]
-        text = planmod.format_plan(the_plan, problems)
+        text = formats.format_plan(the_plan, problems)
         self.assertIn('Live cross-pool migration', text)
         self.assertIn(self.w.vm.uuid, text)
         self.assertIn('0 system', text)
@@ -645,7 +649,7 @@ class TestFormat(PlanTestCase):
         gold = f.sr('goldb', 'gold', 'lvmoiscsi', hosts=[self.w.host_b.ref])
         the_plan = self.plan(dest=self.w.with_srs(self.w.b, gold),
                              sr='gold')
-        text = planmod.format_plan(the_plan)
+        text = formats.format_plan(the_plan)
         self.assertIn('gold (lvmoiscsi)', text)
         self.assertIn('Local storage (ext)  ', text)
         self.assertNotIn('(ext) (ext)', text)
@@ -659,7 +663,7 @@ class TestNothingToMove(PlanTestCase):
         self.assertTrue(the_plan.nothing_to_move)
         self.assertEqual(0, the_plan.bytes_to_move)
         self.assertEqual([], self.problems(the_plan))
-        text = planmod.format_plan(the_plan, self.problems(the_plan))
+        text = formats.format_plan(the_plan, self.problems(the_plan))
         self.assertIn('Nothing to move: every disk of %s already is on '
                       'its destination SR.' % self.w.vm.label(), text)
         self.assertNotIn('space needed', text)
@@ -670,13 +674,13 @@ class TestNothingToMove(PlanTestCase):
         the_plan = self.plan(vm=vm, dest=self.w.a)
         self.assertTrue(the_plan.nothing_to_move)
         self.assertIn('Nothing to move: %s has no disk.' % vm.label(),
-                      planmod.format_plan(the_plan))
+                      formats.format_plan(the_plan))
 
     def test_one_disk_moving_is_something(self):
         the_plan = self.plan(dest=self.w.a, sr_map={
             '0': 'Local storage (ext)', '1': 'Local storage (ext)'})
         self.assertFalse(the_plan.nothing_to_move)
-        self.assertIn('To move: 32.0 MiB', planmod.format_plan(the_plan))
+        self.assertIn('To move: 32.0 MiB', formats.format_plan(the_plan))
 
     def test_cross_pool_always_moves_the_vm(self):
         vm = dataclasses.replace(self.w.vm, disks=())

@@ -482,6 +482,107 @@ class TestPrivateSession(SessionsTestCase):
         self.assertEqual(set(), self.net.live)
 
 
+class TestWaitSession(SessionsTestCase):
+    """A waiter blocks on an idle pooled session rather than log in."""
+
+    def test_borrows_the_idle_session_and_gives_it_back(self):
+        pool = self.pool(maxsize=4)
+        pool.call('VM.get_all')
+        (pooled,) = self.net.live
+        with pool.wait_session() as waiter:
+            self.assertEqual(pooled, waiter.handle)
+            waiter.call('event_from', ['task'], '', 5.0)
+            # Other callers get another session meanwhile.
+            pool.call('host.get_all')
+        self.assertEqual(2, len(self.net.logins))
+        self.assertEqual(0, self.net.count('session.logout'))
+        with pool.session() as again:
+            self.assertIn(again.handle, self.net.live)
+
+    def test_one_waiter_at_a_time_borrows(self):
+        pool = self.pool(maxsize=4)
+        pool.call('VM.get_all')
+        with pool.wait_session() as first:
+            with pool.wait_session() as second:
+                self.assertNotEqual(first.handle, second.handle)
+                private = second.handle
+            self.assertNotIn(private, self.net.live)
+        with pool.wait_session() as third:
+            self.assertEqual(first.handle, third.handle)
+
+    def test_without_an_idle_session_it_logs_in_privately(self):
+        pool = self.pool(maxsize=4)
+        with pool.wait_session() as waiter:
+            handle = waiter.handle
+        self.assertEqual(1, len(self.net.logins))
+        self.assertNotIn(handle, self.net.live)
+        self.assertTrue(waiter.raw.logged_out)
+
+    def test_the_only_session_of_a_pool_is_never_lent(self):
+        pool = self.pool(maxsize=1, block=False)
+        pool.call('VM.get_all')
+        (pooled,) = self.net.live
+        with pool.wait_session() as waiter:
+            self.assertNotEqual(pooled, waiter.handle)
+            # The pool's callers are not starved by the wait.
+            self.assertEqual('value of host.get_all',
+                             pool.call('host.get_all'))
+
+    def test_a_broken_connection_discards_the_borrowed_session(self):
+        pool = self.pool(maxsize=4)
+        pool.call('VM.get_all')
+        self.net.script['event_from'] = [
+            ConnectionResetError('reset by peer')]
+
+        def wait():
+            with pool.wait_session() as waiter:
+                waiter.call('event_from', ['task'], '', 5.0)
+        self.assertRaises(errors.ConnectionFailed, wait)
+        (broken,) = self.net.sessions
+        self.assertTrue(broken.closed)
+        # Logged out, as a private wait's session would be.
+        self.assertTrue(broken.logged_out)
+        self.assertEqual(set(), self.net.live)
+        pool.call('VM.get_all')
+        self.assertEqual(2, len(self.net.logins))
+
+    def test_an_interrupted_wait_leaves_no_login(self):
+        pool = self.pool(maxsize=4)
+        pool.call('VM.get_all')
+
+        def wait():
+            with pool.wait_session():
+                raise KeyboardInterrupt()
+        self.assertRaises(KeyboardInterrupt, wait)
+        self.assertEqual(set(), self.net.live)
+
+
+class TestTokenSession(SessionsTestCase):
+    """Calls on a session another party logged in (migrate_receive's)."""
+
+    def test_calls_with_the_token_without_login_or_logout(self):
+        pool = self.pool()
+        token = 'OpaqueRef:token-%s' % uuid.uuid4()
+        with pool.token_session(token) as x:
+            self.assertEqual('value of VM.get_record',
+                             x.VM.get_record('OpaqueRef:vm'))
+        self.assertEqual([(token, 'VM.get_record', ('OpaqueRef:vm',))],
+                         self.net.calls)
+        self.assertEqual([], self.net.logins)
+        self.assertTrue(self.net.sessions[0].closed)
+
+    def test_a_token_gone_is_session_invalid(self):
+        pool = self.pool()
+        self.net.script['VM.get_record'] = [
+            xmlrpc.client.Fault(401, 'You must log in')]
+
+        def read():
+            with pool.token_session('OpaqueRef:gone') as x:
+                x.VM.get_record('OpaqueRef:vm')
+        self.assertRaises(errors.SessionInvalid, read)
+        self.assertEqual([], self.net.logins)
+
+
 class TestSecretsOfThePool(SessionsTestCase):
 
     def test_closing_twice_keeps_a_shared_password_secret(self):

@@ -19,6 +19,7 @@ import tempfile
 import testtools
 
 from nova_sxm.virt import images
+from sxm_core import vhd
 
 MiB = 1 << 20
 BLOCK = 2 * MiB
@@ -26,21 +27,22 @@ BLOCK = 2 * MiB
 
 def dynamic_vhd(size, blocks):
     """A dynamic VHD of ``size`` bytes with ``blocks`` {index: bytes}."""
-    footer = bytearray(images.fixed_footer(size))
+    footer = bytearray(vhd.footer(size, vhd.DISK_FIXED))
     struct.pack_into('>Q', footer, 16, 512)             # data offset
-    struct.pack_into('>I', footer, 60, images.DISK_DYNAMIC)
-    struct.pack_into('>i', footer, 64, 0)
+    struct.pack_into('>I', footer, 60, 3)               # dynamic
+    struct.pack_into('>I', footer, 64, 0)
     checksum = (~sum(footer)) & 0xFFFFFFFF
     struct.pack_into('>I', footer, 64, checksum)
     entries = -(-size // BLOCK)
     table = 512 + 1024
     header = bytearray(1024)
-    header[:8] = images.DYN_COOKIE
+    header[:8] = b'cxsparse'
     struct.pack_into('>QQIII', header, 8, 0xFFFFFFFFFFFFFFFF, table,
                      0x00010000, entries, BLOCK)
+    struct.pack_into('>I', header, 36, (~sum(header)) & 0xFFFFFFFF)
     bat_bytes = -(-entries * 4 // 512) * 512
     data_start = (table + bat_bytes) // 512
-    bat = [images.UNUSED] * entries
+    bat = [0xFFFFFFFF] * entries
     body = bytearray()
     bitmap = 512  # 2 MiB block: 4096 sectors -> 512 bytes of bitmap
     for index, content in sorted(blocks.items()):
@@ -64,16 +66,10 @@ class VhdTest(testtools.TestCase):
 
     def test_fixed_round_trip(self):
         raw = os.urandom(3 * MiB + 512)
-        size, back = self.convert(raw + images.fixed_footer(len(raw)))
+        size, back = self.convert(raw + vhd.footer(len(raw),
+                                                   vhd.DISK_FIXED))
         self.assertEqual(len(raw), size)
         self.assertEqual(raw, back)
-
-    def test_footer_checksum(self):
-        footer = bytearray(images.fixed_footer(MiB))
-        stored = struct.unpack_from('>I', footer, 64)[0]
-        struct.pack_into('>I', footer, 64, 0)
-        self.assertEqual((~sum(footer)) & 0xFFFFFFFF, stored)
-        self.assertEqual(b'conectix', bytes(footer[:8]))
 
     def test_dynamic_holes_read_as_zeros(self):
         one = os.urandom(BLOCK)
@@ -90,8 +86,10 @@ class VhdTest(testtools.TestCase):
         self.assertRaises(images.BadImage, self.convert, b'\1' * 4096)
 
     def test_differencing_refused(self):
-        footer = bytearray(images.fixed_footer(MiB))
-        struct.pack_into('>I', footer, 60, images.DISK_DIFF)
+        footer = bytearray(vhd.footer(MiB))
+        struct.pack_into('>I', footer, 60, 4)         # differencing
+        struct.pack_into('>I', footer, 64, 0)
+        struct.pack_into('>I', footer, 64, (~sum(footer)) & 0xFFFFFFFF)
         exc = self.assertRaises(images.BadImage, self.convert,
                                 bytes(MiB) + bytes(footer))
         self.assertIn('differencing', str(exc))

@@ -58,4 +58,4 @@ class SharedSlotsTest(testtools.TestCase):
             pass
 
     def test_limit_comes_from_the_option(self):
-        self.assertEqual(1, self.connection().slots.limit)
+        self.assertEqual(1, self.connection().migrator().slots.limit)

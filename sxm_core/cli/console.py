@@ -10,24 +10,28 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""What the ``sxm`` CLI shows: results, errors, progress, log lines.
+"""The ``sxm`` command's streams: results, errors, progress, log lines.
 
 Results (plan tables, summaries, JSON) go to stdout; errors, log lines and
 progress to stderr, so that ``sxm ... > file`` keeps only results. Every
 line goes through ``tqdm.write``, which clears the progress bars first and
 redraws them after, so a log line never glues to a bar. Bars are drawn
 only on a terminal; elsewhere progress is a plain line per phase or disk
-and per tenth of the bytes, and ``--quiet`` shows none.
+and per tenth of the bytes, and ``--quiet`` shows none. What the lines
+say is in ``sxm_core.cli.formats``.
 """
 
 import json
 import logging
 import sys
 import threading
+import time
 
 import tqdm
 
-from sxm_core import plan as planmod
+from sxm_core.cli import formats
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 
 
 class Console(object):
@@ -76,6 +80,16 @@ class Console(object):
 
     def plan_bar(self, the_plan, label='', position=None):
         return PlanBar(self, the_plan, label, position)
+
+
+def fail(console, status, message, **extra):
+    """Report an error (stderr, and stdout as JSON with --json)."""
+    console.error(message)
+    if console.as_json:
+        doc = {'error': str(message), 'exit': status}
+        doc.update(extra)
+        console.json(doc)
+    return status
 
 
 class Bar(object):
@@ -141,7 +155,7 @@ class Bar(object):
             return '%s %3d%%' % (head or 'progress', 100 * done // self.total)
         return '%s %3d%% (%s of %s)' % (
             head or 'progress', 100 * done // self.total,
-            planmod.human_bytes(done), planmod.human_bytes(self.total))
+            formats.human_bytes(done), formats.human_bytes(self.total))
 
     def close(self):
         with self._lock:
@@ -156,102 +170,53 @@ class PlanBar(Bar):
     """A Bar over a plan's bytes fed with ``migrate.Progress``."""
 
     def __init__(self, console, the_plan, label='', position=None):
-        self.plan = the_plan
         super().__init__(console, the_plan.bytes_to_move, label, position)
 
     def __call__(self, progress):
-        self.progress(progress)
-
-    def progress(self, progress):
-        self.update(progress.bytes_done, describe(progress))
+        self.update(progress.bytes_done, formats.describe(progress))
 
 
-def describe(progress):
-    """'mirror disk 1', 'memory', 'done' for a ``migrate.Progress``."""
-    if progress.disk is not None:
-        disk = progress.disk.disk
-        return '%s disk %s' % (progress.phase, disk.userdevice or disk.name)
-    return progress.phase
+class DrainView(object):
+    """A drain's progress (one bar per VM on a terminal) and outcomes."""
 
+    def __init__(self, console, names):
+        self.console = console
+        self.position = {name: i for i, name in enumerate(names)}
+        self.bars = {}
+        self.started = {}
+        self.ended = {}
+        self.lock = threading.Lock()
 
-def summary(the_plan, result):
-    lines = ['Migrated %s to pool %s in %.1f s (at most %s to move).' % (
-        the_plan.vm.label(), the_plan.dest.name, result.seconds,
-        planmod.human_bytes(result.bytes_planned))]
-    for userdevice, vdi, sr in sorted(result.disks):
-        lines.append('  disk %s: VDI %s on SR %s' % (userdevice, vdi, sr))
-    if result.leftovers_removed:
-        lines.append('  removed leftovers: %s'
-                     % ', '.join(result.leftovers_removed))
-    for warning in result.warnings:
-        lines.append('  WARNING: %s' % warning)
-    return '\n'.join(lines)
+    def progress(self, name, progress):
+        with self.lock:
+            bar = self.bars.get(name)
+            if bar is None:
+                self.started.setdefault(name, time.monotonic())
+                bar = self.bars[name] = self.console.bar(
+                    progress.bytes_total, name,
+                    position=self.position.get(name))
+        bar.update(progress.bytes_done, formats.describe(progress))
 
+    def done(self, name, value):
+        with self.lock:
+            self.ended[name] = time.monotonic()
+            bar = self.bars.get(name)
+        if bar is not None:
+            bar.close()
+        if isinstance(value, Exception):
+            self.console.note('%s: FAILED: %s'
+                              % (name, formats.one_line(value)))
+        else:
+            self.console.note('%s: moved in %.1f s' % (name, value.seconds))
 
-def table(rows):
-    """Lines of a text table; ``rows[0]`` is the header."""
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    out = []
-    for n, row in enumerate(rows):
-        out.append('  '.join(str(c).ljust(w) for c, w in zip(row, widths))
-                   .rstrip())
-        if n == 0:
-            out.append('  '.join('-' * w for w in widths))
-    return out
+    def close(self):
+        for bar in list(self.bars.values()):
+            bar.close()
 
-
-# -- JSON shapes (documented in README.rst, "The sxm command") --------------
-
-def _sr_json(sr):
-    return None if sr is None else {'uuid': sr.uuid, 'name': sr.name,
-                                    'type': sr.type}
-
-
-def plan_json(the_plan, problems):
-    """The plan as a JSON-ready dict: what ``sxm plan --json`` prints."""
-    src = the_plan.source
-    disks = []
-    for step in the_plan.disks + the_plan.snapshot_disks:
-        disk = step.disk
-        disks.append({
-            'userdevice': disk.userdevice, 'name': disk.name,
-            'vdi_uuid': disk.uuid, 'virtual_size': disk.virtual_size,
-            'snapshot': step in the_plan.snapshot_disks,
-            'from_sr': _sr_json(src.sr(disk.sr)),
-            'to_sr': _sr_json(step.dest_sr), 'how': step.kind,
-            'bytes_needed': step.bytes_needed,
-            'bytes_to_copy': step.bytes_to_copy})
-    vifs = []
-    for step in the_plan.vifs:
-        net = src.network(step.vif.network)
-        vifs.append({
-            'device': step.vif.device, 'mac': step.vif.mac,
-            'from_network': net.name if net else step.vif.network,
-            'to_network': (step.dest_network.name if step.dest_network
-                           else None)})
-    return {
-        'vm': {'uuid': the_plan.vm.uuid, 'name': the_plan.vm.name},
-        'source_pool': src.name, 'dest_pool': the_plan.dest.name,
-        'dest_host': (the_plan.dest_host.name if the_plan.dest_host
-                      else None),
-        'cross_pool': the_plan.cross_pool, 'live': the_plan.live,
-        'bytes_to_move': the_plan.bytes_to_move,
-        'disks': disks, 'vifs': vifs,
-        'problems': [{'code': p.code, 'message': p.message,
-                      'blocking': p.blocking} for p in problems],
-        'can_run': not planmod.blocking(problems)}
-
-
-def result_json(the_plan, result):
-    """A finished migration: what ``sxm migrate --json`` prints."""
-    return {
-        'vm_uuid': result.vm_uuid, 'vm_name': the_plan.vm.name,
-        'dest_pool': the_plan.dest.name, 'seconds': round(result.seconds, 3),
-        'bytes_planned': result.bytes_planned,
-        'disks': [{'userdevice': ud, 'vdi_uuid': vdi, 'sr_uuid': sr}
-                  for ud, vdi, sr in sorted(result.disks)],
-        'leftovers_removed': list(result.leftovers_removed),
-        'warnings': list(result.warnings)}
+    def seconds(self, name):
+        if name in self.started and name in self.ended:
+            return self.ended[name] - self.started[name]
+        return None
 
 
 class _TqdmHandler(logging.StreamHandler):

@@ -10,7 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""``sxm demo``: a live cross-pool block migration on the simulator.
+"""``xapi-sim demo``: a live cross-pool block migration on the simulator.
 
 It boots a VM with two disks of different sizes, one on a thick (lvm) SR
 and one on a thin (ext) SR, fills part of each through ``import_raw_vdi``,
@@ -18,16 +18,23 @@ starts a guest that keeps writing to both, migrates the VM live to the
 other pool with the same code path as ``sxm migrate``, and verifies every
 disk byte for byte against the image the guest's writes imply.
 
-This module is the only part of the product that imports ``xapi_sim``.
+It lives beside the simulator because it starts one: the product
+(``sxm_core``, the drivers) never imports ``xapi_sim``.
 """
 
 import random
 import time
-import urllib.request
 
-from sxm_core import cli
-from sxm_core import plan as planmod
+from sxm_core.cli import commands
+from sxm_core.cli import console as consolemod
+from sxm_core.cli import formats
+from sxm_core.cli import pools
+from sxm_core.cli import signals
+from sxm_core import errors
 from sxm_core import sessions
+from sxm_core import transfer
+from xapi_sim import control
+from xapi_sim import sim as simmod
 
 MIB = 1 << 20
 DISKS = (  # userdevice, name, SR type, size, bytes written before boot
@@ -36,6 +43,7 @@ DISKS = (  # userdevice, name, SR type, size, bytes written before boot
 )
 GUEST_RATE = 2 * MIB        # bytes/s per disk, 4 KiB random writes
 BANDWIDTH = 64 * MIB        # the simulated migration network
+human_bytes = formats.human_bytes
 
 
 def _fill(url, session, vdi, nbytes, seed):
@@ -47,18 +55,12 @@ def _fill(url, session, vdi, nbytes, seed):
             n = min(MIB, left)
             yield rng.randbytes(n)
             left -= n
-    req = urllib.request.Request(
-        '%simport_raw_vdi?session_id=%s&vdi=%s&format=raw'
-        % (url, session, vdi), data=chunks(), method='PUT',
-        headers={'Content-Length': str(nbytes)})
-    with urllib.request.urlopen(req, timeout=120) as resp:
-        resp.read()
+    transfer.put(url, session, vdi, chunks(), nbytes, timeout=120)
 
 
 def _utilisation(pool, vm_uuid):
     out = {}
-    with pool.session() as s:
-        x = s.xenapi
+    with pool.session() as x:
         vm = x.VM.get_by_uuid(vm_uuid)
         for vbd in x.VM.get_VBDs(vm):
             vdi = x.VBD.get_VDI(vbd)
@@ -71,8 +73,7 @@ def _utilisation(pool, vm_uuid):
 
 
 def _build_vm(pool, sim_pool):
-    with pool.session() as s:
-        x = s.xenapi
+    with pool.session() as x:
         srs = {rec['type']: ref for ref, rec in
                x.SR.get_all_records().items()}
         memory = str(512 * MIB)
@@ -87,7 +88,7 @@ def _build_vm(pool, sim_pool):
                 'SR': srs[sr_type], 'virtual_size': str(size),
                 'type': 'user', 'name_label': name, 'sharable': False,
                 'read_only': False, 'other_config': {}})
-            _fill(sim_pool.url, s.handle, vdi, fill, seed=int(userdevice))
+            _fill(sim_pool.url, x.handle, vdi, fill, seed=int(userdevice))
             x.VBD.create({'VM': vm, 'VDI': vdi, 'userdevice': userdevice,
                           'mode': 'RW', 'type': 'Disk', 'empty': False,
                           'bootable': userdevice == '0'})
@@ -95,52 +96,58 @@ def _build_vm(pool, sim_pool):
                       'device': '0', 'MTU': '1500', 'MAC': '',
                       'other_config': {}})
         x.VM.start(vm, False, False)
-        return vm, x.VM.get_uuid(vm), s.handle
+        return vm, x.VM.get_uuid(vm), x.handle
+
+
+def main(debug=False, quiet=False, out=None, err=None):
+    """``xapi-sim demo``: run the demo; returns the exit status."""
+    console = consolemod.Console(out, err, quiet=quiet)
+    consolemod.setup_logging(debug, console.err)
+    try:
+        return run(console)
+    except errors.SxmError as exc:
+        return consolemod.fail(console, consolemod.EXIT_FAILED,
+                               'The demo failed: %s' % exc)
 
 
 def run(console):
-    """Run the demo; returns the exit status.
+    """Run the demo, writing to ``console``; returns the exit status.
 
     Ctrl-C while the VM is built stops the demo at once; during the
     migration it cancels the migration (as ``sxm migrate`` does); either
     way the simulator is stopped and its files removed before the exit.
     """
-    from xapi_sim import sim as simmod
-
     started = time.monotonic()
     sim = simmod.Simulator().start()
-    pools = []
-    status = cli.EXIT_FAILED
+    pools_ = []
+    status = consolemod.EXIT_FAILED
     try:
-        status = _run(console, sim, pools, started)
+        status = _run(console, sim, pools_, started)
     except KeyboardInterrupt:
-        status = cli.EXIT_CANCELLED
+        status = consolemod.EXIT_CANCELLED
     finally:
         # A second Ctrl-C must not cut the shutdown short.
-        with cli.SignalGuard():
-            for pool in pools:
+        with signals.SignalGuard():
+            for pool in pools_:
                 pool.close()
             sim.stop()
-    if status == cli.EXIT_CANCELLED:
+    if status == consolemod.EXIT_CANCELLED:
         console.note('Demo cancelled after %.1f s; the simulator is stopped.'
                      % (time.monotonic() - started), always=True)
     return status
 
 
-def _run(console, sim, pools, started):
-    from xapi_sim import control
-    from xapi_sim import sim as simmod
-
+def _run(console, sim, pools_, started):
     out = console.result
     src_sim, dst_sim = sim['pool-a'], sim['pool-b']
     out('XAPI simulator: pool-a at %s, pool-b at %s'
         % (src_sim.url, dst_sim.url))
     source = sessions.SessionPool(src_sim.url, simmod.DEFAULT_USERNAME,
                                   simmod.DEFAULT_PASSWORD)
-    pools.append(source)
+    pools_.append(source)
     dest = sessions.SessionPool(dst_sim.url, simmod.DEFAULT_USERNAME,
                                 simmod.DEFAULT_PASSWORD)
-    pools.append(dest)
+    pools_.append(dest)
     vm, uuid, handle = _build_vm(source, src_sim)
     ctl = control.Control(src_sim.url, handle)
     ctl.configure(bandwidth=BANDWIDTH)
@@ -150,48 +157,40 @@ def _run(console, sim, pools, started):
                            seed=int(userdevice) + 1)
     before = _utilisation(source, uuid)
     out("VM 'demo-vm' runs on pool-a; its guest writes %s/s of "
-        'random 4 KiB blocks to each disk.\n'
-        % planmod.human_bytes(GUEST_RATE))
+        'random 4 KiB blocks to each disk.\n' % human_bytes(GUEST_RATE))
 
-    opts = cli.load_conf()
-    migrator = cli.migrator_for(source, dest, opts)
-    the_plan, problems = migrator.plan(uuid, tier='thin')
-    receipt = None
-    if not planmod.blocking(problems):
-        # The two halves, as the CLI runs them: one migrate_receive.
-        receipt = migrator.receive(the_plan)
-        problems = migrator.check(the_plan, receipt)
-    out(planmod.format_plan(the_plan, problems) + '\n')
-    if planmod.blocking(problems):
-        if receipt is not None:
-            receipt.release()
-        return cli.EXIT_FAILED
+    opts = pools.load_conf()
+    migrator = pools.migrator_for(source, dest, opts)
+    the_plan, _ = migrator.plan(uuid, tier='thin')
+    # As the CLI runs it: one migrate_receive for the check and the move.
+    problems, lease = migrator.prepare(the_plan)
+    out(formats.format_plan(the_plan, problems) + '\n')
+    if lease is None:
+        return consolemod.EXIT_FAILED
     heartbeat_from = time.monotonic()
-    status = cli.run_migration(migrator, the_plan, console, receipt)
+    status = commands.run_migration(migrator, the_plan, console, lease)
     if status:
         return status
 
-    with dest.session() as s:
-        new_vm = s.xenapi.VM.get_by_uuid(uuid)
-        dctl = control.Control(dst_sim.url, s.handle)
+    with dest.session() as x:
+        new_vm = x.VM.get_by_uuid(uuid)
+        dctl = control.Control(dst_sim.url, x.handle)
     stats = dctl.workload_stop(new_vm)
     checks = dctl.guest_check(new_vm)
     log = dctl.migrations()[-1]
     after = _utilisation(dest, uuid)
-    with source.session() as s:
+    with source.session() as x:
         left = [r['name_label'] for r in
-                s.xenapi.VM.get_all_records().values()
-                if r['uuid'] == uuid]
+                x.VM.get_all_records().values() if r['uuid'] == uuid]
     ok = all(c['ok'] for c in checks) and not left
-    _report(out, the_plan, log, stats, checks, before, after, left,
+    _report(out, log, stats, checks, before, after, left,
             time.monotonic() - heartbeat_from)
     out('\nDemo %s in %.1f s.' % ('passed' if ok else 'FAILED',
                                   time.monotonic() - started))
-    return 0 if ok else cli.EXIT_FAILED
+    return consolemod.EXIT_OK if ok else consolemod.EXIT_FAILED
 
 
-def _report(out, the_plan, log, stats, checks, before, after, left,
-            elapsed):
+def _report(out, log, stats, checks, before, after, left, elapsed):
     writes = sum(d['writes'] for d in stats['disks'])
     out('\nSummary')
     out('  migration time     %.2f s (engine), %.2f s with checks'
@@ -199,9 +198,8 @@ def _report(out, the_plan, log, stats, checks, before, after, left,
     out('  downtime           %.0f ms (largest gap of the guest\'s 10 ms '
         'heartbeat)' % (stats['max_gap'] * 1000))
     out('  bytes moved        %s copied + %s mirrored = %s' % (
-        planmod.human_bytes(log['bytes_copied']),
-        planmod.human_bytes(log['bytes_mirrored']),
-        planmod.human_bytes(log['bytes_sent'])))
+        human_bytes(log['bytes_copied']), human_bytes(log['bytes_mirrored']),
+        human_bytes(log['bytes_sent'])))
     out('  guest writes       %d during the run, write latency p99 '
         '%.2f ms' % (writes, 1000 * max(d['latency_p99']
                                         for d in stats['disks'])))
@@ -214,8 +212,7 @@ def _report(out, the_plan, log, stats, checks, before, after, left,
         b_type, size, b_phys = before[ud]
         a_type, _, a_phys = after[ud]
         out('  %-4s  %-4s %-8s of %-8s  ->  %-4s %-8s of %-8s  %s' % (
-            ud, b_type, planmod.human_bytes(b_phys),
-            planmod.human_bytes(size), a_type,
-            planmod.human_bytes(a_phys), planmod.human_bytes(size),
+            ud, b_type, human_bytes(b_phys), human_bytes(size), a_type,
+            human_bytes(a_phys), human_bytes(size),
             'ok: byte for byte' if c['ok'] else
             'MISMATCH in %d blocks' % c['mismatches']))
