@@ -443,6 +443,11 @@ OWNER_POLL = 2.0
 OWNER_GRACE = 60.0
 # How long a watchdog whose owner died keeps trying a silent pool.
 OWNER_SILENCE = 600.0
+# The CLI's custodian, after the task ended: how long it waits for its
+# parent's word before it logs the token out itself.
+CLI_GRACE = 10.0
+# How XAPI's session records name a custodian's own logins.
+WATCHDOG_ORIGINATOR = 'openstack-sxm watchdog'
 LOG_FORMAT = ('%(asctime)s %(process)d %(levelname)s sxm custodian: '
               '%(message)s')
 
@@ -551,8 +556,12 @@ def _custodian_main(stdin):
     for side in ('source', 'dest'):
         redact.register(brief[side].get('password'))
     owner = brief.get('owner')
-    source = sessions.SessionPool(maxsize=1, retries=0, **brief['source'])
-    dest = sessions.SessionPool(maxsize=1, retries=0, **brief['dest'])
+    source = sessions.SessionPool(maxsize=1, retries=0,
+                                  originator=WATCHDOG_ORIGINATOR,
+                                  **brief['source'])
+    dest = sessions.SessionPool(maxsize=1, retries=0,
+                                originator=WATCHDOG_ORIGINATOR,
+                                **brief['dest'])
     stop = threading.Event()    # the parent said 'done'
     wake = threading.Event()    # 'done', the parent's death or a signal
 
@@ -565,9 +574,12 @@ def _custodian_main(stdin):
     try:
         if owner is None:
             # The CLI's custodian only logs the token out, whatever
-            # became of its parent.
+            # became of its parent; a parent alive logs it out itself
+            # once it has read the task's end (and says 'done').
             if _task_ended(source, brief['task'], stop):
-                dest.logout_token(brief['token'])
+                wake.wait(CLI_GRACE)
+                if not stop.is_set():
+                    dest.logout_token(brief['token'])
             return 0
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: wake.set())
