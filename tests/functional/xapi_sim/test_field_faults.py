@@ -96,7 +96,9 @@ class TestToolstackRestart(FieldTestCase):
 
         def restart():
             try:
-                self.restart(down=3.0)
+                # Down long enough that a loaded machine still asks
+                # while it is.
+                self.restart(down=10.0)
             finally:
                 done.set()
         thread = threading.Thread(target=restart)
