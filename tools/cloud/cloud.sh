@@ -545,6 +545,8 @@ start_cinder() {
     done
     wait_for cinder-scheduler volume cinder-scheduler@cinder-a 120
     wait_for cinder-volume volume cinder-volume@cinder-a@sxm 120
+    # Volumes can be scheduled once the scheduler knows the pools.
+    wait_for cinder-volume pools cinder-a@sxm#gold,cinder-a@sxm#silver 180
 }
 
 # -- commands ------------------------------------------------------------------

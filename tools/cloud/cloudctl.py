@@ -138,6 +138,8 @@ def _check(kind, target):
         return answers_tcp(target)
     if kind in ('compute', 'volume'):
         return _services_up(kind, target.split(','))
+    if kind == 'pools':
+        return _pools_known(target.split(','))
     _die('cloudctl: unknown check %s' % kind)
 
 
@@ -159,6 +161,20 @@ def _services_up(kind, names):
     except Exception:  # any failure here means: not yet
         return False
     return set(names) <= up
+
+
+def _pools_known(names):
+    """The scheduler has the capabilities of every ``host@backend#pool``.
+
+    A volume service up is not enough: a backend's pools reach the
+    scheduler with its first capabilities report, and a report sent while
+    the scheduler was still starting is lost until the next periodic one.
+    """
+    try:
+        known = {p.name for p in _conn().block_storage.backend_pools()}
+    except Exception:  # any failure here means: not yet
+        return False
+    return set(names) <= known
 
 
 def check(args):
@@ -295,7 +311,8 @@ def _parser():
     p.set_defaults(func=render)
     p = sub.add_parser('wait')
     p.add_argument('name')
-    p.add_argument('kind', choices=('http', 'tcp', 'compute', 'volume'))
+    p.add_argument('kind', choices=('http', 'tcp', 'compute', 'volume',
+                                    'pools'))
     p.add_argument('target')
     p.add_argument('--pidfile')
     p.add_argument('--timeout', type=float, default=120)
