@@ -93,6 +93,8 @@ class TestToolstackRestart(FieldTestCase):
         self.assertEqual('Success',
                          proxy.pool.get_all(self.session.handle)['Status'])
         done = threading.Event()
+        pool = self.sim.pools['pool-a']
+        epoch = pool.epoch
 
         def restart():
             try:
@@ -115,7 +117,9 @@ class TestToolstackRestart(FieldTestCase):
             except CONNECTION_ERRORS:
                 return False
             return False
-        self.poll(refused, timeout=10, what='pool-a to refuse connections')
+        # Refused once the restart itself has begun (its epoch counts).
+        self.poll(lambda: pool.epoch > epoch and refused(), timeout=10,
+                  what='pool-a to refuse connections')
         # The kept-alive connection of before is gone too.
         self.assertRaises(CONNECTION_ERRORS, proxy.pool.get_all,
                           self.session.handle)
