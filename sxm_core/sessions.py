@@ -722,11 +722,6 @@ class Session(object):
     def handle(self):
         return self.raw.handle
 
-    @property
-    def xenapi(self):
-        # FIXME(lead): transitional, for callers not yet converted.
-        return Api(self.call)
-
     def call(self, method, *args):
         target = self.raw.xenapi
         for part in method.split('.'):

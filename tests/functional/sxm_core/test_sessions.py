@@ -60,9 +60,9 @@ class TestSessionPool(base.CoreTestCase):
                             uuid, name), rec
                     else:
                         with pool.session() as s:
-                            got = s.xenapi.VM.get_by_uuid(uuid)
+                            got = s.VM.get_by_uuid(uuid)
                             assert got == vm, (got, vm)
-                            got = s.xenapi.VM.get_name_label(got)
+                            got = s.VM.get_name_label(got)
                             assert got == name, (got, name)
             except Exception as exc:
                 errs.append(exc)

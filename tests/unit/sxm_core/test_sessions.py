@@ -409,7 +409,7 @@ class TestErrorsAtTheBoundary(SessionsTestCase):
 
     def borrow_and_call(self, pool):
         with pool.session() as s:
-            return s.xenapi.VM.get_record('OpaqueRef:x')
+            return s.VM.get_record('OpaqueRef:x')
 
     def test_a_xenapi_failure_becomes_a_typed_xapi_failure(self):
         pool = self.pool(maxsize=1)
@@ -476,7 +476,7 @@ class TestPrivateSession(SessionsTestCase):
         for expected in (errors.SessionInvalid, errors.ConnectionFailed):
             def wait():
                 with pool.private_session() as s:
-                    s.xenapi.event_from(['task'], '', 5.0)
+                    s.call('event_from', ['task'], '', 5.0)
             self.assertRaises(expected, wait)
         self.assertEqual(2, self.net.count('session.logout'))
         self.assertEqual(set(), self.net.live)
