@@ -75,6 +75,14 @@ _WORDING = {
                              'the storage backend did not answer; retry '
                              'once the SR is reachable again.',
     'INTERNAL_ERROR': 'XAPI internal error: %(message)s',
+    'VM_MISSING_PV_DRIVERS': '%(vm)s has no PV drivers (or its agent does '
+                             'not claim hotplug): stop the guest for this '
+                             'change, or install its PV drivers.',
+    'HOST_OFFLINE': '%(host)s is offline (not live): XAPI cannot ask it.',
+    'HOST_IS_LIVE': '%(host)s is still live: reset a VM\'s power state '
+                    'only when its host is down.',
+    'HOST_DISABLED': '%(host)s is disabled (maintenance): enable it first.',
+    'HOST_NOT_LIVE': 'The target host is not live.',
 }
 
 # xenopsd errors xapi passes on inside INTERNAL_ERROR's message: their

@@ -24,9 +24,11 @@ XenAPI or anything else.
 
 PARAMS = {
     'CANNOT_CONTACT_HOST': ('host',),
+    'CANNOT_RESET_CONTROL_DOMAIN': ('vm',),
     'DEVICE_ALREADY_ATTACHED': ('device',),
     'DEVICE_ALREADY_DETACHED': ('device',),
     'DEVICE_ALREADY_EXISTS': ('device',),
+    'DOMAIN_EXISTS': ('vm', 'domid'),
     'EVENTS_LOST': (),
     'EVENT_FROM_TOKEN_PARSE_FAILURE': ('token',),
     'FIELD_TYPE_ERROR': ('field',),
@@ -34,6 +36,7 @@ PARAMS = {
     'HOST_CANNOT_ATTACH_NETWORK': ('host', 'network'),
     'HOST_CANNOT_SEE_SR': ('host', 'sr'),
     'HOST_DISABLED': ('host',),
+    'HOST_IS_LIVE': ('host',),
     'HOST_IS_SLAVE': ('master_ip_address',),
     'HOST_NOT_ENOUGH_FREE_MEMORY': ('needed', 'available'),
     'HOST_NOT_LIVE': (),
@@ -95,6 +98,7 @@ PARAMS = {
     'VDI_LOCATION_MISSING': ('sr', 'location'),
     'VDI_NEEDS_VM_FOR_MIGRATE': ('vdi',),
     'VDI_NOT_IN_MAP': ('vdi',),
+    'VDI_NOT_MANAGED': ('vdi',),
     'VDI_READONLY': ('vdi',),
     'VDI_TOO_SMALL': ('vdi', 'minimum_size'),
     'VIF_NOT_IN_MAP': ('vif',),
@@ -112,6 +116,7 @@ PARAMS = {
     'VM_LACKS_FEATURE': ('vm',),
     'VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED': (),
     'VM_MIGRATE_FAILED': ('vm', 'source', 'destination', 'msg'),
+    'VM_MISSING_PV_DRIVERS': ('vm',),
     'VM_NO_EMPTY_CD_VBD': ('vm',),
     'VM_NO_SUSPEND_SR': ('vm',),
     'VM_REQUIRES_NETWORK': ('vm', 'network'),
@@ -132,6 +137,8 @@ for _n in (40, 44, 46, 47, 79, 82, 95, 96, 101, 102, 107):
 ARITIES = {
     'OTHER_OPERATION_IN_PROGRESS': (2, 4),
     'MEMORY_CONSTRAINT_VIOLATION': (0, 1),
+    # Declared with the domid; xapi_vm.power_state_reset sends the VM only.
+    'DOMAIN_EXISTS': (1, 2),
     # Any number of PIFs/VIFs.
     'NETWORK_CONTAINS_PIF': None,
     'NETWORK_CONTAINS_VIF': None,

@@ -29,6 +29,14 @@ compare each written disk with the image the writes imply.
 ``vm_digests`` ``{vm}``: sha256 of every disk of the VM and of its
 snapshots (keys: userdevice, or snapshot name/userdevice), for disks no
 guest writes to.
+``guest_agent`` ``{vm, pv_drivers, can_use_hotplug_vif,
+can_use_hotplug_vbd}``: what the VM's guest agent reports in
+VM_guest_metrics from now on, across reboots and migrations. The default
+guest is a Linux guest with PV drivers whose agent claims VIF and VBD
+hotplug (``yes``); ``pv_drivers: false`` is a guest without drivers or
+agent (no VM_guest_metrics: an HVM guest then refuses VIF hotplug with
+VM_MISSING_PV_DRIVERS); ``yes`` | ``no`` | ``unspecified`` for each
+hotplug claim.
 ``vm`` is a VM ref or uuid of this pool.
 
 Simulator-wide ops: ``fault_inject`` ``{point, percent, times, code,
@@ -41,8 +49,15 @@ connection of a call (``connection_reset``, with an optional ``method``);
 instead; see ``xapi_sim.faults``. ``fault_clear``; ``faults`` lists what
 is armed.
 
-Field events: ``toolstack_restart`` ``{pool, down}`` restarts the
-toolstack of the pool (default: the pool asked): connections drop, new
+Field events: ``host_live`` ``{host, live}`` marks a member host of the
+pool dead (``live: false``: it lost power; its VMs stay Running in the
+database, their guests stop; calls forwarded to it answer HOST_OFFLINE,
+placement on it HOST_NOT_LIVE, VM.power_state_reset is allowed) or boots
+it again (``live: true``: new boot_time, VMs not reset meanwhile halted);
+``host`` is its name label, uuid or ref; answers ``{host, live, enabled,
+other_config}`` (see ``Pool.host_live``).
+``toolstack_restart`` ``{pool, down}`` restarts the toolstack of the pool
+(default: the pool asked): connections drop, new
 ones are refused for ``down`` seconds, every session and task is gone,
 calls in flight end unanswered, guests run on (``Simulator.
 restart_toolstack``). ``designate_new_master`` ``{host, pool, down}``
@@ -66,6 +81,7 @@ import urllib.request
 from xapi_sim import errors
 from xapi_sim import faults
 from xapi_sim import guest
+from xapi_sim import pool as poolmod
 
 
 class ControlError(ValueError):
@@ -147,7 +163,11 @@ def handle(pool, op, request, connection=None):
         return value
     if op == 'calls':
         return calls_of(pool, reset=bool(request.get('reset')))
+    if op == 'host_live':
+        return _host_live(pool, request)
     uuid = _vm_uuid(pool, request)
+    if op == 'guest_agent':
+        return _guest_agent(pool, uuid, request)
     if op == 'vm_digests':
         try:
             return _vm_digests(pool, uuid)
@@ -185,6 +205,43 @@ def handle(pool, op, request, connection=None):
         dom.reset_heartbeat()
         return dom.stats()
     raise ControlError('unknown control op %r' % op)
+
+
+def _host_live(pool, request):
+    unknown = set(request) - {'host', 'live'}
+    if unknown:
+        raise ControlError('unknown host_live parameters: %s'
+                           % ', '.join(sorted(unknown)))
+    live = request.get('live')
+    if not isinstance(live, bool):
+        raise ControlError('"live" (true or false) is required')
+    try:
+        return pool.host_live(request.get('host'), live)
+    except ValueError as exc:
+        raise ControlError(str(exc))
+
+
+def _guest_agent(pool, uuid, request):
+    """Set what the VM's guest agent reports; returns the whole profile.
+
+    A running guest's metrics change at once (an agent that was not
+    there starts with the next boot: installing PV drivers needs one).
+    """
+    changes = {k: v for k, v in request.items() if k != 'vm'}
+    sim = pool.sim
+    try:
+        profile = poolmod.guest_agent_profile(sim.guest_agents.get(uuid),
+                                              **changes)
+    except ValueError as exc:
+        raise ControlError(str(exc))
+    sim.guest_agents[uuid] = profile
+    with pool.db.lock:
+        vm = pool.db.by_uuid_ref('VM', uuid)
+        rec = pool.db.get('VM', vm)
+        if (rec['power_state'] in ('Running', 'Paused') and pool.db.exists(
+                'VM_guest_metrics', rec['guest_metrics'])):
+            poolmod.apply_guest_agent(pool.db, vm, rec, profile)
+    return dict(profile)
 
 
 def calls_of(pool, reset=False, exclude=()):
@@ -292,6 +349,22 @@ class Control(object):
 
     def migrations(self):
         return self.call('migrations')
+
+    def host_live(self, host, live):
+        """Mark a member host dead (``live`` False) or booted again.
+
+        ``host``: its name label, uuid or ref. See ``Pool.host_live``.
+        """
+        return self.call('host_live', host=host, live=bool(live))
+
+    def guest_agent(self, vm, **settings):
+        """What the VM's guest agent reports from now on.
+
+        ``pv_drivers`` (False: no agent, no guest metrics),
+        ``can_use_hotplug_vif``, ``can_use_hotplug_vbd`` (yes | no |
+        unspecified). Returns the VM's whole profile.
+        """
+        return self.call('guest_agent', vm=vm, **settings)
 
     def calls(self, reset=False):
         """The pool's call log summary (see ``calls_of``).

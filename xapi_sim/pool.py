@@ -23,6 +23,7 @@ from xapi_sim import calllog
 from xapi_sim import db as dbmod
 from xapi_sim import errors
 from xapi_sim import runtime
+from xapi_sim import schema
 from xapi_sim import storage
 
 NULL = dbmod.NULL
@@ -97,6 +98,67 @@ _SCAN_FIELDS = ('name_label', 'name_description', 'virtual_size', 'type',
                 'sharable', 'read_only', 'other_config', 'sm_config')
 
 
+def host_times(previous=None, boot=False):
+    """host.other_config's boot_time and agent_start_time.
+
+    Dbsync_slave.refresh_localhost_info writes both at every toolstack
+    start, as OCaml's string_of_float prints whole seconds ("1733490000.").
+    boot_time only moves when the host boots (``boot``). ``previous`` is
+    the host's other_config so far: a restart takes xapi longer than a
+    second, so neither time ever repeats or goes back.
+    """
+    previous = previous or {}
+
+    def after(key, floor):
+        try:
+            return max(floor, int(float(previous[key])) + 1)
+        except (KeyError, TypeError, ValueError):
+            return floor
+    now = int(time.time())
+    times = {}
+    if boot:
+        now = times['boot_time'] = after('boot_time', now)
+    times['agent_start_time'] = after('agent_start_time', now)
+    return {k: '%d.' % v for k, v in times.items()}
+
+
+# What the simulated guest reports unless told otherwise: a Linux guest
+# with PV drivers and its agent (see runtime._guest_boots).
+DEFAULT_GUEST_AGENT = {'pv_drivers': True, 'can_use_hotplug_vif': 'yes',
+                       'can_use_hotplug_vbd': 'yes'}
+
+
+def guest_agent_profile(current=None, **changes):
+    """A guest agent profile: ``current`` (or the default) with changes."""
+    unknown = set(changes) - set(DEFAULT_GUEST_AGENT)
+    if unknown:
+        raise ValueError('unknown guest agent settings: %s (known: %s)' % (
+            ', '.join(sorted(unknown)),
+            ', '.join(sorted(DEFAULT_GUEST_AGENT))))
+    profile = dict(current or DEFAULT_GUEST_AGENT)
+    for key, value in changes.items():
+        if key == 'pv_drivers':
+            if not isinstance(value, bool):
+                raise ValueError('pv_drivers must be true or false')
+        elif value not in schema.HOTPLUG:
+            raise ValueError('%s must be one of %s'
+                             % (key, ', '.join(schema.HOTPLUG)))
+        profile[key] = value
+    return profile
+
+
+def apply_guest_agent(db, vm, rec, profile):
+    """Make a running VM's guest metrics say what ``profile`` says."""
+    gm = rec['guest_metrics']
+    if not profile['pv_drivers']:
+        db.update('VM', vm, guest_metrics=NULL)
+        db.remove('VM_guest_metrics', gm)
+        return
+    db.update('VM_guest_metrics', gm, **{
+        k: profile[k] for k in ('can_use_hotplug_vif',
+                                'can_use_hotplug_vbd')})
+
+
 class Pool(object):
     """A pool: what one pool master serves at its URL."""
 
@@ -109,6 +171,10 @@ class Pool(object):
         self.db = dbmod.Database()
         self.call_log = calllog.CallLog()
         self.db.watch(runtime.watcher, prepare=runtime.prepare)
+        self.db.watch(self._guest_agent_watcher)
+        # Xapi's Localdb host_auto_enable of each host (host ref -> bool):
+        # whether its toolstack re-enables it when it starts.
+        self.auto_enable = {}
         self.stores = {}
         self.disks = {}
         # VDI ref -> Layer: the "base copy" records of hidden VHD parents.
@@ -336,7 +402,8 @@ class Pool(object):
             host = self.db.add('host', {
                 'name_label': name, 'hostname': name, 'address': address,
                 'metrics': metrics, 'iscsi_iqn': iqn,
-                'other_config': {'iscsi_iqn': iqn},
+                'other_config': dict(host_times(boot=True),
+                                     iscsi_iqn=iqn),
                 'memory_overhead': HOST_MEMORY_OVERHEAD,
                 'software_version': dict(SOFTWARE_VERSION, hostname=name),
                 'cpu_info': dict(CPU_INFO, cpu_count=str(cpus),
@@ -488,6 +555,98 @@ class Pool(object):
         self.refresh_sr(sr)
         return sr
 
+    # -- hosts in the field ------------------------------------------------
+
+    def find_host(self, host):
+        """A host of the pool by ref, uuid or name label (lock held)."""
+        if not isinstance(host, str) or not host:
+            raise ValueError('"host" (a host ref, uuid or name) is required')
+        db = self.db
+        if db.exists('host', host):
+            return host
+        found = db.by_uuid['host'].get(host) or next(
+            (r for r, rec in db.tables['host'].items()
+             if rec['name_label'] == host), None)
+        if found is None:
+            raise ValueError('no host %s in pool %s' % (host, self.name))
+        return found
+
+    def host_is_live(self, host):
+        """Xapi_vm_helpers.is_host_live: host_metrics.live (lock held)."""
+        metrics = self.db.get('host', host)['metrics']
+        return (self.db.exists('host_metrics', metrics)
+                and self.db.get('host_metrics', metrics)['live'])
+
+    def host_live(self, host, live):
+        """A member host loses power (``live`` false) or boots again.
+
+        Dead: host_metrics.live goes false, as the master's heartbeat
+        check marks it (Xapi_host_helpers.mark_host_as_dead); its VMs stay
+        Running and resident on it in the database, their guests stop
+        (no write in flight, journals kept for guest_check). Calls
+        forwarded to it answer HOST_OFFLINE, placement on it HOST_NOT_LIVE.
+        Back: the host rebooted: new boot_time and agent_start_time, the
+        VMs still resident on it are reset to Halted (their domains died
+        with the host: xapi's resync at start-up), a VM reset meanwhile
+        stays as it is, and the host is enabled unless host.disable
+        said auto_enable false (consider_enabling_host). The master
+        cannot die here: its pool would answer nothing (use a toolstack
+        restart with ``down``, or designate_new_master first).
+        """
+        live = bool(live)
+        with self.db.lock:
+            ref = self.find_host(host)
+            if ref == self.master:
+                raise ValueError(
+                    'host %s is the master of %s: a dead master answers '
+                    'nothing (designate another master first)'
+                    % (host, self.name))
+            rec = self.db.get('host', ref)
+            was = self.host_is_live(ref)
+            vms = [vm for vm in rec['resident_VMs']
+                   if not self.db.get('VM', vm)['is_control_domain']]
+            uuids = [self.db.get('VM', vm)['uuid'] for vm in vms]
+            if live and not was:
+                for vm in vms:
+                    api.vm.force_state_reset(self, vm)
+                self.db.update('host', ref, other_config=dict(
+                    rec['other_config'],
+                    **host_times(rec['other_config'], boot=True)),
+                    enabled=self.auto_enable.get(ref, True))
+            if live != was:
+                self.db.update('host_metrics', rec['metrics'], live=live,
+                               last_updated=time.time())
+            address = rec['address']
+            answer = {'host': rec['uuid'], 'live': live,
+                      'enabled': self.db.get('host', ref)['enabled'],
+                      'other_config': dict(
+                          self.db.get('host', ref)['other_config'])}
+        if live != was:
+            self.sim.host_power(self, address, live)
+            for uuid in uuids:
+                dom = self.sim.domains.get(uuid)
+                if dom is None:
+                    continue
+                if live:
+                    dom.stop_workloads()
+                else:
+                    dom.pause()
+        return answer
+
+    def _guest_agent_watcher(self, db, operation, cls, ref, rec, old):
+        """What a VM's guest agent reports, as the simulator was told.
+
+        A guest declared without PV drivers (``Simulator.guest_agents``)
+        runs no agent: xapi has no VM_guest_metrics for it. Otherwise its
+        metrics say which hotplugs it supports.
+        """
+        if cls != 'VM' or operation != 'mod' or 'guest_metrics' not in old:
+            return
+        profile = self.sim.guest_agents.get(rec['uuid'])
+        if profile is not None and db.exists('VM_guest_metrics',
+                                             rec['guest_metrics']):
+            apply_guest_agent(db, ref, rec, profile)
+
     # -- migration support -------------------------------------------------
 
     @property
@@ -564,8 +723,15 @@ class Pool(object):
                        and rec['finished'] >= when
                        for rec in self.db.tables['task'].values())
 
-    def restart_toolstack(self, timeout=30.0):
+    def restart_toolstack(self, timeout=30.0, hosts=None):
         """What xapi's restart does to the pool's state (not its servers).
+
+        ``hosts``: the hosts whose toolstack restarts (default: the
+        master's). Each gets a new agent_start_time (boot_time stays) and
+        comes back enabled unless host.disable said auto_enable false:
+        xapi's shutdown disables the host (Xapi_fuse) and its start-up
+        re-enables it (consider_enabling_host), so a plain host.disable
+        does not survive a toolstack restart.
 
         Every call in flight ends with the process: a migration that had
         not passed its point of no return is undone as xapi's start-up
@@ -593,6 +759,14 @@ class Pool(object):
                 for ref, rec in list(table.items()):
                     if rec.get('current_operations'):
                         self.db.update(cls, ref, current_operations={})
+            for host in hosts or [self.master]:
+                if not self.host_is_live(host):
+                    continue
+                other = self.db.get('host', host)['other_config']
+                self.db.update('host', host,
+                               enabled=self.auto_enable.get(host, True),
+                               other_config=dict(other,
+                                                 **host_times(other)))
 
     def close(self):
         for vdi in list(self.disks):

@@ -21,7 +21,9 @@ the master). A host may give its
 ``memory`` (default 64GiB, dom0 takes 4GiB) and ``cpus`` (default 8).
 Guests (``guest.Domain``) belong to the simulator, not to a pool, so that
 a VM keeps running, with the same writer threads, when it moves to another
-pool.
+pool; so does what each guest's agent reports (``guest_agents``). A member
+host can lose power and come back (``Pool.host_live``): its own server, if
+it has one, goes down and up with it.
 """
 
 import collections
@@ -90,6 +92,9 @@ class Simulator(object):
         self.settings.update(self.topology.get('settings', {}))
         self.faults = faults.Faults()
         self.migration_log = []
+        # VM uuid -> what its guest agent reports (pool.guest_agent_profile)
+        # when it is not the default; kept across reboots and migrations.
+        self.guest_agents = {}
         self._link = None
         self._migrates = collections.Counter()
         self._stopped = False
@@ -130,7 +135,7 @@ class Simulator(object):
             host = None
             if sr.get('host'):
                 with p.db.lock:
-                    host = _host_ref(p, sr['host'])
+                    host = p.find_host(sr['host'])
             p.add_sr(sr['name'], sr['type'], parse_size(sr['size']),
                      shared=sr.get('shared', False), uuid=sr.get('uuid'),
                      default=sr.get('default', False),
@@ -231,13 +236,14 @@ class Simulator(object):
         return [self.servers[pool.name]] + [
             s for s in self.member_servers if s.pool is pool]
 
-    def restart_toolstack(self, name, down=0.0, keep=None):
+    def restart_toolstack(self, name, down=0.0, keep=None, hosts=None):
         """``xe-toolstack-restart`` on the master of pool ``name``.
 
         HTTP connections drop and, for ``down`` seconds, new ones are
         refused; sessions and tasks are gone, calls in flight end
-        unanswered (see ``Pool.restart_toolstack``); guests run on.
-        ``keep`` is a connection to leave open (the control request's).
+        unanswered (see ``Pool.restart_toolstack``, which ``hosts`` goes
+        to); guests run on. ``keep`` is a connection to leave open (the
+        control request's). A dead member's server stays down.
         """
         pool = self.pools.get(name)
         if pool is None:
@@ -250,19 +256,22 @@ class Simulator(object):
         for srv in servers:
             srv.go_down(keep)
         try:
-            pool.restart_toolstack()
+            pool.restart_toolstack(hosts=hosts)
             time.sleep(down)
         finally:
             if not self._stopped:
+                dead = self._dead_addresses(pool)
+                master = self.servers[name]
                 for srv in servers:
-                    srv.come_up()
+                    if srv is master or srv.host not in dead:
+                        srv.come_up()
         with pool.db.lock:
             return {'pool': name, 'epoch': pool.epoch, 'url': pool.url}
 
     def new_master_server(self, pool, host):
         """(host ref, the server it would serve at as master)."""
         with pool.db.lock:
-            ref = _host_ref(pool, host)
+            ref = pool.find_host(host)
             address = pool.db.get('host', ref)['address']
         new = [s for s in self._servers_of(pool) if s.host == address]
         if not new:
@@ -288,6 +297,10 @@ class Simulator(object):
         if ref == pool.master:
             raise ValueError('%s is the master of %s already'
                              % (host, name))
+        with pool.db.lock:
+            if not pool.host_is_live(ref):
+                raise ValueError('host %s is not live' % host)
+            restarted = [pool.master, ref]
         address = new.host
         servers = self._servers_of(pool)
         with pool.db.lock:
@@ -301,7 +314,30 @@ class Simulator(object):
             self.servers[name] = new
             self.member_servers = [s for s in self.member_servers
                                    if s is not new] + [old]
-        return self.restart_toolstack(name, down=down, keep=keep)
+        return self.restart_toolstack(name, down=down, keep=keep,
+                                      hosts=restarted)
+
+    def _dead_addresses(self, pool):
+        """Addresses of the pool's members marked dead (no server)."""
+        with pool.db.lock:
+            return {rec['address'] for ref, rec in
+                    pool.db.tables['host'].items()
+                    if ref != pool.master and not pool.host_is_live(ref)}
+
+    def host_power(self, pool, address, live):
+        """A member's own server goes with its power (``Pool.host_live``).
+
+        Only a member with an address of its own (127.0.0.2, ... beside a
+        loopback master) has a server to stop.
+        """
+        master = self.servers[pool.name]
+        for srv in self._servers_of(pool):
+            if srv is master or srv.host != address:
+                continue
+            if live:
+                srv.come_up()
+            else:
+                srv.go_down()
 
     # -- guests ----------------------------------------------------------
 
@@ -413,21 +449,6 @@ class Simulator(object):
                     raise ValueError('%s must not be negative' % key)
             self.settings[key] = value
         return dict(self.settings)
-
-
-def _host_ref(pool, host):
-    """A host of ``pool`` by ref, uuid or name label (lock held)."""
-    if not isinstance(host, str) or not host:
-        raise ValueError('"host" (a host ref, uuid or name) is required')
-    db = pool.db
-    if db.exists('host', host):
-        return host
-    found = db.by_uuid['host'].get(host) or next(
-        (r for r, rec in db.tables['host'].items()
-         if rec['name_label'] == host), None)
-    if found is None:
-        raise ValueError('no host %s in pool %s' % (host, pool.name))
-    return found
 
 
 def _member_address(master, index):

@@ -43,6 +43,9 @@ FULL_MASK = (1 << SECTORS) - 1
 _ABSENT, _FULL, _PARTIAL = 0, 1, 2
 # Contiguous blocks moved by one read/write when copying.
 COPY_RUN = 64
+# vhdutil: a VHD's virtual size is whole 2 MiB blocks, at most 2040 GiB.
+VHD_BLOCK_SIZE = 2 * 1024 * 1024
+MAX_VHD_SIZE = 2040 * 1024 * 1024 * 1024
 
 
 def blocks_for(size):
@@ -448,14 +451,23 @@ class Disk(object):
             return True
 
     def resize(self, size):
+        """Grow the virtual size as FileSR.resize does; returns the size.
+
+        Never shrinks; rounds up to whole VHD blocks (vhdutil).
+        """
         size = int(size)
         with self.lock:
             if size < self.size:
-                raise errors.XapiError(
-                    'SR_BACKEND_FAILURE_79', '',
-                    'VDI Invalid size [opterr=shrinking not allowed]', '')
+                raise invalid_size('shrinking not allowed')
+            if size == self.size:
+                return size
+            if size > MAX_VHD_SIZE:
+                raise invalid_size('VDI size must be between 1 MB and %d MB'
+                                   % (MAX_VHD_SIZE // (1 << 20)))
+            size = -(-size // VHD_BLOCK_SIZE) * VHD_BLOCK_SIZE
             self._live_leaf().grow(size)
             self.size = size
+            return size
 
     def destroy(self):
         with self.lock:
@@ -540,6 +552,12 @@ class Disk(object):
         with self.lock:
             if mirror in self.mirrors:
                 self.mirrors.remove(mirror)
+
+
+def invalid_size(opterr):
+    """SM's XenError('VDISize') (79) as xapi relays it."""
+    return errors.XapiError('SR_BACKEND_FAILURE_79', '',
+                            'VDI Invalid size [opterr=%s]' % opterr, '')
 
 
 def _bit_runs(mask):

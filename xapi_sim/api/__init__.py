@@ -191,6 +191,7 @@ NULL = dbmod.NULL
 
 def load():
     """Import the handler modules so that they register."""
+    from xapi_sim.api import copy  # noqa: F401
     from xapi_sim.api import generic  # noqa: F401
     from xapi_sim.api import host  # noqa: F401
     from xapi_sim.api import migrate  # noqa: F401

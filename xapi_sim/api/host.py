@@ -10,8 +10,8 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""host messages beyond the generated ones: memory and the iSCSI IQN;
-pool.designate_new_master."""
+"""host messages beyond the generated ones: memory, the iSCSI IQN,
+enable and disable; pool.designate_new_master."""
 
 import threading
 import time
@@ -51,18 +51,49 @@ def host_set_iscsi_iqn(ctx, host, value):
         ctx.db.update('host', host, iscsi_iqn=value, other_config=other)
 
 
+def assert_host_live(ctx, host):
+    """message_forwarding.check_live: a dead host cannot be asked.
+
+    The master (where the call runs) is always live.
+    """
+    if host != ctx.pool.master and not ctx.pool.host_is_live(host):
+        raise errors.XapiError('HOST_OFFLINE', host)
+
+
 @method('host.enable', ['host'])
 def host_enable(ctx, host):
+    """Xapi_host.enable, forwarded to the host (HOST_OFFLINE if dead).
+
+    Enabling an enabled host does nothing; otherwise the host forgets a
+    persistent disable (auto_enable false) too.
+    """
     with ctx.db.lock:
-        ctx.db.get('host', host)
-        ctx.db.update('host', host, enabled=True)
+        rec = ctx.db.get('host', host)
+        assert_host_live(ctx, host)
+        if not rec['enabled']:
+            ctx.pool.auto_enable[host] = True
+            ctx.db.update('host', host, enabled=True)
 
 
 @method('host.disable', ['host', 'auto_enable'], optional=1)
 def host_disable(ctx, host, auto_enable=True):
+    """Xapi_host.disable, forwarded to the host (HOST_OFFLINE if dead).
+
+    No new VM may start on or move to the host; those running there go
+    on. ``auto_enable`` (xapi 25.31, default true): whether the host's
+    toolstack re-enables it when it restarts; false keeps it disabled
+    until host.enable. Disabling a disabled host changes nothing, not even
+    its auto_enable.
+    """
+    if not isinstance(auto_enable, bool):
+        raise errors.XapiError('FIELD_TYPE_ERROR', 'auto_enable')
     with ctx.db.lock:
-        ctx.db.get('host', host)
-        ctx.db.update('host', host, enabled=False)
+        rec = ctx.db.get('host', host)
+        assert_host_live(ctx, host)
+        if rec['enabled']:
+            ctx.db.update('host', host, enabled=False)
+            if not auto_enable:
+                ctx.pool.auto_enable[host] = False
 
 
 @method('pool.designate_new_master', ['host'])
@@ -79,6 +110,7 @@ def pool_designate_new_master(ctx, host):
         ctx.db.get('host', host)
         if host == pool.master:
             return
+        assert_host_live(ctx, host)
     try:
         pool.sim.new_master_server(pool, host)
     except ValueError as exc:

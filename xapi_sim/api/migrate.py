@@ -16,7 +16,8 @@ VM.assert_can_migrate, VM.migrate_send, VM.pool_migrate, VDI.pool_migrate:
 the checks and their order follow xen-api ``xapi_vm_migrate.ml``
 (``assert_can_migrate``, ``migrate_send'``, ``vdi_pool_migrate``) and
 ``xapi_host.ml`` (``migrate_receive``); the engine is
-``xapi_sim.migration``.
+``xapi_sim.migration``. The ``copy`` option (cross-pool, halted VM unless
+``force``) imports a new VM and leaves the source as it was.
 """
 
 import contextlib
@@ -25,6 +26,7 @@ import uuid as uuidlib
 
 from xapi_sim.api import generic
 from xapi_sim.api import method
+from xapi_sim.api import storage as storage_api
 from xapi_sim.api import vm as vm_api
 from xapi_sim import errors
 from xapi_sim import memory
@@ -100,9 +102,7 @@ class _Dest(object):
 
 def _features(pool, sr):
     with pool.db.lock:
-        sr_type = pool.db.get('SR', sr)['type']
-        sms = pool.db.find('SM', type=sr_type)
-        return pool.db.get('SM', sms[0])['features'] if sms else {}
+        return storage_api.sm_features(pool.db, sr)
 
 
 def _assert_sr_support(src_pool, src_sr, dst_pool, dst_sr):
@@ -156,9 +156,8 @@ def prepare(ctx, vm, dest, live, vdi_map, vif_map, options):
                         ('options', options)):
         if not isinstance(value, dict):
             raise errors.XapiError('FIELD_TYPE_ERROR', name)
-    if str(options.get('copy', 'false')).lower() == 'true':
-        raise errors.XapiError('VALUE_NOT_SUPPORTED', 'options', 'copy',
-                               'copy mode is not modelled by xapi-sim')
+    copy_mode = bool_option(options, 'copy')
+    force = bool_option(options, 'force')
     with db.lock:
         rec = db.get('VM', vm)
         blocked = rec['blocked_operations'].get('migrate_send')
@@ -176,6 +175,8 @@ def prepare(ctx, vm, dest, live, vdi_map, vif_map, options):
         if rec['power_state'] not in MIGRATE_SEND_STATES:
             raise vm_api.bad_power_state(vm, MIGRATE_SEND_STATES,
                                          rec['power_state'])
+        # message_forwarding: migrate_send runs on the VM's host.
+        vm_api.assert_resident_live(ctx, vm)
     target = _Dest(ctx, dest)
     dst = target.pool
     with db.lock:
@@ -210,6 +211,16 @@ def prepare(ctx, vm, dest, live, vdi_map, vif_map, options):
                 else relax and dest_sr_uuids[sr] == src_uuid)
         if not same:
             _assert_sr_support(ctx.pool, src_sr, dst, sr)
+    if (target.cross_pool and copy_mode and not force
+            and rec['power_state'] != 'Halted'):
+        # assert_can_migrate: "The copy mode is only allow on stopped VM".
+        raise vm_api.bad_power_state(vm, 'Halted', rec['power_state'])
+    if target.cross_pool:
+        with dst.db.lock:
+            # assert_can_migrate: "the remote host is enabled and not in
+            # maintenance mode".
+            if not dst.db.get('host', target.host)['enabled']:
+                raise errors.XapiError('HOST_DISABLED', target.host)
     full_vif_map = {}
     if target.cross_pool:
         with db.lock:
@@ -217,21 +228,28 @@ def prepare(ctx, vm, dest, live, vdi_map, vif_map, options):
         with dst.db.lock:
             for net in full_vif_map.values():
                 dst.db.get('network', net)
-            if rec['power_state'] in memory.RUNNING:
+            if rec['power_state'] in memory.RUNNING and not copy_mode:
                 # The dry-run import of a live VM checks the destination
                 # host's free memory against the source's record.
                 memory.assert_enough_memory(dst.db, target.host, rec)
     with db.lock:
-        running = rec['power_state'] == 'Running'
+        # A copy (even a forced one of a running VM) is a plain copy of
+        # each disk: the new VM is imported halted, the source goes on.
+        guest = rec['power_state'] == 'Running'
+        running = guest and not copy_mode
         jobs = []
         for vbd, vdi in disks:
             vrec = db.snapshot('VDI', vdi)
             mode = db.get('VBD', vbd)['mode']
             kind = 'mirror' if running and mode == 'RW' else 'copy'
-            jobs.append(migration.Job(vbd, vdi, vrec, ctx.pool.disk(vdi),
-                                      vdi_map[vdi], kind))
+            job = migration.Job(vbd, vdi, vrec, ctx.pool.disk(vdi),
+                                vdi_map[vdi], kind)
+            job.freeze = copy_mode and guest and mode == 'RW'
+            jobs.append(job)
         seen = {vdi for _, vdi in disks}
-        for snap in rec['snapshots']:
+        # Copy mode does not send the snapshots, nor a suspend image (the
+        # import makes a halted VM).
+        for snap in ([] if copy_mode else rec['snapshots']):
             for _, vdi in _disk_vbds(db, snap):
                 if vdi in seen:
                     continue
@@ -243,10 +261,17 @@ def prepare(ctx, vm, dest, live, vdi_map, vif_map, options):
                     raise errors.XapiError('VDI_NOT_IN_MAP', vdi)
                 jobs.append(migration.Job(None, vdi, vrec,
                                           ctx.pool.disk(vdi), sr, 'copy'))
-        jobs.extend(_suspend_jobs(ctx, db, rec, target, vdi_map, seen))
-    return migration.Migration(ctx, vm, jobs, dst, target.host,
-                               live=running, vif_map=full_vif_map,
-                               cross_pool=target.cross_pool)
+        if not copy_mode:
+            jobs.extend(_suspend_jobs(ctx, db, rec, target, vdi_map, seen))
+    return migration.Migration(
+        ctx, vm, jobs, dst, target.host, live=running,
+        vif_map=full_vif_map, cross_pool=target.cross_pool,
+        copy_mac=vm_api.random_mac if copy_mode else None)
+
+
+def bool_option(options, key):
+    """An option as xapi reads it (OCaml's bool_of_string, else false)."""
+    return options.get(key) == 'true'
 
 
 def _suspend_jobs(ctx, db, rec, target, vdi_map, seen):
@@ -319,6 +344,13 @@ def vm_assert_can_migrate(ctx, vm, dest, live, vdi_map, vif_map, options,
 def vm_migrate_send(ctx, vm, dest, live, vdi_map, vif_map, options,
                     vgpu_map=None, vdi_format_map=None):
     with vm_operation(ctx, vm, 'migrate_send'):
+        if (isinstance(options, dict) and bool_option(options, 'copy')
+                and not _Dest(ctx, dest).cross_pool):
+            # migrate_send' (not assert_can_migrate) refuses this.
+            raise errors.XapiError(
+                'OPERATION_NOT_ALLOWED',
+                'Copy mode is disallowed on intra pool storage migration, '
+                'try efficient alternatives, for example, VM.copy/clone.')
         job = prepare(ctx, vm, dest, live, vdi_map, vif_map, options)
         return job.run()
 
@@ -330,6 +362,7 @@ def vm_pool_migrate(ctx, vm, host, options):
         db.get('VM', vm)
         db.get('host', host)
         vm_api.check_operation(db, vm, 'pool_migrate')
+        vm_api.assert_resident_live(ctx, vm)
         vm_api.check_disks_reachable(ctx, vm, host)
         if host != db.get('VM', vm)['resident_on']:
             vm_api.assert_can_boot_here(ctx, vm, host)

@@ -226,20 +226,37 @@ def vdi_copy(ctx, vdi, sr, base_vdi=NULL, into_vdi=NULL):
 
 @method('VDI.resize', ['vdi', 'size'])
 def vdi_resize(ctx, vdi, size):
-    with ctx.db.lock:
-        assert_vdi_idle(ctx.db, vdi)
-        # xapi's VDI operation check: only resize_online may touch a VDI
-        # with an attached VBD.
-        if attached_vbds(ctx.db, vdi):
+    """xapi_vdi.check_operation_error for ``resize``, then FileSR.resize."""
+    db = ctx.db
+    with db.lock:
+        rec = db.get('VDI', vdi)
+        assert_vdi_idle(db, vdi)
+        assert_sr_plugged(db, rec['SR'])
+        # Only resize_online may touch a VDI with an attached VBD.
+        if attached_vbds(db, vdi):
             raise errors.XapiError('VDI_IN_USE', vdi, 'resize')
-        assert_sr_plugged(ctx.db, ctx.db.get('VDI', vdi)['SR'])
+        if 'VDI_RESIZE' not in sm_features(db, rec['SR']):
+            raise errors.XapiError('SR_OPERATION_NOT_SUPPORTED', rec['SR'])
+        if rec['type'] == 'cbt_metadata':
+            raise errors.XapiError('VDI_INCOMPATIBLE_TYPE', vdi,
+                                   'cbt_metadata')
+        if not rec['managed']:
+            # SM's hidden base copies: xapi stops before SM sees them.
+            raise errors.XapiError('VDI_NOT_MANAGED', vdi)
     try:
         size = int(size)
     except (TypeError, ValueError):
         raise errors.XapiError('FIELD_TYPE_ERROR', 'size')
-    ctx.pool.disk(vdi).resize(size)
-    ctx.db.update('VDI', vdi, virtual_size=size)
+    new_size = ctx.pool.disk(vdi).resize(size)
+    with db.lock:
+        db.update('VDI', vdi, virtual_size=new_size)
     ctx.pool.refresh_vdi(vdi)
+
+
+def sm_features(db, sr):
+    """The SM features of an SR's type (SM.features)."""
+    sms = db.find('SM', type=db.get('SR', sr)['type'])
+    return db.get('SM', sms[0])['features'] if sms else {}
 
 
 @method('VDI.enable_cbt', ['self'])

@@ -69,6 +69,20 @@ class TestChecks(CheckTestCase):
         self.assertUnchanged(vm, before)
         self.assertEqual([], self.ctl.migrations())
 
+    def test_disabled_destination_host(self):
+        # assert_can_migrate, cross-pool: "the remote host is enabled and
+        # not in maintenance mode".
+        vm, (vdi0, vdi1), vif = self.two_disk_vm()
+        ext_b = self.ext(self.api_b)
+        self.api_b.host.disable(self.host_b)
+        self.assert_refused(['HOST_DISABLED', self.host_b], vm,
+                            self.dest_b(), {vdi0: ext_b, vdi1: ext_b},
+                            {vif: self.net_b})
+        self.api_b.host.enable(self.host_b)
+        self.assertEqual('', self.api.VM.assert_can_migrate(
+            vm, self.dest_b(), True, {vdi0: ext_b, vdi1: ext_b},
+            {vif: self.net_b}, {}))
+
     def test_vdi_not_in_map(self):
         vm, (vdi0, vdi1), vif = self.two_disk_vm()
         self.assert_refused(['VDI_NOT_IN_MAP', vdi1], vm, self.dest_b(),

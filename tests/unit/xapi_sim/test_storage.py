@@ -182,8 +182,9 @@ class DataPlaneMachine(stateful.RuleBasedStateMachine):
     def resize(self, model, grow):
         if model not in self.live or not model.writable:
             return
-        model.disk.resize(model.disk.size + grow)
-        model.data.extend(bytes(grow))
+        # FileSR rounds the new size up to whole 2 MiB VHD blocks.
+        size = model.disk.resize(model.disk.size + grow)
+        model.data.extend(bytes(size - len(model.data)))
 
     @stateful.rule(model=stateful.consumes(disks))
     def destroy(self, model):
