@@ -19,7 +19,10 @@ token (a ``lease.Lease``) and has xapi check the plan with it, ``send``
 runs ``VM.migrate_send`` within a storage migration slot of the source
 host (``slots``), retries xapi's TOO_MANY_STORAGE_MIGRATES with the same
 token, scales the timeout with the bytes to move and verifies the
-outcome; after a failure it reports what state the migration left.
+outcome; after a failure it reports what state the migration left. A plan
+built with ``copy`` runs xapi's copy mode (options ``{"copy": "true"}``):
+a halted VM copied to another pool, the source left as it was; the
+Result names the copy.
 """
 
 import dataclasses
@@ -271,7 +274,7 @@ class Migrator(object):
         try:
             self.source.call('VM.assert_can_migrate', the_plan.vm.ref,
                              held.dest, the_plan.live, the_plan.vdi_map,
-                             the_plan.vif_map, {})
+                             the_plan.vif_map, the_plan.options)
         except errors.XapiFailure as exc:
             raise exc.reworded(describe=describer(the_plan)) from None
 
@@ -454,7 +457,8 @@ class Migrator(object):
         try:
             task = self.source.call(
                 'Async.' + method, the_plan.vm.ref, held.dest,
-                the_plan.live, the_plan.vdi_map, the_plan.vif_map, {})
+                the_plan.live, the_plan.vdi_map, the_plan.vif_map,
+                the_plan.options)
         except errors.XapiFailure as exc:
             raise exc.reworded(call=method, describe=describe) from None
         custodian = None
@@ -563,6 +567,9 @@ class Migrator(object):
 
     def _after(self, the_plan, result, x, stage):
         arrived = self._arrived_disks(the_plan, result.vm_ref, x)
+        if the_plan.copy:
+            # A copy (copy mode) is a new VM with a uuid of its own.
+            result.vm_uuid = arrived[0]['uuid']
         for step in (self._remove_leftovers, self.verify):
             stage[0] = step
             try:

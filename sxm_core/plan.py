@@ -12,7 +12,8 @@
 
 """Migration plans and preflight checks: pure functions over facts.
 
-``build_plan`` decides where every disk and VIF goes; ``preflight`` lists
+``build_plan`` decides where every disk and VIF goes (or, in copy mode,
+where a halted VM's copy goes: the source VM stays); ``preflight`` lists
 every reason the plan cannot run, all at once (the remote
 ``VM.assert_can_migrate`` is added by ``sxm_core.migrate``). Nothing here
 talks to XAPI.
@@ -67,6 +68,12 @@ class MigrationPlan:
     snapshot_disks: tuple   # DiskStep of snapshot disks (copied)
     vifs: tuple             # VifStep; empty in-pool
     problems: tuple         # Problems found while building
+    copy: bool = False      # copy the halted VM, leave the source as it is
+
+    @property
+    def options(self):
+        """migrate_send's options: xapi's copy mode, or none."""
+        return {'copy': 'true'} if self.copy else {}
 
     @property
     def vdi_map(self):
@@ -169,7 +176,8 @@ def _choose_network(vif, source, dest, network_map):
 
 
 def build_plan(vm, source, dest, dest_host=None, sr_map=None, sr=None,
-               tier=None, network_map=None, migration_network=None):
+               tier=None, network_map=None, migration_network=None,
+               copy=False):
     """Where each disk and VIF of ``vm`` goes.
 
     SR choice, first match wins: ``sr_map`` (keyed by disk uuid,
@@ -181,7 +189,9 @@ def build_plan(vm, source, dest, dest_host=None, sr_map=None, sr=None,
     ``network_map`` (keyed by VIF ref, MAC, neutron port id, or the source
     network's uuid, name or bridge), then a destination network of the same
     name, then of the same bridge. Problems found on the way are kept in
-    the plan, so that preflight reports them all at once.
+    the plan, so that preflight reports them all at once. ``copy``: xapi's
+    copy mode (a halted VM, to another pool; the source VM and its disks
+    stay, its snapshots are not sent).
     """
     sr_map = dict(sr_map or {})
     network_map = dict(network_map or {})
@@ -220,8 +230,9 @@ def build_plan(vm, source, dest, dest_host=None, sr_map=None, sr=None,
         src_sr = source.sr(disk.sr)
         explicit = any(k in sr_map for k in (disk.uuid, disk.userdevice,
                                              disk.name))
+        # A copy never shares a disk with its source.
         shared = [s for s in dest.srs if cross_pool and src_sr and not
-                  explicit and s.uuid == src_sr.uuid]
+                  explicit and not copy and s.uuid == src_sr.uuid]
         if shared:
             # The same SR introduced in both pools (a Cinder volume's SR):
             # the disk is already there, nothing travels.
@@ -255,7 +266,9 @@ def build_plan(vm, source, dest, dest_host=None, sr_map=None, sr=None,
         s = step(disk, snapshot=False)
         steps_by_vdi[disk.vdi] = s
         disks.append(s)
-    snaps = tuple(step(d, snapshot=True) for d in vm.snapshot_disks)
+    # xapi sends no snapshots in copy mode (send_snapshots = not copy).
+    snaps = () if copy else tuple(step(d, snapshot=True)
+                                  for d in vm.snapshot_disks)
     vifs = ()
     if cross_pool:
         vifs = tuple(VifStep(v, _choose_network(v, source, dest,
@@ -265,7 +278,7 @@ def build_plan(vm, source, dest, dest_host=None, sr_map=None, sr=None,
     return MigrationPlan(vm=vm, source=source, dest=dest, dest_host=host,
                          network=network, cross_pool=cross_pool, live=live,
                          disks=tuple(order), snapshot_disks=snaps,
-                         vifs=vifs, problems=tuple(problems))
+                         vifs=vifs, problems=tuple(problems), copy=copy)
 
 
 def _short(exc):
@@ -298,6 +311,16 @@ def preflight(plan):
         problems.append(Problem(
             'host_disabled', 'Host %s is disabled: enable it or choose '
             'another host.' % plan.dest_host.name))
+    if plan.copy and not plan.cross_pool:
+        # xapi_vm_migrate.migrate_send refuses copy mode within a pool.
+        problems.append(Problem(
+            'copy', 'Copy mode cannot be used within a pool (%s): xapi '
+            'says to use VM.copy or VM.clone.' % plan.source.name))
+    if plan.copy and vm.power_state != constants.HALTED:
+        # assert_can_migrate: "The copy mode is only allow on stopped VM".
+        problems.append(Problem(
+            'copy', '%s is %s: only a halted VM can be copied to another '
+            'pool.' % (vm.label(), vm.power_state)))
     if vm.power_state not in constants.MIGRATABLE_STATES:
         problems.append(Problem(
             'power_state', '%s is %s; it must be running, halted or '
@@ -349,7 +372,7 @@ def preflight(plan):
                 'host %s (mode %s): the destination cannot receive the '
                 'migration.' % (plan.network.name, plan.dest_host.name,
                                 mode)))
-    if vm.snapshots:
+    if vm.snapshots and not plan.copy:
         problems.append(Problem(
             'snapshots', '%d snapshot(s) of %s will be copied, not '
             'mirrored: %s.' % (len(vm.snapshots), vm.label(),
