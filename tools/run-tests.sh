@@ -6,6 +6,19 @@
 # (and its own stestr repository).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Commands the tests run (bindep.txt's "test" profile): Nova builds config
+# drives with genisoimage.
+if ! command -v genisoimage >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "Installing genisoimage (apt-get) ..." >&2
+        apt-get update -q >/dev/null &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+                --no-install-recommends genisoimage >/dev/null
+    else
+        echo "genisoimage is missing and only root can install it: the" \
+            "config drive tests will fail (apt-get install genisoimage)" >&2
+    fi
+fi
 . tools/venv.sh
 # .cloud/ (tools/cloud/cloud.sh) holds a running cloud's state, virtualenvs
 # included: not this project's source.

@@ -15,7 +15,8 @@
 Configure ``compute_driver = sxm.driver.SxmDriver`` and the ``[sxm]``
 group. This class only converts and delegates: lifecycle to ``vmops``,
 VIFs to ``vif``, volumes to ``volumeops``, host resources to ``host``, live
-migration to ``migration``; every XAPI call goes through ``sxm_core``.
+migration to ``migration``, resize and cold migration to ``resize``;
+every XAPI call goes through ``sxm_core``.
 
 Support matrix (what is not listed is not supported):
 
@@ -25,27 +26,42 @@ Support matrix (what is not listed is not supported):
   reboot (soft, hard), power off / on, pause / unpause, suspend / resume,
   snapshot and shelve (to Glance: the dynamic VHD XAPI exports, or raw,
   ``[sxm] image_upload_format``; a volume-backed server's snapshot is
-  Cinder's, Nova never asks the driver),
+  Cinder's, Nova never asks the driver), rescue / unrescue (``rescue``),
+  config drive (``configdrive``), rebuild (Nova's destroy and spawn:
+  volumes and ports are kept),
   attach / detach of ``xensm`` volumes (a shared SR of another XAPI pool
-  is introduced here and forgotten with its last VBD), plug / unplug VIFs;
+  is introduced here and forgotten with its last VBD), plug / unplug VIFs,
+  attach / detach interface (hot-plugged on a running guest: XAPI refuses
+  a guest without PV drivers, and the server keeps its interfaces),
+  device tags of NICs and volumes (``devicemeta``);
+* host (``host``): maintenance mode (the XAPI host disabled, its running
+  servers live-migrated by Nova to the computes of the pool's other
+  hosts), enable / disable (the XAPI host follows the compute service),
+  uptime (from the host's ``boot_time``);
+* evacuate (``evacuate``): the same VM started here with its disks when
+  they are on an SR this host reaches, else Nova's rebuild from the image
+  (the old VM stopped, and destroyed with its disks when its compute
+  starts again);
 * live migration: in a pool or to another pool, with (Storage XenMotion)
   or without (shared storage) block migration, progress in the
   Migration record, abort; attached volumes stay on their SR when the
   destination pool can reach it (a shared SR), else the migration is
   refused before anything is copied;
-* not supported (NotImplementedError): cold migration and resize,
-  live_migration_force_complete (XAPI has no post-copy, and memory
-  migration is already the last, short phase), consoles and console
-  output (need dom0 plugins), rescue, set_admin_password, inject files,
-  attach / detach interface, evacuate.
+* resize and cold migration (``resize``): to another pool (xapi's copy
+  mode of VM.migrate_send), another host of the pool or the same host
+  (VM.copy); the halted source VM is kept until the confirm, restored
+  byte for byte on revert; a smaller disk or any failure leaves the
+  server as it was on the source;
+* not supported (NotImplementedError): live_migration_force_complete
+  (XAPI has no post-copy, and memory migration is already the last,
+  short phase), consoles and console output (need dom0 plugins),
+  set_admin_password, inject files.
 
 A refusal leaves the server as it was and says why in words (the instance
-fault and the action's event): resize and cold migration are refused
-before anything moves, Nova keeps the server's state; rescue is refused
-before the guest is stopped (Nova's power off, task_state ``rescuing``)
-and the guest keeps running, though Nova 34 marks the server ERROR after
-any rescue failure (an administrator sets it back with ``openstack server
-set --state active``).
+fault and the action's event): a refused or failed rescue leaves the
+original VM halted and startable, though Nova 34 marks the server ERROR
+after any rescue failure (an administrator sets it back with ``openstack
+server set --state active``).
 
 Start-up (Nova's init_host, then _init_instance per instance): one VM
 that is missing, on another host, in another pool after an interrupted
@@ -78,8 +94,12 @@ from sxm_core import attach
 from sxm_core import errors
 from sxm_core import tasks
 
+from nova_sxm.virt import devicemeta
+from nova_sxm.virt import evacuate as evacuatemod
 from nova_sxm.virt import host as hostmod
 from nova_sxm.virt import migration
+from nova_sxm.virt import rescue as rescuemod
+from nova_sxm.virt import resize as resizemod
 from nova_sxm.virt import session
 from nova_sxm.virt import vif as vifmod
 from nova_sxm.virt import vmops as vmopsmod
@@ -111,6 +131,16 @@ class SnapshotFailed(exception.NovaException):
     msg_fmt = 'Snapshot to image %(image_id)s failed: %(reason)s'
 
 
+class InterfaceAttachRefused(exception.InterfaceAttachFailed):
+    msg_fmt = ('Failed to attach network adapter device to '
+               '%(instance_uuid)s: %(reason)s')
+
+
+class InterfaceDetachRefused(exception.InterfaceDetachFailed):
+    msg_fmt = ('Failed to detach network adapter device from '
+               '%(instance_uuid)s: %(reason)s')
+
+
 def _not_supported(what, why=''):
     return NotSupported(what=what, why=': %s' % why if why else '.')
 
@@ -120,10 +150,14 @@ class SxmDriver(driver.ComputeDriver):
 
     capabilities = dict(driver.ComputeDriver.capabilities, **{
         'has_imagecache': False,
-        'supports_evacuate': False,
-        'supports_migrate_to_same_host': False,
-        'supports_attach_interface': False,
-        'supports_device_tagging': False,
+        'supports_evacuate': True,
+        # A cold migration to the same host is a VM.copy (see resize).
+        'supports_migrate_to_same_host': True,
+        'supports_attach_interface': True,
+        # Tags as the historic driver exposed them (see devicemeta).
+        'supports_device_tagging': True,
+        'supports_tagged_attach_interface': True,
+        'supports_tagged_attach_volume': True,
         'supports_extend_volume': False,
         'supports_multiattach': False,
         'supports_image_type_raw': True,
@@ -144,6 +178,13 @@ class SxmDriver(driver.ComputeDriver):
         self._migration = migration.LiveMigrationOps(
             self._conn, self._host, self._vmops, self._vif, self._volumeops)
         self.active_migrations = self._migration.active_migrations
+        self._evacuate = evacuatemod.EvacuateOps(
+            self._conn, self._host, self._vmops, self._vif, self._volumeops)
+        self._maintenance = hostmod.Maintenance(self._conn, self._host)
+        self._rescue = rescuemod.RescueOps(self._conn, self._host,
+                                           self._vmops, self._vif)
+        self._resize = resizemod.ResizeOps(
+            self._conn, self._host, self._vmops, self._vif, self._volumeops)
 
     # -- host ----------------------------------------------------------------
 
@@ -282,6 +323,9 @@ class SxmDriver(driver.ComputeDriver):
     def get_available_resource(self, nodename):
         self._ensure()
         stats = self._host.stats()
+        # The compute node's stats: what a resize's source needs to copy
+        # a VM here (public facts, see resize.public_facts).
+        stats['stats'].update(self._resize.public_facts())
         # The resource tracker's update_provider_tree follows in the same
         # run: it takes these rather than reading XAPI again.
         self._stats_for_tree = (time.monotonic(), stats)
@@ -359,9 +403,19 @@ class SxmDriver(driver.ComputeDriver):
         self._ensure()
         root = vmopsmod.root_volume(block_device_info)
         self._check_volumes(block_device_info, root)
+        # Before the config drive is built: it carries the tags. Nova
+        # saves the instance after spawn.
+        devicemeta.refresh(context, instance, save=False)
+        # A rebuild here whose VM is on another host of the pool is an
+        # evacuate (a rebuild in place destroyed the VM first).
+        if instance.task_state == task_states.REBUILD_SPAWNING and \
+                self._evacuate.take_over(instance, network_info,
+                                         block_device_info, power_on):
+            return
         self._vmops.spawn(context, instance, image_meta, network_info,
                           block_device_info=block_device_info,
-                          power_on=False)
+                          power_on=False, injected_files=injected_files,
+                          admin_password=admin_password)
         try:
             vm = self._vmops.require(instance)
             # The root volume first: userdevice 0, what the VM boots.
@@ -417,6 +471,11 @@ class SxmDriver(driver.ComputeDriver):
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):
+        if instance.task_state == task_states.RESIZE_REVERTING:
+            # The resize's copy (the original is not the instance's VM
+            # until finish_revert_migration): Nova asks to keep disks it
+            # takes for shared storage, but the copy's own are not.
+            destroy_disks = True
         # A migration of the VM (or its bring-back) is stopped first; a VM
         # an interrupted migration left in another pool goes too.
         try:
@@ -457,10 +516,6 @@ class SxmDriver(driver.ComputeDriver):
         self._vmops.reboot(instance, reboot_type)
 
     def power_off(self, instance, timeout=0, retry_interval=0):
-        if instance.task_state == task_states.RESCUING:
-            # Nova stops the guest before it asks the driver to rescue:
-            # refusing here keeps it running.
-            raise self._rescue_refusal()
         self._vmops.power_off(instance, timeout)
 
     def power_on(self, context, instance, network_info,
@@ -570,6 +625,41 @@ class SxmDriver(driver.ComputeDriver):
         if vm is not None:
             self._vif.unplug(vm, instance, network_info)
 
+    def attach_interface(self, context, instance, image_meta, vif):
+        # A halted VM gets the VIF for its next start; a running one gets
+        # it hot-plugged, which XAPI refuses for a guest without PV drivers
+        # (Nova then deallocates the port).
+        vm = self._vmops.require(instance)
+        running = self._conn.call('VM.get_power_state', vm) != 'Halted'
+        try:
+            self._vif.attach(vm, instance, vif, running)
+        except exception.NetworkNotFoundForBridge as exc:
+            raise InterfaceAttachRefused(instance_uuid=instance.uuid,
+                                         reason=exc.format_message())
+        except errors.SxmError as exc:
+            raise InterfaceAttachRefused(instance_uuid=instance.uuid,
+                                         reason=str(exc)) from exc
+        try:
+            devicemeta.refresh(context, instance)
+        except Exception:
+            # Nova releases the port on failure: the VIF goes too.
+            with excutils.save_and_reraise_exception():
+                self._undo(instance, self._vif.detach, vm, instance,
+                           vif['id'])
+
+    def detach_interface(self, context, instance, vif):
+        vm = self._vmops.require(instance)
+        try:
+            found = self._vif.detach(vm, instance, vif['id'])
+        except errors.SxmError as exc:
+            raise InterfaceDetachRefused(instance_uuid=instance.uuid,
+                                         reason=str(exc)) from exc
+        if not found:
+            # As libvirt: the port goes, there was no device to remove.
+            LOG.warning('No VIF of port %s on the VM: nothing to detach',
+                        vif['id'], instance=instance)
+        self._forget_tags(context, instance, gone_port=vif['id'])
+
     # -- volumes -------------------------------------------------------------
 
     @staticmethod
@@ -634,13 +724,44 @@ class SxmDriver(driver.ComputeDriver):
             instance, use_cache=False).state == power_state.RUNNING
         self._volumeops.attach(vm, instance, connection_info, mountpoint,
                                running)
+        try:
+            devicemeta.refresh(context, instance)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                self._undo(instance, self._volumeops.detach, vm, instance,
+                           connection_info, mountpoint)
 
     def detach_volume(self, context, connection_info, instance, mountpoint,
                       encryption=None):
         vm = self._vmops.lookup(instance)
-        if vm is None:
-            return
-        self._volumeops.detach(vm, instance, connection_info, mountpoint)
+        if vm is not None:
+            self._volumeops.detach(vm, instance, connection_info,
+                                   mountpoint)
+        # Nova also calls this to drop the connection of a volume the server
+        # keeps (rollbacks of live migration, resize, rebuild: a task is
+        # under way); the API's detach runs with none.
+        if instance.task_state is None:
+            self._forget_tags(
+                context, instance,
+                gone_volume=volumeops.volume_id(connection_info))
+
+    @staticmethod
+    def _undo(instance, step, *args):
+        try:
+            step(*args)
+        except Exception as exc:
+            LOG.error('Could not undo the attach (%s): %s', step.__name__,
+                      exc, instance=instance)
+
+    @staticmethod
+    def _forget_tags(context, instance, **gone):
+        # The device is gone already: a failure here leaves a stale entry
+        # (Nova removes a tagged volume's first one itself), not an error.
+        try:
+            devicemeta.refresh(context, instance, **gone)
+        except Exception as exc:
+            LOG.warning('Could not update the device metadata after a '
+                        'detach: %s', exc, instance=instance)
 
     # -- live migration ------------------------------------------------------
 
@@ -710,34 +831,87 @@ class SxmDriver(driver.ComputeDriver):
                                                migrate_data=None):
         self._migration.rollback_at_destination(instance, migrate_data)
 
+    def instance_on_disk(self, instance):
+        # Evacuate: the VM of a dead host's compute, with every disk on an
+        # SR this host reaches, is taken over (see ``evacuate``).
+        self._ensure()
+        return self._evacuate.on_disk(instance)
+
     def check_instance_shared_storage_local(self, context, instance):
-        return None
+        # After an evacuate the old compute asks whether the new host uses
+        # its VM's disks before it destroys that VM (with them or not).
+        return self._evacuate.shared_storage_data(instance)
+
+    def check_instance_shared_storage_remote(self, context, data):
+        self._ensure()
+        return self._evacuate.shares_storage(data)
+
+    def check_instance_shared_storage_cleanup(self, context, data):
+        pass
+
+    def host_maintenance_mode(self, host, mode):
+        # See hostmod.Maintenance: host.disable and the servers moved by
+        # Nova's live migration; host.enable on the way back.
+        self._ensure()
+        if mode:
+            return self._maintenance.enter(host)
+        return self._maintenance.leave()
+
+    def set_host_enabled(self, enabled):
+        # As the historic driver: the XAPI host follows the compute service
+        # (a disabled host starts no VM, so a stopped server of a disabled
+        # compute starts again once it is enabled).
+        self._ensure()
+        return self._maintenance.set_enabled(enabled)
 
     def get_host_uptime(self):
-        raise _not_supported('Host uptime', 'XAPI does not report it '
-                                            'without a dom0 plugin')
+        # Read each time: a host reboot changes boot_time under us.
+        self._ensure()
+        line = self._host.uptime()
+        if line is None:
+            raise _not_supported('Host uptime', 'XAPI host %s reports no '
+                                 'other_config:boot_time'
+                                 % self._host.host_name)
+        return line
 
-    # -- refused operations (the server stays as it was) --------------------
-
-    @staticmethod
-    def _rescue_refusal():
-        return _not_supported(
-            'Rescue', 'the guest was not stopped and keeps running. Nova '
-            'marks the server ERROR after a failed rescue: an administrator '
-            'returns it with "openstack server set --state active"')
+    # -- rescue (see nova_sxm.virt.rescue) -----------------------------------
 
     def rescue(self, context, instance, network_info, image_meta,
                rescue_password, block_device_info, share_info):
-        raise self._rescue_refusal()
+        self._rescue.rescue(context, instance, network_info, image_meta,
+                            rescue_password, block_device_info)
+
+    def unrescue(self, context, instance):
+        self._rescue.unrescue(instance)
+
+    # -- resize and cold migration (see resize) ------------------------------
 
     def migrate_disk_and_power_off(self, context, instance, dest,
                                    flavor, network_info,
                                    block_device_info=None,
                                    timeout=0, retry_interval=0):
-        # Nova keeps the server's state on a NotImplementedError and
-        # records this message as the fault of the resize or migration.
-        raise _not_supported(
-            'Resize and cold migration',
-            'nothing was changed and the server runs where it ran; '
-            'live migration ("openstack server migrate --live-migration") '
-            'moves it')
+        self._ensure()
+        return self._resize.migrate_disk_and_power_off(
+            context, instance, flavor, network_info, block_device_info,
+            timeout)
+
+    def finish_migration(self, context, migration, instance, disk_info,
+                         network_info, image_meta, resize_instance,
+                         allocations, block_device_info=None,
+                         power_on=True, share_info=None):
+        self._ensure()
+        self._resize.finish_migration(context, migration, instance,
+                                      network_info, resize_instance,
+                                      block_device_info, power_on)
+
+    def confirm_migration(self, context, migration, instance, network_info):
+        self._ensure()
+        self._resize.confirm_migration(migration, instance)
+
+    def finish_revert_migration(self, context, instance, network_info,
+                                migration, block_device_info=None,
+                                power_on=True, share_info=None):
+        self._ensure()
+        self._resize.finish_revert_migration(
+            context, instance, network_info, migration, block_device_info,
+            power_on)

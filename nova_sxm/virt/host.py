@@ -10,7 +10,8 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The XenServer host a nova-compute manages: identity, SR, resources.
+"""The XenServer host a nova-compute manages: identity, SR, resources,
+uptime and maintenance mode.
 
 Nova's periodic tasks ask about the host every minute: what cannot change
 is read once, this host's VMs are kept current with ``event.from``, so
@@ -26,14 +27,21 @@ from oslo_serialization import jsonutils
 from oslo_utils import units
 from oslo_utils import versionutils
 
+from nova.compute import api as compute_api
+from nova.compute import vm_states
+import nova.conf
+from nova import context as nova_context
 from nova import exception
+from nova import objects
 from nova.objects import fields as obj_fields
+from nova import servicegroup
 from sxm_core import constants
 from sxm_core import errors
 
 from nova_sxm.conf import sxm as sxm_conf
 
 LOG = logging.getLogger(__name__)
+CONF = nova.conf.CONF
 NULL = constants.OPAQUE_NULL
 # Nova's hypervisor type: xapi runs Xen guests (HVM); the conductor
 # compares it between source and destination of a live migration.
@@ -204,7 +212,169 @@ class HostState(object):
                                      HV_TYPE, obj_fields.VMMode.HVM)],
             'numa_topology': None,
             'uuid': self.host_uuid,
+            # What Nova's os-hypervisors shows as the uptime (2.88+).
+            'stats': {'uptime': self.uptime()},
         }
+
+    def uptime(self):
+        """The host's ``uptime_line``, read afresh (a reboot moves it)."""
+        return uptime_line(self._conn.call('host.get_other_config',
+                                           self.host_ref))
+
+
+class Maintenance(object):
+    """Host maintenance mode, as the historic xenapi driver had it.
+
+    On: the XAPI host is disabled (XAPI starts and receives no VM there)
+    and every ACTIVE or PAUSED server of this compute is live-migrated
+    by Nova (scheduler, claims, port bindings, allocations and the
+    Migration record are Nova's) to a compute of another host of this
+    pool, 'auto' block migration: a VM on a shared SR moves its memory
+    only (VM.pool_migrate), one on this host's local SR moves its disks
+    too (in-pool Storage XenMotion). The historic driver called
+    VM.pool_migrate itself and set ``instance.host``, which left Neutron
+    bindings and Placement behind. Stopped, suspended and busy servers
+    stay (XAPI starts nothing on a disabled host: start them after the
+    maintenance or move them first). Off: the XAPI host is enabled again.
+
+    Nova 34 calls it for the os-hosts API (microversions up to 2.42,
+    ``nova host-update --maintenance enable|disable <compute>``), as
+    ``PUT /os-hosts/<compute> {"maintenance_mode": "enable"}``.
+    """
+
+    # Seconds between two looks at the servers being migrated.
+    POLL = 1.0
+
+    def __init__(self, conn, host):
+        self._conn = conn
+        self._host = host
+
+    def set_enabled(self, enabled):
+        """host.enable / host.disable; Nova's 'enabled' or 'disabled'."""
+        self._conn.call('host.enable' if enabled else 'host.disable',
+                        self._host.host_ref)
+        return 'enabled' if enabled else 'disabled'
+
+    def leave(self):
+        self.set_enabled(True)
+        LOG.info('Maintenance mode off: XAPI host %s enabled',
+                 self._host.host_name)
+        return 'off_maintenance'
+
+    def enter(self, compute_host):
+        """Disable the host and move its servers; 'on_maintenance'.
+
+        Else (a server could not move) the reason, naming every server
+        left on the host; the host stays disabled.
+        """
+        ctx = nova_context.get_admin_context()
+        self.set_enabled(False)
+        targets = self._targets(ctx)
+        api = compute_api.API()
+        left = {}
+        moving = []
+        instances = objects.InstanceList.get_by_host_and_node(
+            ctx, compute_host, self._host.host_name)
+        for n, instance in enumerate(instances):
+            # The Migration records name the server's owner (the driver
+            # hook is given no request context).
+            ctx = nova_context.RequestContext(
+                user_id=instance.user_id, project_id=instance.project_id,
+                is_admin=True)
+            if instance.vm_state not in (vm_states.ACTIVE,
+                                         vm_states.PAUSED) or \
+                    instance.task_state is not None:
+                LOG.info('Maintenance: server %s stays (vm_state %s, '
+                         'task_state %s)', instance.uuid, instance.vm_state,
+                         instance.task_state, instance=instance)
+                continue
+            reasons = []
+            # Round robin, each server trying every target in turn.
+            for dest in targets[n % max(1, len(targets)):] + \
+                    targets[:n % max(1, len(targets))]:
+                try:
+                    api.live_migrate(ctx, instance, None, None, dest,
+                                     force=False, async_=False)
+                except Exception as exc:
+                    reasons.append('%s: %s' % (dest, _words(exc)))
+                    instance.refresh()
+                    continue
+                moving.append(instance)
+                break
+            else:
+                left[instance.uuid] = '; '.join(reasons) or (
+                    'no other host of pool %s has an enabled, running '
+                    'nova-compute' % self._host.pool_uuid)
+        # As long as Nova waits for its own long calls: a stuck migration
+        # is reported, not waited for forever.
+        deadline = time.monotonic() + CONF.long_rpc_timeout
+        for instance in moving:
+            where = self._wait(instance, deadline)
+            if where is None:
+                left[instance.uuid] = 'still migrating after %ds (see the '\
+                    'server\'s migrations)' % CONF.long_rpc_timeout
+            elif where == compute_host:
+                left[instance.uuid] = 'its live migration failed (see '\
+                    'the server\'s migrations and events)'
+            else:
+                LOG.info('Maintenance: server moved to %s', where,
+                         instance=instance)
+        if left:
+            # Not 'on_maintenance': the os-hosts API answers 400 with it.
+            words = ('XAPI host %s is disabled but these servers are still '
+                     'on it: %s. Retry once the cause is fixed, or '
+                     'disable maintenance mode.' % (
+                         self._host.host_name, '; '.join(
+                             '%s (%s)' % item
+                             for item in sorted(left.items()))))
+            LOG.warning('Maintenance: %s', words)
+            return words
+        LOG.info('Maintenance mode on: XAPI host %s disabled and %d '
+                 'server(s) moved', self._host.host_name, len(moving))
+        return 'on_maintenance'
+
+    def _targets(self, ctx):
+        """Computes of the pool's other enabled, live hosts, freest first."""
+        group = servicegroup.API()
+        found = []
+        for ref, rec in self._conn.call('host.get_all_records').items():
+            if ref == self._host.host_ref or not rec['enabled']:
+                continue
+            free = 0
+            if rec['metrics'] != NULL:
+                metrics = self._conn.call('host_metrics.get_record',
+                                          rec['metrics'])
+                if not metrics['live']:
+                    continue
+                free = int(metrics['memory_free'])
+            try:
+                node = objects.ComputeNode.get_by_uuid(ctx, rec['uuid'])
+                service = objects.Service.get_by_compute_host(ctx,
+                                                              node.host)
+            except exception.NotFound:
+                continue  # no nova-compute manages that host
+            if service.disabled or not group.service_is_up(service):
+                continue
+            found.append((-free, node.host))
+        return [host for _, host in sorted(found)]
+
+    def _wait(self, instance, deadline):
+        """The compute host of ``instance`` once its migration ended.
+
+        None if it still migrates at ``deadline`` (time.monotonic()).
+        """
+        while True:
+            instance.refresh()
+            if instance.task_state is None:
+                return instance.host
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(self.POLL)
+
+
+def _words(exc):
+    fmt = getattr(exc, 'format_message', None)
+    return fmt() if fmt else str(exc)
 
 
 class HostVMs(object):
@@ -299,3 +469,36 @@ def _numeric(version):
         if digits != part:
             break
     return '.'.join(parts) or '0'
+
+
+def uptime_line(other_config, now=None):
+    """The XAPI host's uptime as the ``uptime`` command's first fields.
+
+    `` 15:04:05 up 3 days,  2:03,  xapi up 2:01`` from ``other_config``'s
+    ``boot_time`` (the kernel's, in seconds since the epoch) and
+    ``agent_start_time`` (the toolstack's); the time of day is UTC. None
+    when XAPI does not report ``boot_time``.
+    """
+    now = time.time() if now is None else now
+    try:
+        booted = float(other_config['boot_time'])
+    except (KeyError, TypeError, ValueError):
+        return None
+    line = ' %s up %s' % (time.strftime('%H:%M:%S', time.gmtime(now)),
+                          _duration(now - booted))
+    try:
+        agent = float(other_config['agent_start_time'])
+    except (KeyError, TypeError, ValueError):
+        return line
+    return '%s,  xapi up %s' % (line, _duration(now - agent))
+
+
+def _duration(seconds):
+    """procps' way: ``3 days,  2:03``, ``1 day, 12 min``, ``5 min``."""
+    minutes = max(0, int(seconds)) // 60
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    out = '%d day%s, ' % (days, '' if days == 1 else 's') if days else ''
+    if hours:
+        return '%s%2d:%02d' % (out, hours, minutes)
+    return '%s%d min' % (out, minutes)

@@ -124,7 +124,6 @@ XAPI match it:
 import datetime
 import threading
 import time
-import types
 
 from nova.compute import task_states
 from nova import context as nova_context
@@ -518,12 +517,21 @@ class LiveMigrationOps(object):
         """
         choices = _choices(facts, own if block_migration else ())
         if facts['pool_uuid'] == self._host.pool_uuid:
-            # A volume (or a disk staying put) keeps its SR.
-            sr_uuids = {sr.ref: sr.uuid for sr in survey.source.srs}
+            # A volume (or a disk staying put) keeps its SR when the
+            # destination host reaches it; a disk on the source host's
+            # local SR follows the VM to the destination's SR (so that
+            # 'auto' is a block migration, not a refused pool_migrate).
+            dest_host = next((h for h in survey.source.hosts
+                              if h.uuid == facts['host_uuid']), None)
+            srs = {sr.ref: sr for sr in survey.source.srs}
             for disk in survey.vm.disks:
-                if disk.uuid not in choices['sr_map'] and \
-                        disk.sr in sr_uuids:
-                    choices['sr_map'][disk.uuid] = sr_uuids[disk.sr]
+                sr = srs.get(disk.sr)
+                if disk.uuid in choices['sr_map'] or sr is None:
+                    continue
+                if dest_host is None or dest_host.ref in sr.hosts:
+                    choices['sr_map'][disk.uuid] = sr.uuid
+                elif disk.uuid in own:
+                    choices['sr_map'][disk.uuid] = facts['sr_uuid']
         return migrator.plan(survey.vm.ref, survey=survey, **choices)
 
     def _survey(self, migrator, instance, facts):
@@ -1032,11 +1040,6 @@ class LiveMigrationOps(object):
         except errors.SxmError:
             pass   # gone already
 
-    def _vmops_in(self, pool):
-        """VMOps on the VMs of ``pool`` (a SessionPool)."""
-        return vmops.VMOps(types.SimpleNamespace(call=pool.call, pool=pool),
-                           self._host, None)
-
     def _remote(self, marker):
         if marker['dest_pool_uuid'] == self._host.pool_uuid:
             return None
@@ -1135,7 +1138,7 @@ class LiveMigrationOps(object):
             ref = found[0]
             sr_uuid = self._host.find_sr_record()[1]['uuid']
             # Its own disks come to this host's SR; volumes keep theirs.
-            own, _ = self._vmops_in(there).disk_roles(ref)
+            own, _ = vmops.VMOps.in_pool(there, self._host).disk_roles(ref)
             sr_map = {uuid: sr_uuid for uuid in own}
             migrator = self._conn.migrator(
                 self._conn.pool if remote else None, source=there)
@@ -1265,7 +1268,8 @@ class LiveMigrationOps(object):
                     return False   # this host's own VM: vmops destroys it
                 if name and name == instance.node:
                     return False
-                self._vmops_in(there).destroy_ref(instance, ref)
+                vmops.VMOps.in_pool(there, self._host).destroy_ref(
+                    instance, ref)
                 removed = True
                 LOG.warning('Removed the VM of this instance from XAPI pool '
                             '%s (host %s), where an interrupted live '

@@ -25,7 +25,9 @@ rule that matches (the ``[sxm] default_network`` help text):
 
 from nova import exception
 from oslo_log import log as logging
+from oslo_utils import excutils
 from sxm_core import constants
+from sxm_core import errors
 
 LOG = logging.getLogger(__name__)
 PORT_KEY = 'neutron-port-id'
@@ -95,36 +97,84 @@ class VifOps(object):
     def plug(self, vm_ref, instance, network_info, running=False):
         """Create a VIF per port of ``network_info`` that has none."""
         existing = self.vifs_by_port(vm_ref)
-        used = {self._conn.call('VIF.get_device', v)
-                for v in self._conn.call('VM.get_VIFs', vm_ref)}
+        used = self._devices(vm_ref)
         networks = self.networks(network_info or [])
         for vif in network_info or []:
             if vif['id'] in existing:
                 continue
-            device = next(str(i) for i in range(len(used) + 1)
-                          if str(i) not in used)
-            used.add(device)
-            ref = self._conn.call('VIF.create', {
-                'VM': vm_ref, 'device': device,
-                'network': self.choose_network(vif, networks),
-                'MAC': vif['address'] or '',
-                'MTU': str((vif.get('network') or {}).get('meta', {}).get(
-                    'mtu') or 1500),
-                'other_config': {PORT_KEY: vif['id'],
-                                 'nova-instance-uuid': instance.uuid},
-                'qos_algorithm_type': '', 'qos_algorithm_params': {}})
-            LOG.debug('Created VIF %s for port %s', device, vif['id'],
-                      instance=instance)
+            ref = self._create(vm_ref, instance, vif, used, networks)
             if running:
                 self._conn.call('VIF.plug', ref)
+
+    def _devices(self, vm_ref):
+        return {self._conn.call('VIF.get_device', v)
+                for v in self._conn.call('VM.get_VIFs', vm_ref)}
+
+    def _create(self, vm_ref, instance, vif, used, networks):
+        """A new VIF for port ``vif`` at the first device not in ``used``."""
+        device = next(str(i) for i in range(len(used) + 1)
+                      if str(i) not in used)
+        used.add(device)
+        ref = self._conn.call('VIF.create', {
+            'VM': vm_ref, 'device': device,
+            'network': self.choose_network(vif, networks),
+            'MAC': vif['address'] or '',
+            'MTU': str((vif.get('network') or {}).get('meta', {}).get(
+                'mtu') or 1500),
+            'other_config': {PORT_KEY: vif['id'],
+                             'nova-instance-uuid': instance.uuid},
+            'qos_algorithm_type': '', 'qos_algorithm_params': {}})
+        LOG.debug('Created VIF %s for port %s', device, vif['id'],
+                  instance=instance)
+        return ref
+
+    def attach(self, vm_ref, instance, vif, running):
+        """Add port ``vif`` to a VM, hot-plugged when it is ``running``.
+
+        XAPI refuses the hotplug of a guest without PV drivers (or one
+        that says it cannot hotplug VIFs): the new VIF is removed again
+        and the refusal raised (an ``sxm_core.errors.XapiFailure``).
+        """
+        ref = self.vifs_by_port(vm_ref).get(vif['id'])
+        created = ref is None
+        if created:
+            ref = self._create(vm_ref, instance, vif,
+                               self._devices(vm_ref),
+                               self.networks([vif]))
+        if not running or (not created and self._conn.call(
+                'VIF.get_currently_attached', ref)):
+            return ref  # (a retried request finds it attached)
+        try:
+            self._conn.call('VIF.plug', ref)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                try:
+                    self._conn.call('VIF.destroy', ref)
+                except errors.SxmError as exc:
+                    LOG.warning('Could not remove VIF %s after its hotplug '
+                                'failed: %s', ref, exc, instance=instance)
+        return ref
+
+    def detach(self, vm_ref, instance, port_id):
+        """Remove port ``port_id``'s VIF, hot-unplugged first.
+
+        False when the VM has no VIF for that port.
+        """
+        ref = self.vifs_by_port(vm_ref).get(port_id)
+        if ref is None:
+            return False
+        self._remove(ref)
+        return True
+
+    def _remove(self, ref):
+        if self._conn.call('VIF.get_currently_attached', ref):
+            self._conn.call('VIF.unplug', ref)
+        self._conn.call('VIF.destroy', ref)
 
     def unplug(self, vm_ref, instance, network_info):
         """Remove the VIFs of ``network_info``'s ports (unplug first)."""
         existing = self.vifs_by_port(vm_ref)
         for vif in network_info or []:
             ref = existing.get(vif['id'])
-            if ref is None:
-                continue
-            if self._conn.call('VIF.get_currently_attached', ref):
-                self._conn.call('VIF.unplug', ref)
-            self._conn.call('VIF.destroy', ref)
+            if ref is not None:
+                self._remove(ref)

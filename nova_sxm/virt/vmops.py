@@ -10,13 +10,14 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Instance lifecycle on XAPI: build, power, snapshot, destroy.
+"""Instance lifecycle on XAPI: build, power, snapshot, rescue, destroy.
 
 A nova instance is the XAPI VM whose ``other_config['nova_uuid']`` is the
 instance uuid (VM uuids cannot be chosen in XAPI). Its disks carry
 ``other_config['nova_disk']`` (root, swap, ephemeral) so that destroy
 removes only them: volumes are detached, never destroyed. Device numbers
-follow the historic xenapi driver: root 0, swap 2, ephemeral 4.
+follow the historic xenapi driver: root 0, swap 2, config drive 3 (read
+only, see ``configdrive``), ephemeral 4.
 
 A server booted from a volume has no root disk of its own: its root
 volume (the block device with boot index 0) is attached at userdevice 0,
@@ -26,10 +27,12 @@ the driver's as for an image-backed server.
 
 import os
 import tempfile
+import types
 
 from nova import block_device
 from nova.compute import power_state
 from nova.compute import task_states
+from nova.compute import vm_states
 from nova import exception
 from nova.image import glance
 from nova.virt import driver as virt_driver
@@ -40,6 +43,7 @@ from sxm_core import constants
 from sxm_core import errors
 from sxm_core import tasks
 
+from nova_sxm.virt import configdrive
 from nova_sxm.virt import images
 from nova_sxm.virt import volumeops
 
@@ -48,6 +52,15 @@ NULL = constants.OPAQUE_NULL
 UUID_KEY = 'nova_uuid'
 DISK_KEY = 'nova_disk'
 ROOT, SWAP, EPHEMERAL = '0', '2', '4'
+CONFIGDRIVE = '3'
+# Where a rescue VM has the instance's root disk (the historic driver's).
+RESCUE = '1'
+# A rescue VM (see ``rescue``) carries RESCUE_KEY = instance uuid instead
+# of UUID_KEY, so that every lookup by instance finds the original VM; its
+# VBDs to the instance's disks carry BORROWED_KEY: they are not its own.
+RESCUE_KEY = 'nova_rescue_of'
+BORROWED_KEY = 'nova_rescue_borrowed'
+RESCUE_SUFFIX = '-rescue'
 IMAGE_API = glance.API()
 
 POWER_STATES = {
@@ -106,11 +119,13 @@ def root_volume(block_device_info):
     return None
 
 
-def _own(vbd_rec, vdi_other_config):
+def own_disk(vbd_rec, vdi_other_config):
     # A volume's VBD says so whatever its VDI carries: a volume made from
-    # a copy of an instance disk may keep that disk's DISK_KEY.
+    # a copy of an instance disk may keep that disk's DISK_KEY. A rescue
+    # VM's VBD to the instance's disk marks it borrowed.
     return (DISK_KEY in vdi_other_config
-            and volumeops.VOLUME_KEY not in vbd_rec['other_config'])
+            and volumeops.VOLUME_KEY not in vbd_rec['other_config']
+            and BORROWED_KEY not in vbd_rec['other_config'])
 
 
 # A pool's guest VMs, as XAPI's filter language says it.
@@ -143,6 +158,12 @@ class VMOps(object):
         self._conn = conn
         self._host = host
         self._vif = vifops
+
+    @classmethod
+    def in_pool(cls, pool, host):
+        """VMOps on the VMs of another pool (a SessionPool), no VIFs."""
+        return cls(types.SimpleNamespace(call=pool.call, pool=pool), host,
+                   None)
 
     # -- lookup --------------------------------------------------------------
 
@@ -200,8 +221,27 @@ class VMOps(object):
             rec = found[1] if found else None
         if rec is None:
             raise exception.InstanceNotFound(instance_id=instance.uuid)
-        return hardware.InstanceInfo(state=nova_power_state(rec),
-                                     internal_id=rec['uuid'])
+        state = nova_power_state(rec)
+        if state == power_state.SHUTDOWN and (
+                instance.vm_state == vm_states.RESCUED or
+                instance.task_state in (task_states.RESCUING,
+                                        task_states.UNRESCUING)):
+            # Nova expects a rescued server RUNNING (libvirt's rescue
+            # domain takes the original's place): the rescue VM's state.
+            found = self.rescue_vm(instance, fresh=False)
+            if found is not None:
+                state = nova_power_state(found[1])
+        return hardware.InstanceInfo(state=state, internal_id=rec['uuid'])
+
+    def rescue_vm(self, instance, fresh=True):
+        """(ref, record) of the instance's rescue VM on this host, or None.
+
+        ``fresh``: see ``HostVMs.records``.
+        """
+        for ref, rec in self._host.vms.records(fresh).items():
+            if rec['other_config'].get(RESCUE_KEY) == instance.uuid:
+                return ref, rec
+        return None
 
     def survey(self, instance):
         """Where and how the instance's VM is, for start-up decisions.
@@ -236,25 +276,61 @@ class VMOps(object):
     # -- spawn ---------------------------------------------------------------
 
     def spawn(self, context, instance, image_meta, network_info,
-              block_device_info=None, power_on=True):
+              block_device_info=None, power_on=True, injected_files=None,
+              admin_password=None):
         """Build (and start) the VM with its own disks and VIFs.
 
         With a root volume in ``block_device_info`` no root disk is made
         from an image: the caller attaches the volume at userdevice 0
-        (the instance has no image to download).
+        (the instance has no image to download). A config drive is made
+        when Nova asks for one (``configdrive``).
         """
-        call = self._conn.call
         from_volume = root_volume(block_device_info) is not None
+        config_drive = configdrive.required(instance)
+        if config_drive:
+            configdrive.check_tools(instance)
         flavor = instance.flavor
-        memory = str(flavor.memory_mb * units.Mi)
-        vm = call('VM.create', {
-            'name_label': instance.name,
+        vm = self.create_vm(instance, instance.name,
+                            {UUID_KEY: instance.uuid})
+        try:
+            # A server booted from a volume without swap, ephemeral disks
+            # or config drive needs no SR of this host.
+            sr = self._host.find_sr() if (
+                not from_volume or flavor.swap or flavor.ephemeral_gb or
+                config_drive) else None
+            if not from_volume:
+                self.root_disk(context, instance, image_meta, vm, sr)
+            if flavor.swap:
+                self._blank_disk(instance, vm, sr, SWAP, 'swap',
+                                 flavor.swap * units.Mi)
+            if flavor.ephemeral_gb:
+                self._blank_disk(instance, vm, sr, EPHEMERAL, 'ephemeral',
+                                 flavor.ephemeral_gb * units.Gi)
+            if config_drive:
+                self.config_drive(instance, vm, sr, network_info,
+                                  injected_files, admin_password)
+            self._vif.plug(vm, instance, network_info)
+            if power_on:
+                self._conn.call('VM.start_on', vm, self._host.host_ref,
+                                False, False)
+        except Exception:
+            LOG.exception('Building the VM failed; removing it',
+                          instance=instance)
+            self._destroy_vm(instance, vm, destroy_disks=True)
+            raise
+
+    def create_vm(self, instance, name, other_config):
+        """A halted VM of the instance's flavor, without devices."""
+        memory = str(instance.flavor.memory_mb * units.Mi)
+        vcpus = str(instance.flavor.vcpus)
+        return self._conn.call('VM.create', {
+            'name_label': name,
             'name_description': instance.display_name or '',
             'user_version': '1', 'is_a_template': False,
             'memory_static_max': memory, 'memory_dynamic_max': memory,
             'memory_dynamic_min': memory, 'memory_static_min': memory,
-            'VCPUs_max': str(flavor.vcpus),
-            'VCPUs_at_startup': str(flavor.vcpus), 'VCPUs_params': {},
+            'VCPUs_max': vcpus,
+            'VCPUs_at_startup': vcpus, 'VCPUs_params': {},
             'actions_after_shutdown': 'destroy',
             'actions_after_reboot': 'restart',
             'actions_after_crash': 'destroy',
@@ -266,54 +342,50 @@ class VMOps(object):
                          'viridian': 'true', 'timeoffset': '0'},
             'PCI_bus': '', 'recommendations': '',
             'affinity': self._host.host_ref,
-            'other_config': {UUID_KEY: instance.uuid},
+            'other_config': other_config,
             'xenstore_data': {}, 'tags': [], 'blocked_operations': {},
             'domain_type': 'hvm'})
-        try:
-            # A server booted from a volume without swap or ephemeral
-            # disks needs no SR of this host.
-            sr = self._host.find_sr() if (
-                not from_volume or flavor.swap or flavor.ephemeral_gb) \
-                else None
-            if not from_volume:
-                self._root_disk(context, instance, image_meta, vm, sr)
-            if flavor.swap:
-                self._blank_disk(instance, vm, sr, SWAP, 'swap',
-                                 flavor.swap * units.Mi)
-            if flavor.ephemeral_gb:
-                self._blank_disk(instance, vm, sr, EPHEMERAL, 'ephemeral',
-                                 flavor.ephemeral_gb * units.Gi)
-            self._vif.plug(vm, instance, network_info)
-            if power_on:
-                call('VM.start_on', vm, self._host.host_ref, False, False)
-        except Exception:
-            LOG.exception('Building the VM failed; removing it',
-                          instance=instance)
-            self._destroy_vm(instance, vm, destroy_disks=True)
-            raise
 
-    def _new_vdi(self, instance, sr, size, kind, vdi_type='user'):
+    def _new_vdi(self, instance, sr, size, kind, vdi_type='user',
+                 owner_key=UUID_KEY):
         return self._conn.call('VDI.create', {
             'name_label': '%s %s' % (instance.name, kind),
             'name_description': '', 'SR': sr,
             'virtual_size': str(size), 'type': vdi_type,
             'sharable': False, 'read_only': False,
-            'other_config': {UUID_KEY: instance.uuid, DISK_KEY: kind},
+            'other_config': {owner_key: instance.uuid, DISK_KEY: kind},
             'xenstore_data': {}, 'sm_config': {}, 'tags': []})
 
-    def _attach(self, vm, vdi, userdevice, bootable=False, other=None):
+    def attach(self, vm, vdi, userdevice, bootable=False, other=None,
+               mode='RW'):
         return self._conn.call('VBD.create', {
             'VM': vm, 'VDI': vdi, 'userdevice': userdevice,
-            'bootable': bootable, 'mode': 'RW', 'type': 'Disk',
+            'bootable': bootable, 'mode': mode, 'type': 'Disk',
             'empty': False, 'unpluggable': True,
             'other_config': other or {}, 'qos_algorithm_type': '',
             'qos_algorithm_params': {}})
 
     def _blank_disk(self, instance, vm, sr, userdevice, kind, size):
         vdi = self._new_vdi(instance, sr, size, kind)
-        self._attach(vm, vdi, userdevice)
+        self.attach(vm, vdi, userdevice)
 
-    def _root_disk(self, context, instance, image_meta, vm, sr):
+    def config_drive(self, instance, vm, sr, network_info, injected_files,
+                     admin_password, owner_key=UUID_KEY):
+        """Nova's config drive in a VDI at userdevice 3, read-only."""
+        with tempfile.TemporaryDirectory(prefix='sxm-configdrive-') as tmp:
+            path = configdrive.build(instance, network_info,
+                                     injected_files, admin_password, tmp)
+            length = os.path.getsize(path)
+            size = max(-(-length // units.Mi) * units.Mi, units.Mi)
+            vdi = self._new_vdi(instance, sr, size, configdrive.LABEL,
+                                owner_key=owner_key)
+            self.attach(vm, vdi, CONFIGDRIVE, mode='RO')
+            with open(path, 'rb') as f:
+                self._conn.import_raw(vdi, f, length)
+
+    def root_disk(self, context, instance, image_meta, vm, sr, kind='root',
+                  owner_key=UUID_KEY):
+        """The image's bytes in a new bootable VDI at userdevice 0."""
         fmt = image_meta.disk_format if 'disk_format' in image_meta \
             else 'raw'
         if fmt not in ('raw', 'vhd'):
@@ -337,15 +409,24 @@ class VMOps(object):
             if instance.flavor.root_gb and length > size:
                 raise exception.FlavorDiskSmallerThanImage(
                     flavor_size=size, image_size=length)
-            vdi = self._new_vdi(instance, sr, size, 'root', 'system')
-            self._attach(vm, vdi, ROOT, bootable=True)
+            vdi = self._new_vdi(instance, sr, size, kind, 'system',
+                                owner_key=owner_key)
+            self.attach(vm, vdi, ROOT, bootable=True)
             with open(path, 'rb') as f:
                 self._conn.import_raw(vdi, f, length)
 
     # -- power ---------------------------------------------------------------
 
-    def _power(self, ref):
+    def power(self, ref):
+        """XAPI's power state of a VM, in lower case."""
         return self._conn.call('VM.get_power_state', ref).lower()
+
+    def hard_shutdown(self, ref):
+        self._async('VM.hard_shutdown', ref)
+
+    def start(self, ref):
+        """Start a halted VM on this host."""
+        self._start_here(ref, 'halted')
 
     def _async(self, method, *args, what=None):
         return tasks.call_async(self._conn.pool, method, args,
@@ -379,7 +460,7 @@ class VMOps(object):
 
     def reboot(self, instance, reboot_type):
         ref = self.require(instance)
-        state = self._power(ref)
+        state = self.power(ref)
         if self._start_here(ref, state):
             return
         soft = reboot_type == 'SOFT' and state == 'running'
@@ -388,7 +469,7 @@ class VMOps(object):
 
     def power_off(self, instance, timeout=0):
         ref = self.require(instance)
-        state = self._power(ref)
+        state = self.power(ref)
         if state == 'halted':
             return
         clean = timeout and state == 'running'
@@ -397,7 +478,7 @@ class VMOps(object):
 
     def power_on(self, instance):
         ref = self.require(instance)
-        state = self._power(ref)
+        state = self.power(ref)
         if not self._start_here(ref, state) and state == 'paused':
             self._conn.call('VM.unpause', ref)
 
@@ -406,7 +487,7 @@ class VMOps(object):
 
     def unpause(self, instance):
         ref = self.require(instance)
-        if self._power(ref) == 'paused':
+        if self.power(ref) == 'paused':
             self._conn.call('VM.unpause', ref)
 
     def suspend(self, instance):
@@ -424,7 +505,7 @@ class VMOps(object):
 
     def resume(self, instance):
         ref = self.require(instance)
-        if self._power(ref) == 'suspended':
+        if self.power(ref) == 'suspended':
             self._async('VM.resume_on', ref, self._host.host_ref, False,
                         False)
 
@@ -490,21 +571,30 @@ class VMOps(object):
             if vol:
                 volumes[vdi['uuid']] = (vol, self._conn.call(
                     'SR.get_uuid', vdi['SR']))
-            elif _own(vbd, vdi['other_config']):
+            elif own_disk(vbd, vdi['other_config']):
                 own.add(vdi['uuid'])
         return own, volumes
+
+    def own_disk_records(self, ref):
+        """disk_records of the VM's own disks (no volume, none borrowed)."""
+        return [(vbd, vdi) for vbd, vdi in self.disk_records(ref)
+                if own_disk(vbd, vdi['other_config'])]
 
     def _disks(self, ref):
         """{userdevice: VDI ref} of the VM's own (non-volume) disks."""
         return {vbd['userdevice']: vbd['VDI']
-                for vbd, vdi in self.disk_records(ref)
-                if _own(vbd, vdi['other_config'])}
+                for vbd, _ in self.own_disk_records(ref)}
 
     # -- destroy -------------------------------------------------------------
 
     def destroy(self, instance, destroy_disks=True):
-        """Remove the VM; a missing VM is fine (idempotent)."""
+        """Remove the VM (and a rescue VM); a missing VM is fine."""
         ref = self.lookup(instance)
+        # (lookup has just read this host's VMs: no second read.)
+        rescue = self.rescue_vm(instance, fresh=False)
+        if rescue is not None:
+            # Its own disks only: the instance's are borrowed.
+            self._destroy_vm(instance, rescue[0], destroy_disks=True)
         if ref is None:
             LOG.debug('No VM to destroy', instance=instance)
             return
@@ -516,7 +606,7 @@ class VMOps(object):
     def _destroy_vm(self, instance, ref, destroy_disks):
         call = self._conn.call
         try:
-            if self._power(ref) != 'halted':
+            if self.power(ref) != 'halted':
                 self._async('VM.hard_shutdown', ref)
             vdis = list(self._disks(ref).values()) if destroy_disks else []
             suspend = call('VM.get_suspend_VDI', ref)

@@ -54,7 +54,7 @@ ctl() { "$VENV/bin/python" "$TOP/tools/cloud/cloudctl.py" "$@"; }
 # that shows each is there.
 PACKAGES=$(awk '/^[a-z]/ && /[[ ]cloud[] ]/ {print $1}' bindep.txt)
 PACKAGE_COMMANDS=(mariadbd /usr/lib/rabbitmq/bin/rabbitmq-server sudo
-    qemu-img)
+    qemu-img genisoimage)
 
 ensure_packages() {
     local cmd missing=

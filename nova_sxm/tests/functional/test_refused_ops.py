@@ -10,17 +10,13 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Operations the driver does not do leave the server as it was.
+"""Operations XAPI cannot do leave the server as it was.
 
-Through the API: the guest keeps running (same domain), the server keeps
-its host, flavor and (where Nova lets the driver decide) its state, and
-the reason is in words in the action's event and the instance fault.
+Through the API: the caller gets Nova's 501, the guest keeps running
+(same domain, same bytes) and the server keeps its host and state.
 """
 
 import random
-
-from nova import context as nova_context
-from nova import objects
 
 from nova_sxm.tests.functional import base
 
@@ -50,72 +46,26 @@ class RefusedOperationsTest(base.SxmServicesTestCase):
                          self.ctl['pool-a'].vm_digests(rec['uuid'])['0'])
         self.assertEqual((None, None), self.vm_of(self.server, 'pool-b'))
 
-    def events(self, action):
-        actions = [a for a in self.api.get_instance_actions(
-            self.server['id']) if a['action'] == action]
-        self.assertEqual(1, len(actions), actions)
-        return self.api.api_get(
-            '/servers/%s/os-instance-actions/%s'
-            % (self.server['id'], actions[0]['request_id'])).body[
-                'instanceAction']['events']
-
-    def latest_fault(self):
-        ctxt = nova_context.get_admin_context()
-        faults = objects.InstanceFaultList.get_by_instance_uuids(
-            ctxt, [self.server['id']])
-        self.assertTrue(faults, 'no instance fault recorded')
-        return faults[0]
-
-    def refused(self, action, body, event):
-        self.api.post_server_action(self.server['id'], {action: body})
-        self.poll(lambda: [e for e in self.events(
-            'migrate' if action == 'migrate' else action)
-            if e['event'] == event and e['result'] == 'Error'] or None,
-            timeout=60, interval=0.1, what='%s refused' % action)
-        return self._wait_for_server_parameter(
+    def test_set_password_is_refused_and_changes_nothing(self):
+        # XAPI cannot set a guest's password without the old guest agent:
+        # Nova's API answers 501 and the server stays as it was.
+        resp = self.api.api_post(
+            '/servers/%s/action' % self.server['id'],
+            {'changePassword': {'adminPass': 'not-set-anywhere'}},
+            check_response_status=False)
+        self.assertEqual(501, resp.status, resp.body)
+        server = self._wait_for_server_parameter(
             self.server, {'OS-EXT-STS:task_state': None})
-
-    def test_resize_is_refused_in_words_and_changes_nothing(self):
-        bigger = self._create_flavor(memory_mb=512, vcpu=2, disk=0,
-                                     ephemeral=0)
-        server = self.refused('resize', {'flavorRef': bigger},
-                              'compute_resize_instance')
         self.assertEqual('ACTIVE', server['status'])
         self.assertEqual('host1', server['OS-EXT-SRV-ATTR:host'])
-        self.assertEqual(256, server['flavor']['ram'])
-        (event,) = [e for e in self.events('resize')
-                    if e['event'] == 'compute_resize_instance']
-        self.assertIn('Resize and cold migration is not supported by the '
-                      'SXM', event['details'])
-        self.assertIn('Resize and cold migration is not supported',
-                      self.latest_fault().message)
-        migration = self.wait_migration(self.server, ('error',))
-        self.assertEqual('resize', migration['migration_type'])
         self.assert_guest_untouched()
 
-    def test_cold_migration_is_refused_in_words_and_changes_nothing(self):
-        server = self.refused('migrate', None, 'compute_resize_instance')
-        self.assertEqual('ACTIVE', server['status'])
-        self.assertEqual('host1', server['OS-EXT-SRV-ATTR:host'])
-        (event,) = [e for e in self.events('migrate')
-                    if e['event'] == 'compute_resize_instance']
-        self.assertIn('live migration', event['details'])
-        self.wait_migration(self.server, ('error',))
-        self.assert_guest_untouched()
-
-    def test_rescue_is_refused_before_the_guest_stops(self):
-        server = self.refused('rescue', {}, 'compute_rescue_instance')
-        (event,) = self.events('rescue')
-        self.assertIn('Rescue is not supported by the SXM',
-                      event['details'])
-        fault = self.latest_fault().message
-        self.assertIn('Rescue is not supported', fault)
-        self.assertIn('keeps running', fault)
-        # Nova 34 sets ERROR after any rescue failure (no way for a
-        # driver to keep the state); the guest itself never stopped.
-        self.assertEqual('ERROR', server['status'])
-        self.assertIn('Rescue is not supported',
-                      server['fault']['message'])
+    def test_console_output_is_refused(self):
+        resp = self.api.api_post(
+            '/servers/%s/action' % self.server['id'],
+            {'os-getConsoleOutput': {'length': 10}},
+            check_response_status=False)
+        self.assertEqual(501, resp.status, resp.body)
         self.assert_guest_untouched()
 
 
