@@ -209,6 +209,9 @@ class ImagesStandInMixin(object):
     Mixed in before base.SxmCinderTestCase.
     """
 
+    # Whether Cinder's ``qemu-img info`` (run as root) is stood in for.
+    stand_in_qemu_img = True
+
     def setUp(self):
         # Before the services start: the API takes its image service then.
         self.images = Images(self.useFixture(fixtures.TempDir()).path)
@@ -218,8 +221,9 @@ class ImagesStandInMixin(object):
                 ('get_default_image_service', lambda: self.images)):
             self.useFixture(fixtures.MonkeyPatch(
                 'cinder.image.glance.%s' % name, stand_in))
-        self.useFixture(fixtures.MonkeyPatch(
-            'cinder.image.image_utils.qemu_img_info', _qemu_img_info))
+        if self.stand_in_qemu_img:
+            self.useFixture(fixtures.MonkeyPatch(
+                'cinder.image.image_utils.qemu_img_info', _qemu_img_info))
         super().setUp()
         self.override_config('image_conversion_dir',
                              tempfile.mkdtemp(dir=self.images.root))
@@ -279,3 +283,119 @@ class TestImagesThroughTheApi(ImagesStandInMixin, base.SxmCinderTestCase):
         # A VHD carries the written blocks, not the whole volume.
         self.assertLess(os.path.getsize(self.images.path(image_id)),
                         base.GiB // 4)
+
+
+_SUDO = """#!/bin/sh
+echo "$*" >> "%s"
+echo "sudo: not in this cloud" >&2
+exit 1
+"""
+
+
+class TestImagesWithoutRoot(ImagesStandInMixin, base.SxmCinderTestCase):
+    """A volume from an image where cinder-volume has no root helper.
+
+    The one-machine cloud (like many containers) has no ``sudo``: every
+    root command Cinder runs (``qemu-img`` through rootwrap, privsep's
+    helper) fails there. Here ``sudo`` is a script first on PATH that
+    records its arguments and fails; ``qemu-img info`` is Cinder's own.
+    """
+
+    stand_in_qemu_img = False
+
+    def setUp(self):
+        super().setUp()
+        bin_dir = self.useFixture(fixtures.TempDir()).path
+        self.sudo_calls = os.path.join(bin_dir, 'sudo-calls')
+        sudo = os.path.join(bin_dir, 'sudo')
+        with open(sudo, 'w') as f:
+            f.write(_SUDO % self.sudo_calls)
+        os.chmod(sudo, 0o755)
+        self.useFixture(fixtures.EnvironmentVariable(
+            'PATH', bin_dir + os.pathsep + os.environ.get('PATH', '')))
+
+    def root_commands(self):
+        if not os.path.exists(self.sudo_calls):
+            return []
+        with open(self.sudo_calls) as f:
+            return f.read().splitlines()
+
+    def check_from_image(self, disk_format, data, expected):
+        image_id = str(uuid.uuid4())
+        self.images.add(image_id, disk_format, data)
+        vol = self.create_volume('silver', imageRef=image_id)
+        self.assertEqual('true', vol['bootable'])
+        self.assertEqual(image_id,
+                         vol['volume_image_metadata']['image_id'])
+        vdi, sr = self.vdi_of(vol['id'])
+        self.assertEqual('silver', sr)
+        self.assertEqual(expected, self.digest(vdi))
+        self.assertEqual([], self.root_commands())
+        return vol
+
+    def test_raw_image(self):
+        data = os.urandom(5 * MiB + 512)
+        self.check_from_image('raw', data, hashlib.sha256(
+            data + bytes(base.GiB - len(data))).hexdigest())
+
+    def test_vhd_image(self):
+        # A VHD as XAPI exports it, from a volume of known bytes.
+        src = self.create_volume('gold')
+        src_vdi, _ = self.vdi_of(src['id'])
+        self.fill(src_vdi, 3 * MiB, 'vhd without root')
+        image_id = str(uuid.uuid4())
+        self.images.add(image_id, 'vhd', b'')
+        ctx = context.get_admin_context()
+        self.volume.manager.driver.copy_volume_to_image(
+            ctx, objects.Volume.get_by_id(ctx, src['id']), self.images,
+            self.images.show(None, image_id))
+        with open(self.images.path(image_id), 'rb') as f:
+            self.check_from_image('vhd', f.read(), self.digest(src_vdi))
+
+    def test_an_image_larger_than_the_volume(self):
+        image_id = str(uuid.uuid4())
+        self.images.add(image_id, 'raw', b'\x01' * MiB)
+        with open(self.images.path(image_id), 'r+b') as f:
+            f.truncate(base.GiB + MiB)
+        before = self.vdis_on('silver')
+        body = {'size': 1, 'volume_type': 'silver', 'name': 'too-small',
+                'imageRef': image_id}
+        vol = self.api.post_volume({'volume': body})
+        self.wait_volume(vol['id'], ('creating', 'downloading'), 'error')
+        # The refused import left no VDI behind.
+        self.assertEqual(before, self.vdis_on('silver'))
+        self.assertEqual([], self.root_commands())
+        # Refused by name, before any VDI is made (Cinder does not
+        # reschedule an ImageTooBig).
+        ctx = context.get_admin_context()
+        exc = self.assertRaises(
+            exception.ImageTooBig, self.volume.manager.driver.clone_image,
+            ctx, objects.Volume.get_by_id(ctx, vol['id']), None,
+            self.images.show(ctx, image_id), self.images)
+        self.assertIn('larger than the volume (1 GiB)', str(exc))
+        self.assertEqual(before, self.vdis_on('silver'))
+
+    def test_a_vhd_too_large_for_the_volume(self):
+        # A VHD of a 2 GiB disk (as XAPI exports it) into a 1 GiB volume.
+        src = self.create_volume('gold', size=2)
+        src_vdi, _ = self.vdi_of(src['id'])
+        self.fill(src_vdi, MiB, 'big vhd')
+        image_id = str(uuid.uuid4())
+        self.images.add(image_id, 'vhd', b'')
+        ctx = context.get_admin_context()
+        self.volume.manager.driver.copy_volume_to_image(
+            ctx, objects.Volume.get_by_id(ctx, src['id']), self.images,
+            self.images.show(None, image_id))
+        before = self.vdis_on('silver')
+        body = {'size': 1, 'volume_type': 'silver', 'name': 'too-small',
+                'imageRef': image_id}
+        vol = self.api.post_volume({'volume': body})
+        self.wait_volume(vol['id'], ('creating', 'downloading'), 'error')
+        exc = self.assertRaises(
+            exception.ImageUnacceptable,
+            self.volume.manager.driver.clone_image, ctx,
+            objects.Volume.get_by_id(ctx, vol['id']), None,
+            self.images.show(ctx, image_id), self.images)
+        self.assertIn(image_id, str(exc))
+        self.assertEqual(before, self.vdis_on('silver'))
+        self.assertEqual([], self.root_commands())

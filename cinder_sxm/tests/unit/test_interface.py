@@ -30,7 +30,7 @@ INTERFACES = (volume_driver.VolumeDriverCore,)
 # Optional parts of the contract the driver implements itself.
 OWN = ('create_cloned_volume', 'extend_volume', 'retype', 'migrate_volume',
        'update_migrated_volume', 'create_snapshot', 'delete_snapshot',
-       'create_volume_from_snapshot', 'copy_image_to_volume',
+       'create_volume_from_snapshot', 'copy_image_to_volume', 'clone_image',
        'copy_volume_to_image', 'initialize_connection',
        'terminate_connection', 'create_volume', 'delete_volume',
        'do_setup', 'check_for_setup_error', 'get_volume_stats')
