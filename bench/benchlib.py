@@ -12,11 +12,15 @@
 
 """What the benchmarks share: a client of one simulated pool, sizes."""
 
+import argparse
 import hashlib
 import io
+import sys
+import unittest
 
 import XenAPI
 
+from sxm_core import sessions
 from sxm_core import transfer
 from xapi_sim import control
 from xapi_sim import sim as simmod
@@ -78,3 +82,30 @@ class _Digest(object):
 
     def write(self, data):
         self.digest.update(data)
+
+
+# -- benchmarks through Nova's services (nova_vs_core.py, cold_resize.py) --
+
+def nova_parser(description, bandwidth):
+    """The arguments every Nova-side benchmark takes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('--repeat', type=int, default=3)
+    parser.add_argument('--bandwidth', type=simmod.parse_size,
+                        default=bandwidth, help='bytes/s between the pools')
+    parser.add_argument('--image-size', type=simmod.parse_size,
+                        default='32MiB')
+    parser.add_argument('--seed', type=int, default=3)
+    return parser
+
+
+def run_case(case):
+    """Run the tests of a benchmark's TestCase; whether they passed."""
+    result = unittest.TextTestRunner(stream=sys.stderr, verbosity=0).run(
+        unittest.defaultTestLoader.loadTestsFromTestCase(case))
+    return result.wasSuccessful()
+
+
+def session_pool(case, pool):
+    """A SessionPool to a pool of a Nova functional test case's simulator."""
+    return sessions.SessionPool(case.simfix.url(pool), case.simfix.username,
+                                case.passwords[pool])

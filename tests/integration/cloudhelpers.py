@@ -65,6 +65,27 @@ class ServiceKillTestCase(CloudTestCase):
         super().setUp()
         self.addCleanup(self.ensure_cloud)
 
+    def vm_of_uuid(self, vm_uuid, pool):
+        """(ref, record) of the VM ``vm_uuid`` in ``pool``, or Nones."""
+        api = self.xapi[pool]
+        try:
+            ref = api.VM.get_by_uuid(vm_uuid)
+        except Exception:
+            return None, None
+        return ref, api.VM.get_record(ref)
+
+    def moving_task(self, vm_uuid, pool='pool-a', past=0.02):
+        """The task of an XAPI operation on the VM past ``past``, or None."""
+        api = self.xapi[pool]
+        _, rec = self.vm_of_uuid(vm_uuid, pool)
+        for task in (rec or {}).get('current_operations', {}):
+            try:
+                if float(api.task.get_progress(task)) > past:
+                    return task
+            except Exception:
+                continue
+        return None
+
     def ensure_cloud(self):
         """``cloud.sh up`` starts what is missing (the killed services)."""
         proc = subprocess.run([CLOUD_SH, 'up'], capture_output=True,

@@ -56,14 +56,6 @@ class KillComputeTest(cloudhelpers.ServiceKillTestCase):
         return found and found[0]['State'] == 'up' and \
             found[0]['Status'] == 'enabled'
 
-    def vm_of_uuid(self, vm_uuid, pool):
-        api = self.xapi[pool]
-        try:
-            ref = api.VM.get_by_uuid(vm_uuid)
-        except Exception:
-            return None, None
-        return ref, api.VM.get_record(ref)
-
     def start_migration(self, name, bandwidth=256 * 1024, rate=MiB):
         server = self.boot(name)
         own = self.disks(server, 'pool-a')
@@ -80,19 +72,8 @@ class KillComputeTest(cloudhelpers.ServiceKillTestCase):
         vm_uuid = self.vm_uuid(server, 'pool-a')
         self.os('server', 'migrate', '--live-migration',
                 '--block-migration', '--host', 'compute-b', server)
-        api = self.xapi['pool-a']
-
-        def copying():
-            ref, rec = self.vm_of_uuid(vm_uuid, 'pool-a')
-            for task in (rec or {}).get('current_operations', {}):
-                try:
-                    if float(api.task.get_progress(task)) > 0.02:
-                        return task
-                except Exception:
-                    continue
-            return None
-        task = self.poll(copying, 'the disks of %s moving' % server,
-                         interval=0.2)
+        task = self.poll(lambda: self.moving_task(vm_uuid),
+                         'the disks of %s moving' % server, interval=0.2)
         mig = self.in_progress(server)
         self.assertIsNotNone(mig)
         return server, own, before_b, vm_uuid, task, mig

@@ -126,23 +126,13 @@ class KilledResizeTest(cloudhelpers.ServiceKillTestCase):
         server = self.boot('e2e-resize-kill')
         uuid = self.vm_uuid(server, 'pool-a')
         digests = self.ctl['pool-a'].vm_digests(uuid)
-        api = self.xapi['pool-a']
         # A slow link: the copy takes minutes.
         self.ctl['pool-a'].configure(bandwidth=256 * 1024)
         self.addCleanup(self.ctl['pool-a'].configure, bandwidth=0)
         self.os('server', 'resize', '--flavor', big_flavor(self),
                 server)
-
-        def copying():
-            ref, rec = self.vm_of_uuid(uuid)
-            for task in (rec or {}).get('current_operations', {}):
-                try:
-                    if float(api.task.get_progress(task)) > 0.02:
-                        return task
-                except Exception:
-                    continue
-            return None
-        self.poll(copying, 'the copy of %s under way' % server, interval=0.2)
+        self.poll(lambda: self.moving_task(uuid),
+                  'the copy of %s under way' % server, interval=0.2)
         pid = cloudhelpers.pid_of('nova-compute-a')
         for child in cloudhelpers.pids():
             fields = cloudhelpers.stat(child)
@@ -162,7 +152,7 @@ class KilledResizeTest(cloudhelpers.ServiceKillTestCase):
         self.assertEqual('compute-a', srv['OS-EXT-SRV-ATTR:host'])
 
         def home():
-            ref, rec = self.vm_of_uuid(uuid)
+            ref, rec = self.vm_of_uuid(uuid, 'pool-a')
             return (rec and rec['power_state'] == 'Running'
                     and not rec['current_operations']
                     and ORIG_KEY not in rec['other_config'])
@@ -174,11 +164,3 @@ class KilledResizeTest(cloudhelpers.ServiceKillTestCase):
                               if (r['other_config'].get(ORIG_KEY) or '')
                               .startswith(server + '/')])
         self.assertEqual(before_b, self.local_vdis('pool-b'))
-
-    def vm_of_uuid(self, vm_uuid):
-        api = self.xapi['pool-a']
-        try:
-            ref = api.VM.get_by_uuid(vm_uuid)
-        except Exception:
-            return None, None
-        return ref, api.VM.get_record(ref)

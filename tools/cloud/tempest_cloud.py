@@ -311,16 +311,18 @@ def build_conf(cloud, args, log):
             block_migration_for_live_migration=True,
             can_migrate_between_any_hosts=len(hosts) >= 2,
             live_migrate_back_and_forth=False,
-            # The root disk comes from an image; no boot from volume.
+            # A boot volume stays on its SR, which the other pool of this
+            # cloud cannot reach: the driver refuses such a migration.
             volume_backed_live_migration=False,
             pause=True,
             suspend=True,
             snapshot=True,
-            resize=False,
-            cold_migration=False,
-            shelve=False,
+            # By Storage XenMotion of the halted VM (copy mode).
+            resize=True,
+            cold_migration=True,
+            shelve=True,
             shelve_migrate=False,
-            rescue=False,
+            rescue=True,
             console_output=False,
             change_password=False,
             interface_attach=False,
@@ -328,7 +330,7 @@ def build_conf(cloud, args, log):
             vnc_console=False,
             spice_console=False,
             personality=False,
-            config_drive=False,
+            config_drive=True,
             metadata_service=False,
             attach_encrypted_volume=False,
             volume_multiattach=False,

@@ -194,6 +194,20 @@ class SxmServicesTestCase(integrated_helpers.ProviderUsageBaseTestCase):
         self.computes_started[host] = pool
         return compute
 
+    # pool-b's second host (test_servers.two_host_topology) with a local
+    # SR of its own, as its installer makes it (seen by it only).
+    LOCAL2 = 'Local storage (pool-b-host2)'
+    HOST3_FLAGS = {'host_name': 'pool-b-host2',
+                   'sr_matching_filter': 'name-label:' + LOCAL2}
+
+    def start_local_sr_compute(self):
+        """host3: nova-compute of pool-b-host2, instances on its local SR."""
+        api = self.xapi['pool-b']
+        host2 = api.host.get_by_name_label('pool-b-host2')[0]
+        self.sim.pools['pool-b'].add_sr(self.LOCAL2, 'ext', 64 * 1024 * MiB,
+                                        host=host2)
+        return self.start_sxm_compute('host3', 'pool-b', **self.HOST3_FLAGS)
+
     def migration_ids(self, server):
         return {m['id'] for m in self.api.api_get(
             '/os-migrations?instance_uuid=%s' % server['id']

@@ -236,17 +236,10 @@ class InPoolBlockMigrationTest(base.SxmServicesTestCase):
     """
 
     topology = test_servers.two_host_topology()
-    LOCAL2 = 'Local storage (pool-b-host2)'
 
     def setUp(self):
         super().setUp()
-        api = self.xapi['pool-b']
-        host2 = api.host.get_by_name_label('pool-b-host2')[0]
-        # A host's local SR, as its installer makes it (seen by it only).
-        self.sim.pools['pool-b'].add_sr(self.LOCAL2, 'ext', 64 * 1024 * MiB,
-                                        host=host2)
-        self.start_sxm_compute('host3', 'pool-b', host_name='pool-b-host2',
-                               sr_matching_filter='name-label:' + self.LOCAL2)
+        self.start_local_sr_compute()
 
     def test_block_migration_moves_local_disks_in_pool(self):
         image = self.make_image(random.Random(8).randbytes(2 * MiB))

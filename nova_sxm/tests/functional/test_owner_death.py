@@ -226,19 +226,11 @@ class InPoolOwnerDeathTest(base.SxmServicesTestCase):
     """
 
     topology = test_servers.two_host_topology()
-    LOCAL2 = 'Local storage (pool-b-host2)'
 
     def setUp(self):
         super().setUp()
         self.logs = self.useFixture(fixtures.FakeLogger(level=logging.INFO))
-        api = self.xapi['pool-b']
-        host2 = api.host.get_by_name_label('pool-b-host2')[0]
-        self.sim.pools['pool-b'].add_sr(self.LOCAL2, 'ext', 64 * 1024 * MiB,
-                                        host=host2)
-        self.host3_flags = dict(
-            host_name='pool-b-host2',
-            sr_matching_filter='name-label:' + self.LOCAL2)
-        self.start_sxm_compute('host3', 'pool-b', **self.host3_flags)
+        self.start_local_sr_compute()
         self.died = threading.Event()
         real = tasks.wait_task
         test = self
@@ -276,7 +268,7 @@ class InPoolOwnerDeathTest(base.SxmServicesTestCase):
             return api.host.get_name_label(rec['resident_on'])
         self.poll(lambda: resident() == 'pool-b-host1', timeout=300,
                   what='the migration to complete in XAPI')
-        self.sxm_flags('pool-b', **self.host3_flags)
+        self.sxm_flags('pool-b', **self.HOST3_FLAGS)
         self.computes['host3'] = self.restart_compute_service(
             self.computes['host3'], keep_hypervisor_state=False)
         self.poll(lambda: resident() == 'pool-b-host2', timeout=300,

@@ -392,16 +392,10 @@ class InPoolColdMigrationTest(ResizeBase):
     """pool-b-host2 (local SR) to pool-b-host1: VM.copy within pool-b."""
 
     topology = test_servers.two_host_topology()
-    LOCAL2 = 'Local storage (pool-b-host2)'
 
     def setUp(self):
         super().setUp()
-        api = self.xapi['pool-b']
-        host2 = api.host.get_by_name_label('pool-b-host2')[0]
-        self.sim.pools['pool-b'].add_sr(self.LOCAL2, 'ext', 64 * 1024 * MiB,
-                                        host=host2)
-        self.start_sxm_compute('host3', 'pool-b', host_name='pool-b-host2',
-                               sr_matching_filter='name-label:' + self.LOCAL2)
+        self.start_local_sr_compute()
 
     def test_cold_migrate_in_pool_then_confirm(self):
         server = self.boot(host='host3')
