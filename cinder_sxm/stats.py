@@ -17,8 +17,11 @@
 records (dicts as XAPI returns them). ``ConfiguredSRs`` reads the records
 of the configured SRs: one XAPI call per stats update, whatever the
 number of SRs, so that an idle cinder-volume costs its pool master one
-call a minute.
+call a minute. ``SmFeatures`` keeps what each SR type's SM offers (it
+changes only when an SM plugin is installed or upgraded).
 """
+
+import time
 
 from sxm_core import errors
 
@@ -28,6 +31,12 @@ THIN_TYPES = frozenset(('ext', 'file', 'nfs'))
 THICK_TYPES = frozenset(('lvm', 'lvmoiscsi', 'lvmohba'))
 # SR types that hold no movable volumes.
 UNMOVABLE_TYPES = frozenset(('iso', 'udev'))
+# The SM feature that lets xapi resize a VDI plugged into a running VM
+# (VDI.resize_online). No stock SM driver offers it (EXT, NFS, File,
+# LVHD: offline resize only); third-party ones may (RBDSR, SMAPIv3).
+ONLINE_RESIZE = 'VDI_RESIZE_ONLINE'
+# How long SM features are trusted before they are read again.
+SM_FEATURES_TTL = 3600.0
 
 
 def _gib(value):
@@ -51,8 +60,11 @@ def parse_location_info(text):
 
 
 def pool_stats(sr_rec, pool_uuid, max_over_subscription_ratio,
-               reserved_percentage):
-    """One Cinder pool's capabilities from an SR record."""
+               reserved_percentage, sm_features=()):
+    """One Cinder pool's capabilities from an SR record.
+
+    ``sm_features``: the features of the SR type's SM (SM.features).
+    """
     thin = is_thin(sr_rec['type'])
     total = int(sr_rec['physical_size'])
     used = int(sr_rec['physical_utilisation'])
@@ -69,9 +81,9 @@ def pool_stats(sr_rec, pool_uuid, max_over_subscription_ratio,
         'reserved_percentage': reserved_percentage,
         'QoS_support': False,
         'multiattach': False,
-        # VHD-based SRs refuse VDI.resize of a plugged VDI
-        # (VDI_RESIZE_ONLINE is not an SM feature of theirs).
-        'online_extend_support': False,
+        # False: Cinder's scheduler refuses to extend an attached volume
+        # here (CapabilitiesFilter) instead of failing it in the driver.
+        'online_extend_support': ONLINE_RESIZE in sm_features,
         'location_info': location_info(pool_uuid, sr_rec['uuid']),
         'sxm_sr_type': sr_rec['type'],
         'sxm_shared': bool(sr_rec['shared']),
@@ -81,6 +93,39 @@ def pool_stats(sr_rec, pool_uuid, max_over_subscription_ratio,
 def _eq(column, value):
     # xapi's filter language (get_all_records_where).
     return 'field "%s" = "%s"' % (column, value)
+
+
+class SmFeatures(object):
+    """{SR type: SM features} of a pool, read at most once an hour.
+
+    ``call(method, *args)`` calls XAPI. Read again at once when asked for
+    a type it has not seen (an SR of a newly installed SM).
+    """
+
+    def __init__(self, call, ttl=SM_FEATURES_TTL, clock=time.monotonic):
+        self._call = call
+        self._ttl = ttl
+        self._clock = clock
+        self._by_type = None
+        self._read_at = None
+
+    def _read(self):
+        by_type = {}
+        for rec in self._call('SM.get_all_records').values():
+            by_type[rec['type']] = frozenset(rec['features'])
+        self._by_type, self._read_at = by_type, self._clock()
+
+    def get(self, sr_type, fresh=False):
+        """The SM features of ``sr_type`` (empty if it has no SM).
+
+        ``fresh``: read them now (before acting on them).
+        """
+        if (fresh or self._by_type is None or sr_type not in self._by_type
+                or self._clock() - self._read_at > self._ttl):
+            self._read()
+            # A type without an SM: not read again for it before the TTL.
+            self._by_type.setdefault(sr_type, frozenset())
+        return self._by_type[sr_type]
 
 
 class ConfiguredSRs(object):

@@ -158,7 +158,9 @@ class SxmDriver(driver.ComputeDriver):
         'supports_device_tagging': True,
         'supports_tagged_attach_interface': True,
         'supports_tagged_attach_volume': True,
-        'supports_extend_volume': False,
+        # Cinder resizes the VDI under the running VM (VDI.resize_online
+        # where the SR's SM offers it); see volumeops.check_extended.
+        'supports_extend_volume': True,
         'supports_multiattach': False,
         'supports_image_type_raw': True,
         'supports_image_type_vhd': True,
@@ -744,6 +746,12 @@ class SxmDriver(driver.ComputeDriver):
             self._forget_tags(
                 context, instance,
                 gone_volume=volumeops.volume_id(connection_info))
+
+    def extend_volume(self, context, connection_info, instance,
+                      requested_size):
+        self._volumeops.check_extended(self._vmops.require(instance),
+                                       instance, connection_info,
+                                       requested_size)
 
     @staticmethod
     def _undo(instance, step, *args):

@@ -74,6 +74,11 @@ def volume_data(connection_info):
     return data
 
 
+class ExtendVolumeFailed(exception.NovaException):
+    msg_fmt = ('Volume %(volume_id)s of instance %(instance_uuid)s cannot '
+               'be extended: %(reason)s')
+
+
 def _lock(sr_uuid):
     # Attach (introduce) and detach (forget) of one SR in this process.
     return lockutils.lock('sxm-volume-sr-%s' % sr_uuid)
@@ -289,6 +294,33 @@ class VolumeOps(object):
                     and rec['other_config'].get(VOLUME_KEY) == want_id):
                 return vbd
         return None
+
+    def check_extended(self, vm_ref, instance, connection_info,
+                       requested_size):
+        """After Cinder grew a volume: the server's disk has the new size.
+
+        Nothing is left for XAPI to do: Cinder resized the VDI under its
+        VBD (VDI.resize_online, or VDI.resize while the VM was halted),
+        and blkback hands the new size to the running guest's blkfront
+        (xenstore ``sectors``) as for any VBD whose device grows.
+        """
+        vol = volume_id(connection_info)
+        call = self._conn.call
+        found = [v for v in call('VM.get_VBDs', vm_ref)
+                 if call('VBD.get_other_config', v).get(VOLUME_KEY) == vol]
+        if not found:
+            raise ExtendVolumeFailed(
+                volume_id=vol, instance_uuid=instance.uuid,
+                reason='no VBD of the instance holds it')
+        vdi = call('VBD.get_VDI', found[0])
+        size = int(call('VDI.get_virtual_size', vdi))
+        if size < requested_size:
+            raise ExtendVolumeFailed(
+                volume_id=vol, instance_uuid=instance.uuid,
+                reason='its VDI %s holds %d bytes, less than the %d '
+                       'Cinder reports: it did not grow'
+                       % (call('VDI.get_uuid', vdi), size, requested_size))
+        LOG.info('Volume %s is %d bytes now', vol, size, instance=instance)
 
     def detach(self, vm_ref, instance, connection_info, mountpoint):
         vbd = self.find_vbd(vm_ref, connection_info, mountpoint)

@@ -283,3 +283,19 @@ class TwoPoolsTestCase(SimTestCase):
         except XenAPI.Failure as exc:
             self.assertEqual(['UUID_INVALID', 'VM', uuid], exc.details)
             return None
+
+
+def offer_online_resize(sim, pool, sr_type):
+    """The SM of ``sr_type`` in ``pool`` of ``sim`` offers resize_online.
+
+    What installing an SM plugin that reports VDI_RESIZE_ONLINE does to
+    the SM record (xapi reads SM.features at each check).
+    """
+    db = sim.pools[pool].db
+    with db.lock:
+        (sm,) = db.find('SM', type=sr_type)
+        rec = db.get('SM', sm)
+        db.update('SM', sm,
+                  features=dict(rec['features'], VDI_RESIZE_ONLINE=1),
+                  capabilities=sorted(set(rec['capabilities'])
+                                      | {'VDI_RESIZE_ONLINE'}))

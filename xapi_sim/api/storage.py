@@ -226,27 +226,52 @@ def vdi_copy(ctx, vdi, sr, base_vdi=NULL, into_vdi=NULL):
 
 @method('VDI.resize', ['vdi', 'size'])
 def vdi_resize(ctx, vdi, size):
-    """xapi_vdi.check_operation_error for ``resize``, then FileSR.resize."""
-    db = ctx.db
-    with db.lock:
-        rec = db.get('VDI', vdi)
-        assert_vdi_idle(db, vdi)
-        assert_sr_plugged(db, rec['SR'])
-        # Only resize_online may touch a VDI with an attached VBD.
-        if attached_vbds(db, vdi):
-            raise errors.XapiError('VDI_IN_USE', vdi, 'resize')
-        if 'VDI_RESIZE' not in sm_features(db, rec['SR']):
-            raise errors.XapiError('SR_OPERATION_NOT_SUPPORTED', rec['SR'])
-        if rec['type'] == 'cbt_metadata':
-            raise errors.XapiError('VDI_INCOMPATIBLE_TYPE', vdi,
-                                   'cbt_metadata')
-        if not rec['managed']:
-            # SM's hidden base copies: xapi stops before SM sees them.
-            raise errors.XapiError('VDI_NOT_MANAGED', vdi)
+    _resize(ctx, vdi, size, 'resize')
+
+
+@method('VDI.resize_online', ['vdi', 'size'])
+def vdi_resize_online(ctx, vdi, size):
+    """The storage path of VDI.resize, allowed on a plugged VDI.
+
+    Only where the SR's SM offers VDI_RESIZE_ONLINE: no stock SM driver
+    does (ext, nfs, file, LVHD refuse with SR_OPERATION_NOT_SUPPORTED);
+    the guest sees the new size through blkback.
+    """
+    _resize(ctx, vdi, size, 'resize_online')
+
+
+def _resize(ctx, vdi, size, op):
+    """Message_forwarding's SR then VDI checks for ``op``, then SM resize.
+
+    xapi_sr_operations (SR op vdi_resize), xapi_vdi.check_operation_error
+    (only resize_online may touch a VDI with an attached VBD), then
+    Xapi_vdi.resize (PBD plugged, VDI managed) and FileSR.resize.
+    """
     try:
         size = int(size)
     except (TypeError, ValueError):
         raise errors.XapiError('FIELD_TYPE_ERROR', 'size')
+    db = ctx.db
+    with db.lock:
+        rec = db.get('VDI', vdi)
+        sr = rec['SR']
+        features = sm_features(db, sr)
+        if 'VDI_RESIZE' not in features:
+            raise errors.XapiError('SR_OPERATION_NOT_SUPPORTED', sr)
+        assert_vdi_idle(db, vdi)
+        if op == 'resize':
+            assert_sr_plugged(db, sr)
+            if attached_vbds(db, vdi):
+                raise errors.XapiError('VDI_IN_USE', vdi, op)
+        elif 'VDI_RESIZE_ONLINE' not in features:
+            raise errors.XapiError('SR_OPERATION_NOT_SUPPORTED', sr)
+        if rec['type'] == 'cbt_metadata':
+            raise errors.XapiError('VDI_INCOMPATIBLE_TYPE', vdi,
+                                   'cbt_metadata')
+        assert_sr_plugged(db, sr)
+        if not rec['managed']:
+            # SM's hidden base copies: xapi stops before SM sees them.
+            raise errors.XapiError('VDI_NOT_MANAGED', vdi)
     new_size = ctx.pool.disk(vdi).resize(size)
     with db.lock:
         db.update('VDI', vdi, virtual_size=new_size)
@@ -289,9 +314,14 @@ def _scan(ctx, sr):
             disk = pool.disks.get(vdi)
             if disk is None:
                 continue
-            used = disk.physical()
-            if db.get('VDI', vdi)['physical_utilisation'] != used:
-                db.update('VDI', vdi, physical_utilisation=used)
+            rec = db.get('VDI', vdi)
+            # A VDI another pool resized on a shared SR: SM reports its
+            # new size (update_vdis sets virtual_size too).
+            changes = {k: v for k, v in (
+                ('physical_utilisation', disk.physical()),
+                ('virtual_size', disk.size)) if rec[k] != v}
+            if changes:
+                db.update('VDI', vdi, **changes)
     pool.refresh_sr(sr)
 
 
