@@ -31,6 +31,12 @@ Images (raw, vhd) go in and out through XAPI's HTTP handlers
 (``imageops``); a volume from an image is made by ``clone_image``, so
 cinder-volume needs no root helper (``sudo``, rootwrap, privsep) at all.
 
+Existing VDIs are adopted and given back by ``manage`` (``openstack volume
+manage`` / ``unmanage``, volumes and snapshots); a revert copies a snapshot
+into the volume's own VDI; an attached volume grows under its VM only
+where the SR's storage plugin offers VDI_RESIZE_ONLINE (no stock one
+does: each pool reports ``online_extend_support``).
+
 cinder.conf::
 
     [DEFAULT]
@@ -50,6 +56,7 @@ and one volume type per tier: ``volume_backend_name=xenserver``,
 import contextlib
 import os
 
+from cinder import context as cinder_context
 from cinder import exception
 from cinder.image import image_utils
 from cinder import interface
@@ -64,6 +71,7 @@ from oslo_utils import units
 
 from cinder_sxm import conf
 from cinder_sxm import imageops
+from cinder_sxm import manage
 from cinder_sxm import recovery
 from cinder_sxm import stats
 from cinder_sxm import volumeops
@@ -96,9 +104,12 @@ class SxmVolumeDriver(driver.VolumeDriver):
     Version history::
 
         1.0.0 - volumes as VDIs, one pool per SR, live retype between pools
+        1.1.0 - volumes from images through XAPI (no root helper); manage /
+                unmanage of volumes and snapshots; revert to snapshot;
+                online extend where the SR's storage plugin offers it
     """
 
-    VERSION = '1.0.0'
+    VERSION = '1.1.0'
     CI_WIKI_NAME = 'openstack-sxm'
 
     def __init__(self, *args, **kwargs):
@@ -114,6 +125,7 @@ class SxmVolumeDriver(driver.VolumeDriver):
         self._lock_path = None
         self._pool_uuid = None
         self._srs = None
+        self._sm = None
         self.backend_name = None
 
     @staticmethod
@@ -139,6 +151,7 @@ class SxmVolumeDriver(driver.VolumeDriver):
         self._owned = volumeops.owned_pool(
             self._xapi, self.host or self.backend_name)
         self._ops = volumeops.VolumeOps(self._owned)
+        self._sm = stats.SmFeatures(self._ops.call)
         self._transfers = imageops.Transfers(
             self._owned, ca_file=view.ca_file, insecure=view.insecure,
             timeout=view.long_call_timeout)
@@ -198,9 +211,11 @@ class SxmVolumeDriver(driver.VolumeDriver):
         reserved = self.configuration.reserved_percentage
         try:
             pool_uuid = self._pool_id()
-            pools = [stats.pool_stats(rec, pool_uuid, ratio, reserved)
+            pools = [stats.pool_stats(rec, pool_uuid, ratio, reserved,
+                                      self._sm.get(rec['type']))
                      for rec in self._sr_map(strict=False).values()]
-        except exception.VolumeBackendAPIException as exc:
+        except (exception.VolumeBackendAPIException,
+                errors.SxmError) as exc:
             # No pools: the scheduler places nothing here until XAPI
             # answers again.
             LOG.error('Cannot read the pools of backend %s: %s',
@@ -304,9 +319,19 @@ class SxmVolumeDriver(driver.VolumeDriver):
                 data='Deleting volume %s: %s' % (volume.id, exc))
 
     def extend_volume(self, volume, new_size):
+        """VDI.resize, or VDI.resize_online under a running VM.
+
+        Online only where the SR's SM offers it (the pool's
+        online_extend_support): refused by name elsewhere, and for a
+        volume attached through another XAPI pool (see VolumeOps.extend).
+        """
+        attached = any(a.attach_status == 'attached'
+                       for a in volume.volume_attachment or ())
         with self._locked(volume.id), _translated(
                 'Extending volume %s to %s GiB' % (volume.id, new_size)):
-            self._ops.resize(self._vdi(volume), new_size, volume.name)
+            self._ops.extend(
+                self._vdi(volume), new_size, volume.name, attached,
+                lambda sr_type: self._sm.get(sr_type, fresh=True))
 
     def create_cloned_volume(self, volume, src_vref):
         sr = self._target_sr(volume)
@@ -477,6 +502,111 @@ class SxmVolumeDriver(driver.VolumeDriver):
                         vdi, out, fmt, 'export of volume %s' % volume.id)
             with open(tmp, 'rb') as data:
                 image_service.update(context, image_meta['id'], {}, data)
+
+    # -- manage, unmanage, revert (see manage) -------------------------------
+
+    def _adopter(self):
+        return manage.Adopter(self._ops, self._sr_map, self._known,
+                              self._lock_path)
+
+    @staticmethod
+    def _known(key, object_id):
+        """Whether the Cinder object a VDI's mark names exists."""
+        cls = (objects.Snapshot if key == volumeops.SNAPSHOT_KEY
+               else objects.Volume)
+        try:
+            cls.get_by_id(cinder_context.get_admin_context(), object_id)
+        except exception.NotFound:
+            return False
+        return True
+
+    def manage_existing_get_size(self, volume, existing_ref):
+        with _translated('Reading VDI %s' % (existing_ref,)):
+            return manage.size_gb(self._adopter().volume_vdi(
+                existing_ref, volume_utils.extract_host(volume.host,
+                                                        'pool')))
+
+    def manage_existing(self, volume, existing_ref):
+        pool = volume_utils.extract_host(volume.host, 'pool')
+        with _translated('Managing VDI %s as volume %s'
+                         % (existing_ref, volume.id)):
+            uuid, where = self._adopter().manage_volume(
+                volume, existing_ref, pool)
+        update = {'provider_location': uuid}
+        if pool is None:
+            # Asked of the backend: the volume is in the VDI's pool.
+            update['host'] = volume_utils.append_host(volume.host, where)
+        return update
+
+    def unmanage(self, volume):
+        with self._locked(volume.id), _translated(
+                'Unmanaging volume %s' % volume.id):
+            self._adopter().unmanage(self._find_vdi(volume),
+                                     volumeops.VOLUME_KEY,
+                                     'Volume %s' % volume.id)
+
+    def _snapshot_parent(self, snapshot):
+        with _translated('Finding the VDI of volume %s'
+                         % snapshot.volume_id):
+            return self._vdi(snapshot.volume)
+
+    def manage_existing_snapshot_get_size(self, snapshot, existing_ref):
+        parent = self._snapshot_parent(snapshot)
+        with _translated('Reading VDI %s' % (existing_ref,)):
+            return manage.size_gb(self._adopter().snapshot_vdi(
+                existing_ref, parent))
+
+    def manage_existing_snapshot(self, snapshot, existing_ref):
+        parent = self._snapshot_parent(snapshot)
+        with _translated('Managing VDI %s as snapshot %s'
+                         % (existing_ref, snapshot.id)):
+            uuid = self._adopter().manage_snapshot(snapshot, existing_ref,
+                                                   parent)
+        return {'provider_location': uuid}
+
+    def unmanage_snapshot(self, snapshot):
+        with _translated('Unmanaging snapshot %s' % snapshot.id):
+            self._adopter().unmanage(
+                self._ops.find_vdi(snapshot.provider_location),
+                volumeops.SNAPSHOT_KEY, 'Snapshot %s' % snapshot.id)
+
+    def get_manageable_volumes(self, cinder_volumes, marker, limit, offset,
+                               sort_keys, sort_dirs):
+        with _translated('Listing the VDIs of backend %s'
+                         % self.backend_name):
+            entries = self._adopter().manageable_volumes(cinder_volumes)
+        return volume_utils.paginate_entries_list(
+            entries, marker, limit, offset, sort_keys, sort_dirs)
+
+    def get_manageable_snapshots(self, cinder_snapshots, marker, limit,
+                                 offset, sort_keys, sort_dirs):
+        with _translated('Listing the snapshot VDIs of backend %s'
+                         % self.backend_name):
+            entries = self._adopter().manageable_snapshots(cinder_snapshots)
+        return volume_utils.paginate_entries_list(
+            entries, marker, limit, offset, sort_keys, sort_dirs)
+
+    def revert_to_snapshot(self, context, volume, snapshot):
+        """The volume's bytes become the snapshot's, in its own VDI."""
+        with self._locked(volume.id):
+            vdi = self._vdi(volume)
+            snap = self._ops.find_vdi(snapshot.provider_location)
+            if snap is None:
+                raise exception.SnapshotNotFound(snapshot_id=snapshot.id)
+            try:
+                self._ops.revert(vdi, snap, 'volume %s' % volume.id)
+            except errors.VdiInUse:
+                raise exception.InvalidVolume(
+                    reason='volume %s cannot be reverted to snapshot %s '
+                           'while a VM has its VDI plugged (XAPI: '
+                           'VDI_IN_USE): detach it first'
+                           % (volume.id, snapshot.id)) from None
+            except errors.SxmError as exc:
+                raise exception.VolumeBackendAPIException(
+                    data='Reverting volume %s to snapshot %s: %s'
+                         % (volume.id, snapshot.id, exc)) from None
+        LOG.info('Volume %s reverted to snapshot %s (VDI %s)', volume.id,
+                 snapshot.id, snapshot.provider_location)
 
     # -- moving between pools ------------------------------------------------
 

@@ -140,6 +140,30 @@ class Recovery(object):
             except Exception:
                 LOG.exception('Could not reconcile volume %s (status %s) '
                               'with XAPI', vol.id, vol.status)
+        self._revert_bases()
+
+    def _revert_bases(self):
+        """Destroy the snapshots a revert killed mid-way left behind."""
+        try:
+            snaps = self.ops.call('VDI.get_all_records_where',
+                                  'field "is_a_snapshot" = "true"')
+        except errors.SxmError as exc:
+            LOG.warning('Could not look for the leftovers of interrupted '
+                        'reverts: %s', exc)
+            return
+        for ref, rec in sorted(snaps.items()):
+            if (not rec['name_label'].startswith(volumeops.REVERT_BASE)
+                    or rec['VBDs'] or rec['SR'] not in self.sr_names):
+                continue
+            try:
+                self.ops.call('VDI.destroy', ref)
+            except errors.SxmError as exc:
+                LOG.warning('Could not destroy VDI %s (%s): %s',
+                            rec['uuid'], rec['name_label'], exc)
+                continue
+            LOG.warning('Destroyed VDI %s, the %s that an interrupted '
+                        'revert left (SR %s)', rec['uuid'],
+                        rec['name_label'], self.sr_names[rec['SR']])
 
     def _end_task(self, task, rec, known):
         what = '%s %s' % (rec.get('name_label'), rec.get('name_description'))

@@ -35,12 +35,15 @@ behind, follows or cancels them, and destroys them.
 
 from oslo_log import log as logging
 
+from cinder_sxm import stats
 from sxm_core import constants
 from sxm_core import errors
 from sxm_core import tasks
 from sxm_core import volumes
 
 LOG = logging.getLogger(__name__)
+# Name label of the snapshot a revert copies against (gone after it).
+REVERT_BASE = 'revert base of '
 GiB = 1 << 30
 # VDI other_config key naming the Cinder object a VDI belongs to.
 VOLUME_KEY = 'cinder_volume_id'
@@ -290,6 +293,67 @@ class VolumeOps(object):
         if int(self.call('VDI.get_virtual_size', vdi)) < size:
             tasks.call_async(self.pool, 'VDI.resize', (vdi, str(size)),
                              'resize of %s' % what)
+
+    def extend(self, vdi, size_gb, what, attached, sm_features):
+        """Grow a volume's VDI to ``size_gb``, plugged into a VM or not.
+
+        A VDI a running VM has plugged grows with VDI.resize_online, only
+        where the SR's SM offers VDI_RESIZE_ONLINE (``sm_features(sr
+        type)``); else VDI.resize. ``attached``: Cinder has the volume
+        attached; with no VBD in this pool, it is another pool's VM's,
+        which this pool cannot pause for a resize: refused.
+        """
+        size = int(size_gb) * GiB
+        rec = self.call('VDI.get_record', vdi)
+        if int(rec['virtual_size']) >= size:
+            return
+        plugged = [v for v in rec['VBDs']
+                   if self.call('VBD.get_currently_attached', v)]
+        sr_rec = self.call('SR.get_record', rec['SR'])
+        if not plugged:
+            if attached and not rec['VBDs']:
+                raise errors.SxmError(
+                    'VDI %s is attached to a server of another XAPI pool '
+                    '(no VBD in the pool of SR %s), which cannot resize '
+                    'it under that server: detach the volume, extend it, '
+                    'attach it again'
+                    % (rec['uuid'], sr_rec['name_label']))
+            self.resize(vdi, size_gb, what)
+            return
+        if stats.ONLINE_RESIZE not in sm_features(sr_rec['type']):
+            raise errors.SxmError(
+                'VDI %s is plugged into a running VM and SR %s (type %s) '
+                'cannot resize a plugged VDI (its SM does not offer %s): '
+                'detach the volume or stop the server, then extend it'
+                % (rec['uuid'], sr_rec['name_label'], sr_rec['type'],
+                   stats.ONLINE_RESIZE))
+        LOG.info('Resizing VDI %s of %s online to %d GiB', rec['uuid'],
+                 what, size_gb)
+        tasks.call_async(self.pool, 'VDI.resize_online', (vdi, str(size)),
+                         'online resize of %s' % what)
+
+    def revert(self, vdi, snap, what):
+        """Make VDI ``vdi``'s bytes those of snapshot VDI ``snap``.
+
+        In place (the VDI keeps its uuid, its attachments' records and its
+        other snapshots): VDI.copy into ``vdi``, with a snapshot of its
+        present state as the base, so that only the blocks that differ
+        are written, those written since the snapshot included (a copy
+        without a base is meant for an empty VDI and would leave them).
+        XAPI refuses it (VDI_IN_USE) while a guest has ``vdi`` plugged.
+        """
+        sr = self.call('VDI.get_SR', vdi)
+        now = tasks.call_async(self.pool, 'VDI.snapshot', (vdi, {}),
+                               'snapshot of %s before its revert' % what)
+        try:
+            # Never mistaken for the volume's or a Cinder snapshot's VDI
+            # if this service dies before it is gone.
+            self.call('VDI.set_name_label', now, REVERT_BASE + what)
+            self.call('VDI.set_other_config', now, {})
+            tasks.call_async(self.pool, 'VDI.copy',
+                             (snap, sr, now, vdi), 'revert of %s' % what)
+        finally:
+            self._destroy_quietly(now, 'the revert of %s' % what)
 
     def snapshot(self, vdi_uuid, snapshot):
         vdi = self.require_vdi(vdi_uuid, snapshot.volume_id)

@@ -264,6 +264,35 @@ class TestRestart(RestartBase):
         self.assertEqual(digest, self.digest(new))
         self.assertEqual([], self.owned_tasks())
 
+    # -- revert to snapshot (VDI.copy against a temporary snapshot) ---------
+
+    def test_revert_interrupted_leaves_no_base(self):
+        self.osapi_version = '3.40'
+        vol, vdi, taken = self.written_volume('silver', 4 * MiB, 'kept')
+        snap = self.api.post_snapshot({'snapshot': {
+            'volume_id': vol['id'], 'name': 'before'}})
+        self._poll_snapshot_while(snap['id'], ['creating'],
+                                  expected_end_status='available',
+                                  max_retries=60)
+        self.fill(vdi, 8 * MiB, 'overwritten')
+        killer = self.kill_at('Async.VDI.copy')
+
+        self.action(vol['id'], {'revert': {'snapshot_id': snap['id']}})
+        self.die_and_stop(killer)
+        self.task_ended('VDI.copy')
+        bases = [r['uuid'] for r in self.xapi.VDI.get_all_records().values()
+                 if r['name_label'].startswith(volumeops.REVERT_BASE)]
+        self.assertEqual(1, len(bases), 'the dead revert left its base')
+        self.restart(killer)
+
+        self.poll(lambda: not [
+            r for r in self.xapi.VDI.get_all_records().values()
+            if r['name_label'].startswith(volumeops.REVERT_BASE)],
+            what='the base of the interrupted revert destroyed')
+        # XAPI finished the copy: the volume has the snapshot's bytes.
+        self.assertEqual(taken, self.digest(vdi))
+        self.assertEqual([], self.owned_tasks())
+
     # -- clone (VDI.clone, then labelled) ------------------------------------
 
     def test_clone_interrupted_leaves_no_copy(self):
