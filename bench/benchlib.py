@@ -109,3 +109,11 @@ def session_pool(case, pool):
     """A SessionPool to a pool of a Nova functional test case's simulator."""
     return sessions.SessionPool(case.simfix.url(pool), case.simfix.username,
                                 case.passwords[pool])
+
+
+def pool_b_target(case):
+    """(master host uuid, ext SR uuid) of pool-b: where the core arms go."""
+    api_b = case.xapi['pool-b']
+    host_b = api_b.host.get_uuid(api_b.pool.get_master(
+        api_b.pool.get_all()[0]))
+    return host_b, case.sr_uuid('pool-b', 'Local storage (ext)')

@@ -131,10 +131,7 @@ class NovaVsCore(base.SxmServicesTestCase):
         return seconds
 
     def run_core(self, source, vm_uuid):
-        api_b = self.xapi['pool-b']
-        host_b = api_b.host.get_uuid(api_b.pool.get_master(
-            api_b.pool.get_all()[0]))
-        ext_b = self.sr_uuid('pool-b', 'Local storage (ext)')
+        host_b, ext_b = benchlib.pool_b_target(self)
         started = time.monotonic()
         dest = benchlib.session_pool(self, 'pool-b')
         try:

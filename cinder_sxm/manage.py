@@ -205,11 +205,14 @@ class Adopter(object):
         rec = self._find(existing_ref, lambda r: (
             not r.get('is_a_snapshot') and r.get('managed', True)
             and self._pool_of(r)[0] is not None))
-        reason = self._volume_refusal(rec, pool)
+        self._refuse(existing_ref, rec, self._volume_refusal(rec, pool))
+        return rec
+
+    def _refuse(self, existing_ref, rec, reason):
+        """ManageExistingInvalidReference naming the VDI, if ``reason``."""
         if reason:
             raise self._invalid(existing_ref, 'VDI %s: %s'
                                 % (rec['uuid'], reason))
-        return rec
 
     def manage_volume(self, volume, existing_ref, pool):
         """Adopt the VDI for ``volume``; returns (its uuid, its pool)."""
@@ -247,9 +250,7 @@ class Adopter(object):
         else:
             reason = common_refusal(dict(rec, read_only=False),
                                     (volumeops.SNAPSHOT_KEY,), self.known)
-        if reason:
-            raise self._invalid(existing_ref, 'VDI %s: %s'
-                                % (rec['uuid'], reason))
+        self._refuse(existing_ref, rec, reason)
         return rec
 
     def manage_snapshot(self, snapshot, existing_ref, volume_vdi):

@@ -338,17 +338,22 @@ class TestImagesWithoutRoot(ImagesStandInMixin, base.SxmCinderTestCase):
         self.check_from_image('raw', data, hashlib.sha256(
             data + bytes(base.GiB - len(data))).hexdigest())
 
-    def test_vhd_image(self):
-        # A VHD as XAPI exports it, from a volume of known bytes.
-        src = self.create_volume('gold')
+    def vhd_image(self, size_gb, nbytes, seed):
+        """(image id, source VDI): a gold volume's VHD as XAPI exports it."""
+        src = self.create_volume('gold', size=size_gb)
         src_vdi, _ = self.vdi_of(src['id'])
-        self.fill(src_vdi, 3 * MiB, 'vhd without root')
+        self.fill(src_vdi, nbytes, seed)
         image_id = str(uuid.uuid4())
         self.images.add(image_id, 'vhd', b'')
         ctx = context.get_admin_context()
         self.volume.manager.driver.copy_volume_to_image(
             ctx, objects.Volume.get_by_id(ctx, src['id']), self.images,
             self.images.show(None, image_id))
+        return image_id, src_vdi
+
+    def test_vhd_image(self):
+        # A VHD as XAPI exports it, from a volume of known bytes.
+        image_id, src_vdi = self.vhd_image(1, 3 * MiB, 'vhd without root')
         with open(self.images.path(image_id), 'rb') as f:
             self.check_from_image('vhd', f.read(), self.digest(src_vdi))
 
@@ -377,20 +382,13 @@ class TestImagesWithoutRoot(ImagesStandInMixin, base.SxmCinderTestCase):
 
     def test_a_vhd_too_large_for_the_volume(self):
         # A VHD of a 2 GiB disk (as XAPI exports it) into a 1 GiB volume.
-        src = self.create_volume('gold', size=2)
-        src_vdi, _ = self.vdi_of(src['id'])
-        self.fill(src_vdi, MiB, 'big vhd')
-        image_id = str(uuid.uuid4())
-        self.images.add(image_id, 'vhd', b'')
-        ctx = context.get_admin_context()
-        self.volume.manager.driver.copy_volume_to_image(
-            ctx, objects.Volume.get_by_id(ctx, src['id']), self.images,
-            self.images.show(None, image_id))
+        image_id, _ = self.vhd_image(2, MiB, 'big vhd')
         before = self.vdis_on('silver')
         body = {'size': 1, 'volume_type': 'silver', 'name': 'too-small',
                 'imageRef': image_id}
         vol = self.api.post_volume({'volume': body})
         self.wait_volume(vol['id'], ('creating', 'downloading'), 'error')
+        ctx = context.get_admin_context()
         exc = self.assertRaises(
             exception.ImageUnacceptable,
             self.volume.manager.driver.clone_image, ctx,
