@@ -56,6 +56,10 @@ placement on it HOST_NOT_LIVE, VM.power_state_reset is allowed) or boots
 it again (``live: true``: new boot_time, VMs not reset meanwhile halted);
 ``host`` is its name label, uuid or ref; answers ``{host, live, enabled,
 other_config}`` (see ``Pool.host_live``).
+``allow_multiple_vdi_attach`` ``{host, allow}`` creates (``allow:
+true``) or removes the host's /etc/xensource/allow_multiple_vdi_attach,
+absent on a fresh host: without it SM refuses to attach a VDI that another
+host holds RW (SR_BACKEND_FAILURE_46, see ``api.vm.assert_host_may_attach``).
 ``toolstack_restart`` ``{pool, down}`` restarts the toolstack of the pool
 (default: the pool asked): connections drop, new
 ones are refused for ``down`` seconds, every session and task is gone,
@@ -165,6 +169,8 @@ def handle(pool, op, request, connection=None):
         return calls_of(pool, reset=bool(request.get('reset')))
     if op == 'host_live':
         return _host_live(pool, request)
+    if op == 'allow_multiple_vdi_attach':
+        return _allow_multiple_vdi_attach(pool, request)
     uuid = _vm_uuid(pool, request)
     if op == 'guest_agent':
         return _guest_agent(pool, uuid, request)
@@ -217,6 +223,20 @@ def _host_live(pool, request):
         raise ControlError('"live" (true or false) is required')
     try:
         return pool.host_live(request.get('host'), live)
+    except ValueError as exc:
+        raise ControlError(str(exc))
+
+
+def _allow_multiple_vdi_attach(pool, request):
+    unknown = set(request) - {'host', 'allow'}
+    if unknown:
+        raise ControlError('unknown allow_multiple_vdi_attach parameters: '
+                           '%s' % ', '.join(sorted(unknown)))
+    allow = request.get('allow')
+    if not isinstance(allow, bool):
+        raise ControlError('"allow" (true or false) is required')
+    try:
+        return pool.allow_multiple_vdi_attach(request.get('host'), allow)
     except ValueError as exc:
         raise ControlError(str(exc))
 
@@ -356,6 +376,15 @@ class Control(object):
         ``host``: its name label, uuid or ref. See ``Pool.host_live``.
         """
         return self.call('host_live', host=host, live=bool(live))
+
+    def allow_multiple_vdi_attach(self, host, allow):
+        """Create or remove the host's allow_multiple_vdi_attach file.
+
+        ``host``: its name label, uuid or ref. See
+        ``Pool.allow_multiple_vdi_attach``.
+        """
+        return self.call('allow_multiple_vdi_attach', host=host,
+                         allow=bool(allow))
 
     def guest_agent(self, vm, **settings):
         """What the VM's guest agent reports from now on.

@@ -175,6 +175,9 @@ class Pool(object):
         # Xapi's Localdb host_auto_enable of each host (host ref -> bool):
         # whether its toolstack re-enables it when it starts.
         self.auto_enable = {}
+        # host ref -> True where /etc/xensource/allow_multiple_vdi_attach
+        # exists (SM's blktap2 ENABLE_MULTIPLE_ATTACH); absent by default.
+        self.multiple_attach = {}
         self.stores = {}
         self.disks = {}
         # VDI ref -> Layer: the "base copy" records of hidden VHD parents.
@@ -632,6 +635,20 @@ class Pool(object):
                 else:
                     dom.pause()
         return answer
+
+    def allow_multiple_vdi_attach(self, host, allow):
+        """Create or remove the host's allow_multiple_vdi_attach file.
+
+        /etc/xensource/allow_multiple_vdi_attach: with it, SM on that
+        host attaches a VDI another host holds without trying to reset it
+        (``api.vm.assert_host_may_attach``). ``host``: its name label,
+        uuid or ref. Returns ``{host, allow}``.
+        """
+        with self.db.lock:
+            ref = self.find_host(host)
+            self.multiple_attach[ref] = bool(allow)
+            return {'host': self.db.get('host', ref)['uuid'],
+                    'allow': bool(allow)}
 
     def _guest_agent_watcher(self, db, operation, cls, ref, rec, old):
         """What a VM's guest agent reports, as the simulator was told.

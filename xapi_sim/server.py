@@ -17,7 +17,10 @@
   ``format=raw`` (default) or ``vhd``, authorised by ``session_id`` (or
   HTTP basic auth) like xapi's handlers; a ``task_id`` given in the query
   is completed (success, or failure with the error) when the transfer
-  ends, and named in the ``task-id`` response header.
+  ends, and named in the ``task-id`` response header. As xapi's, both
+  answer ``Connection: close``: an export carries no Content-Length (the
+  body ends with the connection), and an import that got under way answers
+  200 whatever happens: its task says whether the image was written.
 * ``POST /sim/<op>``: the simulator's control interface (JSON), visibly
   outside the XenAPI namespace; see ``xapi_sim.control``.
 """
@@ -201,11 +204,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return task
         return None
 
-    def _finish(self, query, exc=None):
+    def _finish(self, query, exc=None, value=None):
         """Complete the caller's task (``task_id``) as xapi's handlers do."""
         task = self._task(query)
         if task is not None:
-            api.finish_task(self.pool.db, task, exc=exc)
+            api.finish_task(self.pool.db, task, value=value, exc=exc)
 
     def _task_header(self, query):
         task = self._task(query)
@@ -219,19 +222,29 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         vdi, disk, query = self._vdi_request()
         if disk is None:
             return
-        vhd_format = query.get('format', ['raw'])[0] == 'vhd'
-        try:
-            length = vhd.export_length(disk) if vhd_format else disk.size
-        except errors.XapiError as exc:
-            self._finish(query, exc)
-            return self._send(500, ' '.join(exc.description), 'text/plain')
+        fmt = query.get('format', ['raw'])[0]
+        with self.pool.db.lock:
+            uuid = self.pool.db.get('VDI', vdi)['uuid']
+        # Export_raw_vdi.localhost_handler: http_200_ok ~keep_alive:false,
+        # no Content-Length in either format: vhd-tool streams until it
+        # closes the connection, which ends the body; a failure after the
+        # headers only cuts the stream short and fails the task.
+        self.close_connection = True
         self.send_response(200)
-        self.send_header('Content-Type', 'application/octet-stream')
-        self.send_header('Content-Length', str(length))
+        self.send_header('Connection', 'close')
+        self.send_header('Cache-Control', 'no-cache, no-store')
         self._task_header(query)
+        self.send_header('Content-Type', 'application/vhd' if fmt == 'vhd'
+                         else 'application/octet-stream')
+        self.send_header('Content-Disposition',
+                         'attachment; filename="%s.%s"' % (uuid, fmt))
         self.end_headers()
         try:
-            if vhd_format:
+            if fmt == 'vhd':
+                # After the headers too (Constants.max_vhd_size).
+                if disk.size > vhd.MAX_VHD_SIZE:
+                    raise errors.XapiError('VDI_TOO_LARGE', vdi,
+                                           vhd.MAX_VHD_SIZE)
                 for chunk in vhd.export_chunks(disk):
                     self.wfile.write(chunk)
             else:
@@ -244,6 +257,23 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._finish(query)
 
     def do_PUT(self):
+        """Import_raw_vdi.localhost_handler.
+
+        Refusals of the request itself (format, chunked encoding, no such
+        VDI) answer an error status. Otherwise xapi sends ``200 OK``,
+        ``Connection: close``, then attaches the VDI RW to dom0 and lets
+        vhd-tool write: what fails from then on fails the task only
+        (VDI_READONLY [vdi] from dom0's VBD.create for a read-only VDI;
+        VDI_IO_ERROR ["Device I/O errors"] when vhd-tool stops, e.g. on an
+        image bigger than the VDI; SR_BACKEND_FAILURE_44 when the SR is
+        full), and the connection closes. A VDI a running VM holds RW is
+        written all the same: dom0's VBD escapes the sharing check.
+        Unlike xapi, the simulator sends that answer once the image is
+        written (xapi sends it before reading a byte, so a client that does
+        not read to the close races the write), reads the whole body (xapi
+        stops: its client may see a reset) and refuses an oversized image
+        before writing any of it (vhd-tool writes up to the VDI's end).
+        """
         path = urllib.parse.urlsplit(self.path).path
         if path != '/import_raw_vdi':
             return self._send(404, 'not found', 'text/plain')
@@ -257,51 +287,64 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             return self._send(404, ' '.join(exc.description), 'text/plain')
         length = int(self.headers.get('Content-Length') or 0)
-        if query.get('format', ['raw'])[0] == 'vhd':
-            return self._put_vhd(vdi, disk, query, length)
-        if length > disk.size:
-            self.rfile.read(length)
-            self._finish(query, errors.XapiError(
-                'INTERNAL_ERROR', 'image larger than the VDI'))
-            return self._send(400, 'image larger than the VDI', 'text/plain')
-        offset = 0
-        failed = None
-        while offset < length:
-            data = self.rfile.read(min(CHUNK, length - offset))
+        self._read = 0
+        with self.pool.db.lock:
+            read_only = self.pool.db.get('VDI', vdi)['read_only']
+        if read_only:
+            failed = errors.XapiError('VDI_READONLY', vdi)
+        elif query.get('format', ['raw'])[0] == 'vhd':
+            failed = self._put_vhd(disk, length)
+        elif length > disk.size:
+            failed = _io_error()
+        else:
+            failed = self._put_raw(disk, length)
+        self._drain(length)
+        self.pool.refresh_vdi(vdi)
+        self._finish(query, failed, value=vdi)
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header('Connection', 'close')
+        self.send_header('Cache-Control', 'no-cache, no-store')
+        self._task_header(query)
+        self.send_header('Content-Type', 'application/octet-stream')
+        self.end_headers()
+
+    def _drain(self, length):
+        remaining = length - self._read
+        while remaining > 0:
+            data = self.rfile.read(min(CHUNK, remaining))
             if not data:
                 break
-            start, offset = offset, offset + len(data)
-            if failed is None:
-                try:
-                    _write_sparse(disk, start, data)
-                except errors.XapiError as exc:
-                    failed = exc  # keep reading: the client is sending
-        self._put_done(vdi, query, failed)
+            remaining -= len(data)
 
-    def _put_vhd(self, vdi, disk, query, length):
-        failed = None
+    def _put_raw(self, disk, length):
+        while self._read < length:
+            data = self.rfile.read(min(CHUNK, length - self._read))
+            if not data:
+                break
+            start = self._read
+            self._read += len(data)
+            try:
+                _write_sparse(disk, start, data)
+            except errors.XapiError as exc:
+                return exc
+        return None
+
+    def _put_vhd(self, disk, length):
+        def read(n):
+            data = self.rfile.read(n)
+            self._read += len(data)
+            return data
         try:
-            vhd.import_stream(self.rfile.read, length,
+            vhd.import_stream(read, length,
                               lambda off, data: _write_sparse(disk, off,
                                                               data),
                               disk.size)
-        except vhd.VhdError as exc:
-            failed = errors.XapiError('VDI_IO_ERROR', str(exc))
+        except vhd.VhdError:
+            return _io_error()
         except errors.XapiError as exc:
-            failed = exc
-        self._put_done(vdi, query, failed)
-
-    def _put_done(self, vdi, query, failed):
-        self.pool.refresh_vdi(vdi)
-        self._finish(query, failed)
-        if failed is not None:
-            return self._send(500, ' '.join(failed.description),
-                              'text/plain')
-        self.send_response(200)
-        self.send_header('Content-Type', 'text/plain')
-        self.send_header('Content-Length', '0')
-        self._task_header(query)
-        self.end_headers()
+            return exc
+        return None
 
     # -- control interface ---------------------------------------------------
 
@@ -323,6 +366,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._send(400, json.dumps({'error': str(exc)}),
                               'application/json')
         self._send(200, json.dumps({'value': value}), 'application/json')
+
+
+def _io_error():
+    # Vhd_tool_wrapper: whatever made vhd-tool stop, the task says this.
+    return errors.XapiError('VDI_IO_ERROR', 'Device I/O errors')
 
 
 def _write_sparse(disk, offset, data):

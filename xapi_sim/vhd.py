@@ -32,6 +32,8 @@ VHD_BLOCK = vhdlib.BLOCK_SIZE
 SECTOR = vhdlib.SECTOR
 VhdError = vhdlib.VhdError
 _BITMAP = vhdlib.bitmap_size(VHD_BLOCK)
+# xen-api Constants.max_vhd_size: 2040 GiB.
+MAX_VHD_SIZE = 2040 << 30
 
 
 def footer(size, disk_type=vhdlib.DISK_DYNAMIC, data_offset=SECTOR,
@@ -55,16 +57,12 @@ def _layout(disk):
         placed.append((index, offset))
         offset += _BITMAP + VHD_BLOCK
     table = struct.pack('>%dI' % entries, *bat).ljust(bat_size, b'\xff')
-    return entries, table, placed, offset + SECTOR
-
-
-def export_length(disk):
-    return _layout(disk)[3]
+    return entries, table, placed
 
 
 def export_chunks(disk):
     """The VHD of ``disk``, as a sequence of byte strings."""
-    entries, table, placed, _ = _layout(disk)
+    entries, table, placed = _layout(disk)
     foot = footer(disk.size)
     yield foot
     yield vhdlib.dynamic_header(entries, 3 * SECTOR, VHD_BLOCK)

@@ -125,6 +125,14 @@ class SimTestCase(testtools.TestCase):
                               else self.login(pool))
         return control.Control(self.url(pool), session.handle)
 
+    def allow_multiple_vdi_attach(self, host, allow=True, pool='pool-a'):
+        """Create (or remove) a host's allow_multiple_vdi_attach file.
+
+        Absent on a fresh host: SM there then refuses a VDI another host
+        holds RW (see ``xapi_sim.api.vm.assert_host_may_attach``).
+        """
+        return self.control(pool).allow_multiple_vdi_attach(host, allow)
+
     # -- objects -------------------------------------------------------------
 
     def sr_named(self, name, api=None):

@@ -33,12 +33,20 @@ def vm_snapshot(ctx, vm, new_name, ignore_vdis=()):
         vbds = [db.snapshot('VBD', v) for v in rec['VBDs']]
         vifs = [db.snapshot('VIF', v) for v in rec['VIFs']]
     snap_vdis = {}
-    for vbd in vbds:
-        vdi = vbd['VDI']
-        if (vbd['empty'] or vbd['type'] == 'CD' or vdi == NULL
-                or vdi in ignore_vdis):
-            continue
-        snap_vdis[vdi] = storage_api.vdi_snapshot(ctx, vdi)
+    try:
+        for vbd in vbds:
+            vdi = vbd['VDI']
+            if (vbd['empty'] or vbd['type'] == 'CD' or vdi == NULL
+                    or vdi in ignore_vdis):
+                continue
+            # VDI_IS_SHARABLE [vdi] for a sharable disk, as each VDI.snapshot
+            # of Xapi_vm_clone.safe_clone_disks says.
+            snap_vdis[vdi] = storage_api.vdi_snapshot(ctx, vdi)
+    except BaseException:
+        # safe_clone_disks deletes the disks made so far.
+        for made in snap_vdis.values():
+            ctx.pool.remove_vdi(made)
+        raise
     now = time.time()
     fields = migration.vm_fields(rec, {
         'name_label': new_name, 'is_a_snapshot': True, 'snapshot_of': vm,

@@ -167,6 +167,11 @@ def _derive(ctx, vdi, writable, snapshot):
 
 @method('VDI.snapshot', ['vdi', 'driver_params'], optional=1)
 def vdi_snapshot(ctx, vdi, driver_params=None):
+    with ctx.db.lock:
+        # xapi_vdi.check_operation_error: a sharable VDI cannot be
+        # snapshotted (clone and copy may go on).
+        if ctx.db.get('VDI', vdi)['sharable']:
+            raise errors.XapiError('VDI_IS_SHARABLE', vdi)
     return _derive(ctx, vdi, writable=False, snapshot=True)
 
 
@@ -222,6 +227,13 @@ def vdi_copy(ctx, vdi, sr, base_vdi=NULL, into_vdi=NULL):
         raise
     ctx.pool.refresh_vdi(dest_ref)
     return dest_ref
+
+
+@method('VDI.set_sharable', ['self', 'value'])
+def vdi_set_sharable(ctx, vdi, value):
+    """Xapi_vdi.set_sharable: sets the field, nothing else (since George)."""
+    value = wire.from_wire(schema.BOOL, value, 'value')
+    ctx.db.update('VDI', vdi, sharable=value)
 
 
 @method('VDI.resize', ['vdi', 'size'])

@@ -403,6 +403,8 @@ def _start(ctx, vm, host, start_paused, op):
         if host is not None:
             db.get('host', host)
         rec = check_operation(db, vm, op)
+        for vbd in rec['VBDs']:
+            assert_attachable(db, vbd)
         if host is None:
             host = choose_host(ctx, vm)
         elif rec['is_control_domain'] and rec['affinity'] not in (NULL,
@@ -410,6 +412,9 @@ def _start(ctx, vm, host, start_paused, op):
             raise errors.XapiError(
                 'OPERATION_NOT_ALLOWED', 'Cannot boot a control domain on '
                 'a host different from its affinity')
+        if not rec['is_control_domain']:
+            for vbd in rec['VBDs']:
+                assert_host_may_attach(ctx, vbd, host)
         boot(ctx, vm, host, paused=bool(start_paused))
 
 
@@ -593,6 +598,8 @@ def _resume(ctx, vm, host, start_paused, op):
         if host is None:
             host = choose_host(ctx, vm)
         assert_can_boot_here(ctx, vm, host)
+        for vbd in rec['VBDs']:
+            assert_host_may_attach(ctx, vbd, host)
         suspend_vdi = rec['suspend_VDI']
         ctx.pool.next_domid += 1
         db.update('VM', vm, power_state='Paused' if start_paused
@@ -763,6 +770,95 @@ def vm_get_allowed_vif_devices(ctx, vm):
 
 # -- VBD --------------------------------------------------------------------
 
+def assert_attachable(db, vbd):
+    """Xapi_vbd_helpers.valid_operations' sharing checks (lock held).
+
+    What VBD.plug, VM.start(_on) and VM.resume(_on) check for each VBD
+    they attach (message_forwarding marks every VBD with attach / plug),
+    only while the VBD is not attached yet (a suspended VM's stay
+    attached: resume re-checks nothing). The other VBDs of the VDI that
+    count are attached or busy, and belong neither to a suspended VM
+    (really offline) nor to a control domain (it shares disks safely).
+    A non-sharable VDI: VDI_IN_USE [vdi] if any of them is RW, or if
+    this one is RW and any exists (RO VBDs may share it); then
+    VDI_READONLY [vdi] for RW on a read-only VDI. VBD.create checks only
+    the latter (Xapi_vbd.create).
+    """
+    rec = db.get('VBD', vbd)
+    if (rec['currently_attached'] or rec['empty']
+            or not db.exists('VDI', rec['VDI'])):
+        return
+    vdi = rec['VDI']
+    vdi_rec = db.get('VDI', vdi)
+    others = []
+    for other in vdi_rec['VBDs']:
+        if other == vbd or not db.exists('VBD', other):
+            continue
+        orec = db.get('VBD', other)
+        owner = db.get('VM', orec['VM'])
+        if (owner['power_state'] == 'Suspended'
+                or owner['is_control_domain']):
+            continue
+        if orec['currently_attached'] or orec['current_operations']:
+            others.append(orec)
+    need_write = rec['mode'] == 'RW'
+    system = db.get('VM', rec['VM'])['is_control_domain']
+    if (not vdi_rec['sharable'] and not system
+            and (any(o['mode'] == 'RW' for o in others)
+                 or (need_write and others))):
+        # One parameter here, the VDI (not the table's vdi; operation).
+        raise storage_api.vdis_in_use([vdi])
+    if need_write and vdi_rec['read_only']:
+        raise errors.XapiError('VDI_READONLY', vdi)
+
+
+def _vdi_unavailable(vdi_uuid):
+    # blktap2.VDI._activate_locked (@locking("VDIUnavailable")) turns
+    # _add_tag's SMException into XenError('VDIUnavailable', opterr=...):
+    # code 46 in SM's XE_SR_ERRORCODES.xml.
+    return errors.XapiError(
+        'SR_BACKEND_FAILURE_46', '', 'The VDI is not available [opterr=VDI '
+        '%s not detached cleanly]' % vdi_uuid, '')
+
+
+def assert_host_may_attach(ctx, vbd, host):
+    """SM's activation of the VBD's VDI on ``host`` (lock held).
+
+    xapi-project/sm libs/sm/blktap2.py _add_tag: without
+    /etc/xensource/allow_multiple_vdi_attach on the attaching host
+    (``Pool.allow_multiple_vdi_attach``), a VDI another host holds RW
+    (or RO, when this attach is RW) is reset first, and resetvdis cannot
+    reset it while it is open there: the attach fails. The host_<ref>
+    tag is per host: a host that already has the VDI activated makes no
+    SM call for a second VM (storage_smapiv1_wrapper adds a datapath to
+    the VDI's state), so two VMs of one host share a sharable VDI
+    without the file. Where two hosts' tags differ the simulator counts
+    any RW holder (SM reads whichever tag comes first).
+    """
+    db = ctx.db
+    rec = db.get('VBD', vbd)
+    if rec['empty'] or not db.exists('VDI', rec['VDI']):
+        return
+    vdi_rec = db.get('VDI', rec['VDI'])
+    holders = {}
+    for other in vdi_rec['VBDs']:
+        if other == vbd or not db.exists('VBD', other):
+            continue
+        orec = db.get('VBD', other)
+        owner = db.get('VM', orec['VM'])
+        if (not orec['currently_attached']
+                or owner['power_state'] not in ('Running', 'Paused')):
+            continue
+        mode = holders.get(owner['resident_on'])
+        holders[owner['resident_on']] = 'RW' if 'RW' in (
+            mode, orec['mode']) else 'RO'
+    if host in holders or ctx.pool.multiple_attach.get(host):
+        return
+    if any(mode == 'RW' or rec['mode'] == 'RW'
+           for mode in holders.values()):
+        raise _vdi_unavailable(vdi_rec['uuid'])
+
+
 # What a VBD may point at (Xapi_vbd.create).
 _VBD_VDI_TYPES = ('system', 'user', 'ephemeral', 'suspend', 'crashdump',
                   'metadata', 'rrd', 'pvs_cache')
@@ -852,11 +948,14 @@ def _vbd_plug(ctx, ref, plug):
             raise errors.XapiError(
                 'OPERATION_NOT_ALLOWED', 'HVM CDROMs cannot be '
                 'hotplugged/unplugged, only inserted or ejected')
+        if plug:
+            assert_attachable(db, ref)
         assert_resident_live(ctx, rec['VM'])
         if (plug and not rec['empty']
                 and db.exists('VDI', rec['VDI'])):
             storage_api.assert_sr_plugged(
                 db, db.get('VDI', rec['VDI'])['SR'], vm['resident_on'])
+            assert_host_may_attach(ctx, ref, vm['resident_on'])
         extra = {}
         if plug:
             extra['device'] = _device_name(rec['userdevice'])

@@ -17,6 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from tests.functional import simhelpers
 from tests.functional.xapi_sim import base
 from xapi_sim import vhd
 
@@ -105,19 +106,63 @@ class TestFormats(base.SimulatorTestCase):
         self.assertEqual('failure', rec['status'])
         self.assertEqual(['INTERNAL_ERROR', 'Unknown format qcow9'],
                          rec['error_info'])
+        # Import_raw_vdi answers 200 before it reads the image: what goes
+        # wrong after that is in the task only.
         task = self.api.task.create('import', '')
-        exc = self.assertRaises(urllib.error.HTTPError, self.put, vdi,
-                                b'not a vhd' * 100, format='vhd',
-                                task_id=task)
-        self.assertEqual(500, exc.code)
+        status, headers = self.put(vdi, b'not a vhd' * 100, format='vhd',
+                                   task_id=task)
+        self.assertEqual((200, 'close'), (status, headers['Connection']))
         rec = self.wait_task(task)
         self.assertEqual('failure', rec['status'])
-        self.assertEqual('VDI_IO_ERROR', rec['error_info'][0])
-        # A VHD bigger than the VDI is refused and nothing is written.
+        self.assertEqual(['VDI_IO_ERROR', 'Device I/O errors'],
+                         rec['error_info'])
+        # A VHD bigger than the VDI fails the task and nothing is written.
         big = self.create_vdi(self.sr('ext'), 8 * MiB)
         self.import_vdi(big, b'\x01' * (8 * MiB))
         image, _ = self.get(big, format='vhd')
-        self.assertRaises(urllib.error.HTTPError, self.put, vdi, image,
-                          format='vhd')
+        task = self.api.task.create('import', '')
+        self.assertEqual(200, self.put(vdi, image, format='vhd',
+                                       task_id=task)[0])
+        self.assertEqual(['VDI_IO_ERROR', 'Device I/O errors'],
+                         self.wait_task(task)['error_info'])
+        self.assertEqual(data, self.export_vdi(vdi))
+        # So is a raw image bigger than the VDI.
+        task = self.api.task.create('import', '')
+        self.put(vdi, b'\x02' * (6 * MiB + 1), task_id=task)
+        self.assertEqual(['VDI_IO_ERROR', 'Device I/O errors'],
+                         self.wait_task(task)['error_info'])
         self.assertEqual(data, self.export_vdi(vdi))
         self.assertStillServing()
+
+    def test_import_into_read_only_vdi_fails_the_task(self):
+        record = dict(simhelpers.vmbuild.vdi_record(self.sr('ext'), MiB),
+                      read_only=True)
+        vdi = self.api.VDI.create(record)
+        task = self.api.task.create('import', '')
+        self.assertEqual(200, self.put(vdi, b'\x03' * MiB, task_id=task)[0])
+        rec = self.wait_task(task)
+        self.assertEqual(['VDI_READONLY', vdi], rec['error_info'])
+        self.assertEqual(bytes(MiB), self.export_vdi(vdi))
+
+    def test_import_into_a_snapshot_fails_the_task(self):
+        vdi, data = self.written_vdi()
+        snap = self.api.VDI.snapshot(vdi)
+        task = self.api.task.create('import', '')
+        self.put(snap, b'\x04' * MiB, task_id=task)
+        rec = self.wait_task(task)
+        self.assertEqual('failure', rec['status'])
+        self.assertEqual('VDI_READONLY', rec['error_info'][0])
+        self.assertEqual(data, self.export_vdi(snap))
+
+    def test_import_into_a_disk_a_running_vm_holds_rw(self):
+        # dom0's VBD escapes the sharing check: xapi writes it anyway.
+        vdi, _ = self.written_vdi()
+        vm = self.create_vm()
+        self.create_vbd(vm, vdi, '0')
+        self.api.VM.start(vm, False, False)
+        task = self.api.task.create('import', '')
+        self.assertEqual(200, self.put(vdi, b'\x05' * MiB, task_id=task)[0])
+        rec = self.wait_task(task)
+        self.assertEqual('success', rec['status'])
+        self.assertEqual('<value>%s</value>' % vdi, rec['result'])
+        self.assertEqual(b'\x05' * MiB, self.export_vdi(vdi)[:MiB])

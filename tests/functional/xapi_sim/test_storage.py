@@ -41,6 +41,17 @@ class StorageTestCase(base.SimulatorTestCase):
         self.api.SR.scan(sr)
         return self.util(sr)
 
+    def _put_status(self, vdi, data, task):
+        """PUT /import_raw_vdi with ``task_id``; the HTTP status."""
+        query = urllib.parse.urlencode({'session_id': self.session.handle,
+                                        'vdi': vdi, 'task_id': task})
+        req = urllib.request.Request(
+            '%simport_raw_vdi?%s' % (self.url(), query), data=data,
+            method='PUT')
+        with urllib.request.urlopen(req, timeout=base.DEADLINE) as resp:
+            resp.read()
+            return resp.status
+
 
 class TestSnapshotAndClone(StorageTestCase):
 
@@ -118,15 +129,12 @@ class TestSnapshotAndClone(StorageTestCase):
     def test_snapshot_is_read_only(self):
         vdi = self.create_vdi(self.sr('ext'), 4 * MiB)
         snap = self.api.VDI.snapshot(vdi)
-        status = self._put_status(snap, b'x' * BLOCK)
-        self.assertNotEqual(200, status)
+        task = self.api.task.create('import', '')
+        self.assertEqual(200, self._put_status(snap, b'x' * BLOCK, task))
+        # Import_raw_vdi answered 200 already: the task says why.
+        self.assertEqual('VDI_READONLY',
+                         self.wait_task(task)['error_info'][0])
         self.assertEqual(base.sha256(bytes(4 * MiB)), self.checksum(snap))
-
-    def _put_status(self, vdi, data):
-        try:
-            return self.import_vdi(vdi, data)
-        except urllib.error.HTTPError as exc:
-            return exc.code
 
 
 class TestCopy(StorageTestCase):
@@ -292,13 +300,16 @@ class TestAccounting(StorageTestCase):
         sr = api.SR.get_all()[0]
         # Thin: an 8 MiB VDI fits in a 1 MiB SR until it is written.
         vdi = self.create_vdi(sr, 8 * MiB, api=api)
+        task = api.task.create('import', '')
         query = urllib.parse.urlencode({'session_id': session.handle,
-                                        'vdi': vdi})
+                                        'vdi': vdi, 'task_id': task})
         req = urllib.request.Request('%simport_raw_vdi?%s' % (url, query),
                                      data=b'\x06' * (2 * MiB), method='PUT')
-        exc = self.assertRaises(urllib.error.HTTPError,
-                                urllib.request.urlopen, req)
-        self.assertIn(b'SR_BACKEND_FAILURE_44', exc.read())
+        # Import_raw_vdi: 200, the failure is in the task.
+        with urllib.request.urlopen(req) as resp:
+            self.assertEqual(200, resp.status)
+        self.assertEqual('SR_BACKEND_FAILURE_44',
+                         self.wait_task(task, api)['error_info'][0])
         # The SR filled up to its size, not beyond, and still serves.
         api.SR.scan(sr)
         self.assertEqual(str(MiB), api.SR.get_physical_utilisation(sr))
@@ -380,9 +391,11 @@ class TestImportExport(StorageTestCase):
 
     def test_image_larger_than_the_vdi(self):
         vdi = self.create_vdi(self.sr('ext'), 4 * MiB)
-        exc = self.assertRaises(urllib.error.HTTPError, self.import_vdi,
-                                vdi, b'\x01' * (4 * MiB + 1))
-        self.assertEqual(400, exc.code)
+        task = self.api.task.create('import', '')
+        self.assertEqual(200, self._put_status(vdi, b'\x01' * (4 * MiB + 1),
+                                               task))
+        self.assertEqual(['VDI_IO_ERROR', 'Device I/O errors'],
+                         self.wait_task(task)['error_info'])
         self.assertEqual(base.sha256(bytes(4 * MiB)), self.checksum(vdi))
         self.assertStillServing()
 
