@@ -95,12 +95,17 @@ def _refusal(resp, session_id):
 
 
 class _Limited(object):
-    """A file object read in chunks, stopping after ``length`` bytes."""
+    """A file object read in chunks, stopping after ``length`` bytes.
 
-    def __init__(self, fileobj, length, what):
+    ``progress(sent)`` is told the bytes read so far after each chunk.
+    """
+
+    def __init__(self, fileobj, length, what, progress=None):
         self._f = fileobj
         self._left = length
         self._what = what
+        self._sent = 0
+        self._progress = progress
 
     def read(self, size=CHUNK):
         if self._left <= 0:
@@ -111,10 +116,13 @@ class _Limited(object):
             raise TransferFailed(what=self._what, reason='the file ended '
                                  '%d bytes early' % self._left)
         self._left -= len(data)
+        self._sent += len(data)
+        if self._progress is not None:
+            self._progress(self._sent)
         return data
 
 
-def _counted(chunks, length, what):
+def _counted(chunks, length, what, progress=None):
     # Stops the upload at once when the body disagrees with its announced
     # length: xapi would wait for missing bytes until the socket times out.
     sent = 0
@@ -123,26 +131,29 @@ def _counted(chunks, length, what):
         if sent > length:
             break
         yield chunk
+        if progress is not None:
+            progress(sent)
     if sent != length:
         raise TransferFailed(what=what, reason='the body does not have the '
                              '%d bytes announced' % length)
 
 
 def put(url, session_id, vdi, body, length, fmt='raw', task=None,
-        context=None, timeout=DEFAULT_TIMEOUT, what=None):
+        context=None, timeout=DEFAULT_TIMEOUT, what=None, progress=None):
     """PUT ``length`` bytes of ``body`` into VDI ``vdi`` (/import_raw_vdi).
 
     ``body`` is a binary file (read from its position) or an iterable of
     byte strings. Raises TransferFailed for an error answer or a broken
     connection; the caller reads the task (``task``) for XAPI's reason.
+    ``progress(sent)``: the bytes handed to the socket so far, per chunk.
     """
     what = what or 'Import into VDI %s' % vdi
     _check_format(fmt, what)
     if hasattr(body, 'read'):
         _check_length(body, length, what)
-        data = _Limited(body, length, what)
+        data = _Limited(body, length, what, progress)
     else:
-        data = _counted(body, length, what)
+        data = _counted(body, length, what, progress)
     conn = _connection(url, context, timeout)
     try:
         conn.request('PUT', _target(url, IMPORT, session_id, vdi, fmt, task),
@@ -174,12 +185,14 @@ def _check_length(f, length, what):
 
 
 def get(url, session_id, vdi, out, fmt='raw', task=None, context=None,
-        timeout=DEFAULT_TIMEOUT, sparse=False, what=None):
+        timeout=DEFAULT_TIMEOUT, sparse=False, what=None, progress=None):
     """GET VDI ``vdi`` (/export_raw_vdi) into ``out``; the byte count.
 
     ``out`` has ``write``; with ``sparse`` it is a seekable file, and
     zero chunks are skipped over so that it stays sparse. A short answer
-    (fewer bytes than announced) is a TransferFailed.
+    (fewer bytes than announced) is a TransferFailed; xapi announces no
+    length for a vhd export (it closes the connection at the end).
+    ``progress(received)``: the bytes received so far, per chunk.
     """
     what = what or 'Export of VDI %s' % vdi
     _check_format(fmt, what)
@@ -192,7 +205,7 @@ def get(url, session_id, vdi, out, fmt='raw', task=None, context=None,
             raise TransferFailed(what=what,
                                  reason=_refusal(resp, session_id))
         expected = resp.getheader('Content-Length')
-        got = _copy(resp, out, sparse)
+        got = _copy(resp, out, sparse, progress)
     except (OSError, http.client.HTTPException) as exc:
         raise TransferFailed(what=what, reason=redact.scrub(
             exc.__class__.__name__ + ': ' + str(exc))) from None
@@ -204,7 +217,7 @@ def get(url, session_id, vdi, out, fmt='raw', task=None, context=None,
     return got
 
 
-def _copy(src, dst, sparse):
+def _copy(src, dst, sparse, progress=None):
     zero = bytes(CHUNK)
     total = 0
     end = dst.tell() if sparse else 0
@@ -219,6 +232,8 @@ def _copy(src, dst, sparse):
             dst.write(data)
         if sparse:
             end = dst.tell()
+        if progress is not None:
+            progress(total)
     if sparse:
         dst.truncate(end)
     return total
@@ -243,21 +258,23 @@ class VdiTransfer(object):
         if urllib.parse.urlsplit(pool.url).scheme == 'https':
             self._context = sessions.ssl_context(ca_file, insecure)
 
-    def upload(self, vdi, source, fmt='raw', what=None, length=None):
+    def upload(self, vdi, source, fmt='raw', what=None, length=None,
+               progress=None):
         """Write image ``source`` (a path or binary file) into VDI ``vdi``.
 
         ``length``: bytes to send from a file object's position (default:
         to its end). An image bigger than the VDI, or a VHD whose
         structure is broken, is refused before anything is sent.
+        ``progress(sent)`` is told the bytes sent so far, per chunk.
         """
         what = what or 'Import into VDI %s' % vdi
         _check_format(fmt, what)
         if isinstance(source, (str, os.PathLike)):
             with open(source, 'rb') as f:
-                return self._upload(vdi, f, fmt, length, what)
-        return self._upload(vdi, source, fmt, length, what)
+                return self._upload(vdi, f, fmt, length, what, progress)
+        return self._upload(vdi, source, fmt, length, what, progress)
 
-    def _upload(self, vdi, f, fmt, length, what):
+    def _upload(self, vdi, f, fmt, length, what, progress=None):
         if length is None:
             length = os.fstat(f.fileno()).st_size - f.tell()
         capacity = int(self.pool.call('VDI.get_virtual_size', vdi))
@@ -272,15 +289,28 @@ class VdiTransfer(object):
                 'VDI (%d bytes)' % (length, capacity))
         self._run(what, vdi, lambda handle, task: put(
             self.pool.url, handle, vdi, f, length, fmt, task,
-            self._context, self.timeout, what))
+            self._context, self.timeout, what, progress))
 
-    def download(self, vdi, out, fmt='raw', what=None, sparse=False):
-        """Write VDI ``vdi`` as ``fmt`` to ``out``; the byte count."""
+    def download(self, vdi, out, fmt='raw', what=None, sparse=False,
+                 progress=None):
+        """Write VDI ``vdi`` as ``fmt`` to ``out``; the byte count.
+
+        ``progress(received)`` is told the bytes received so far, per
+        chunk.
+        """
         what = what or 'Export of VDI %s' % vdi
         _check_format(fmt, what)
-        return self._run(what, vdi, lambda handle, task: get(
+        got = self._run(what, vdi, lambda handle, task: get(
             self.pool.url, handle, vdi, out, fmt, task, self._context,
-            self.timeout, sparse, what))
+            self.timeout, sparse, what, progress))
+        if fmt == 'raw':
+            # xapi's export sends no Content-Length: a connection closed
+            # early shows only against the disk's size.
+            size = int(self.pool.call('VDI.get_virtual_size', vdi))
+            if got != size:
+                raise TransferFailed(what=what, reason='short read: %d of '
+                                     '%d bytes' % (got, size))
+        return got
 
     def _run(self, what, vdi, act):
         task = self.pool.call('task.create', self.label, what)

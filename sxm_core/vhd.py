@@ -22,11 +22,14 @@ nothing without their parent.
 ``read_stream`` turns a VHD read front to back (a socket, a file) into
 ``write(offset, data)`` calls of the disk's data; ``inspect`` checks an
 image file's structure without reading its data, so that a bad image is
-refused before anything is written. ``footer`` and ``dynamic_header``
+refused before anything is written; ``digest`` hashes the disk an image
+holds, so that two images of one disk compare equal however each stores
+its blocks. ``footer`` and ``dynamic_header``
 write the structures. Every refusal is a ``VhdError`` naming the problem.
 """
 
 import collections
+import hashlib
 import os
 import struct
 import time
@@ -278,6 +281,41 @@ def read_stream(read, length, write, capacity=None):
         return foot.current_size
     finally:
         stream.drain()
+
+
+def digest(read, length, capacity=None):
+    """(sha256 hex digest, virtual size) of the disk a VHD holds.
+
+    The digest is that of the disk's raw content, absent blocks and
+    sectors reading as zeros: the image's allocation does not change it.
+    ``read`` and ``length`` as for ``read_stream``, in one pass with
+    bounded memory; so the image must store its blocks in disk order,
+    as xapi's exports do (a VhdError says so otherwise).
+    """
+    hasher = hashlib.sha256()
+    at = [0]
+
+    def write(offset, data):
+        if offset < at[0]:
+            raise _bad('its blocks are not stored in disk order (byte %d '
+                       'after byte %d): it cannot be hashed in one pass',
+                       offset, at[0])
+        _hash_zeros(hasher, offset - at[0])
+        hasher.update(data)
+        at[0] = offset + len(data)
+    size = read_stream(read, length, write, capacity)
+    _hash_zeros(hasher, size - at[0])
+    return hasher.hexdigest(), size
+
+
+_ZEROS = bytes(_CHUNK)
+
+
+def _hash_zeros(hasher, count):
+    while count > 0:
+        n = min(count, _CHUNK)
+        hasher.update(_ZEROS[:n] if n < _CHUNK else _ZEROS)
+        count -= n
 
 
 def _write_present(write, base, data, bitmap, size):

@@ -93,6 +93,7 @@ PARAMS = {
     'VDI_COPY_FAILED': ('details',),
     'VDI_INCOMPATIBLE_TYPE': ('vdi', 'type'),
     'VDI_IN_USE': ('vdi', 'operation'),
+    'VDI_IS_SHARABLE': ('vdi',),
     'VDI_IO_ERROR': ('reason',),
     'VDI_IS_A_PHYSICAL_DEVICE': ('vdi',),
     'VDI_LOCATION_MISSING': ('sr', 'location'),
@@ -100,6 +101,7 @@ PARAMS = {
     'VDI_NOT_IN_MAP': ('vdi',),
     'VDI_NOT_MANAGED': ('vdi',),
     'VDI_READONLY': ('vdi',),
+    'VDI_TOO_LARGE': ('vdi', 'maximum_size'),
     'VDI_TOO_SMALL': ('vdi', 'minimum_size'),
     'VIF_NOT_IN_MAP': ('vif',),
     'VM_BAD_POWER_STATE': ('vm', 'expected', 'actual'),
@@ -143,6 +145,9 @@ ARITIES = {
     'NETWORK_CONTAINS_PIF': None,
     'NETWORK_CONTAINS_VIF': None,
     'VMS_FAILED_TO_COOPERATE': None,
+    # The VBD checks send the VDI alone, VDI.copy/destroy VDI and
+    # operation, vdis_in_use every VDI.
+    'VDI_IN_USE': None,
 }
 
 # Names callers used before the table followed the datamodel.
