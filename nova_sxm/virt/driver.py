@@ -30,7 +30,12 @@ Support matrix (what is not listed is not supported):
   config drive (``configdrive``), rebuild (Nova's destroy and spawn:
   volumes and ports are kept),
   attach / detach of ``xensm`` volumes (a shared SR of another XAPI pool
-  is introduced here and forgotten with its last VBD), plug / unplug VIFs,
+  is introduced here and forgotten with its last VBD), multiattach (a
+  sharable VDI plugged read-write in several VMs; XAPI's VDI_IN_USE for
+  a non-sharable one is said in words), swap volume of a halted VM (the
+  old VDI copied into the new one, the VBD replaced; refused for a
+  running, paused or suspended VM and for a VDI of another pool's local
+  SR, which XAPI cannot do), plug / unplug VIFs,
   attach / detach interface (hot-plugged on a running guest: XAPI refuses
   a guest without PV drivers, and the server keeps its interfaces),
   device tags of NICs and volumes (``devicemeta``);
@@ -161,7 +166,9 @@ class SxmDriver(driver.ComputeDriver):
         # Cinder resizes the VDI under the running VM (VDI.resize_online
         # where the SR's SM offers it); see volumeops.check_extended.
         'supports_extend_volume': True,
-        'supports_multiattach': False,
+        # XAPI lets several VMs plug a sharable VDI read-write; the Cinder
+        # backend decides which SRs offer multiattach volumes.
+        'supports_multiattach': True,
         'supports_image_type_raw': True,
         'supports_image_type_vhd': True,
     })
@@ -746,6 +753,15 @@ class SxmDriver(driver.ComputeDriver):
             self._forget_tags(
                 context, instance,
                 gone_volume=volumeops.volume_id(connection_info))
+
+    def swap_volume(self, context, old_connection_info, new_connection_info,
+                    instance, mountpoint, resize_to):
+        # Refused (raised) for a VM that is not halted or a new volume
+        # this pool cannot reach: Nova's manager rolls the swap back (the
+        # BDM keeps the old volume; Cinder's migration is told it failed).
+        self._volumeops.swap(self._vmops.require(instance), instance,
+                             old_connection_info, new_connection_info,
+                             mountpoint, resize_to)
 
     def extend_volume(self, context, connection_info, instance,
                       requested_size):

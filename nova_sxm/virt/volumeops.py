@@ -28,8 +28,17 @@ SR is forgotten again (PBD.unplug, SR.forget). An SR without that mark was
 set up by the operator and is never forgotten.
 
 The VBD carries ``other_config['nova_volume_id']``. A volume's VBD is found
-by its device and that key, never by VDI uuid: Cinder's live retype moves
-the VDI to another SR, which gives it a new uuid.
+by its device and that key, never by VDI uuid alone: Cinder's live retype
+moves the VDI to another SR, which gives it a new uuid.
+
+Multiattach: every VBD is RW; XAPI lets several VMs plug one VDI only
+when the VDI is ``sharable`` (the Cinder backend sets it on the SRs it
+opted in), else VBD.plug fails with VDI_IN_USE, translated here.
+
+Swap (Nova's swap_volume): only for a halted VM, whose old VDI is copied
+into the new one (VDI.copy with ``into_vdi``) before the VBD is replaced
+at the same device. XAPI cannot mirror a plugged disk into another VDI
+without moving the VM, so any other power state is refused.
 """
 
 from nova import exception
@@ -39,12 +48,17 @@ from oslo_utils import excutils
 from sxm_core import attach
 from sxm_core import constants
 from sxm_core import errors
+from sxm_core import tasks
 
 LOG = logging.getLogger(__name__)
 VOLUME_KEY = 'nova_volume_id'
 # On an SR this driver introduced: the XAPI pool the SR belongs to.
 INTRODUCED_KEY = 'nova-sxm-introduced-from'
 NULL = constants.OPAQUE_NULL
+GiB = 1 << 30
+# The VBD fields a swap keeps (with other_config; the VDI changes).
+_VBD_KEPT = ('VM', 'userdevice', 'bootable', 'mode', 'type', 'empty',
+             'unpluggable', 'qos_algorithm_type', 'qos_algorithm_params')
 
 
 def userdevice(mountpoint):
@@ -77,6 +91,11 @@ def volume_data(connection_info):
 class ExtendVolumeFailed(exception.NovaException):
     msg_fmt = ('Volume %(volume_id)s of instance %(instance_uuid)s cannot '
                'be extended: %(reason)s')
+
+
+class SwapVolumeRefused(exception.NovaException):
+    # Short: Nova keeps 255 characters of it in the action's event.
+    msg_fmt = 'Cannot swap volume %(old)s for %(new)s: %(reason)s'
 
 
 def _lock(sr_uuid):
@@ -280,20 +299,124 @@ class VolumeOps(object):
         if running:
             try:
                 self._conn.call('VBD.plug', vbd)
-            except errors.XapiFailure:
+            except errors.XapiFailure as exc:
                 self._conn.call('VBD.destroy', vbd)
+                if isinstance(exc, errors.VdiInUse):
+                    raise exception.VolumeAttachFailed(
+                        volume_id=vol,
+                        reason='its VDI %s is in use by another VM and is '
+                               'not sharable: XAPI lets only one VM hold a '
+                               'non-sharable VDI read-write (VDI_IN_USE); '
+                               'a volume for several servers needs a '
+                               'multiattach volume type of an SR its '
+                               'Cinder backend offers multiattach on'
+                               % data['vdi_uuid']) from None
                 raise
 
     def find_vbd(self, vm_ref, connection_info, mountpoint):
-        """The VBD of a volume: by device and volume id, not VDI uuid."""
+        """The VBD of a volume: by device and volume id.
+
+        Else the device's volume VBD of the connection's VDI: a swap keeps
+        the VBD's volume id, which Nova replaces by the new one unless
+        Cinder's migrate_volume_completion gives the old id back.
+        """
         want_dev = userdevice(mountpoint)
         want_id = volume_id(connection_info)
-        for vbd in self._conn.call('VM.get_VBDs', vm_ref):
-            rec = self._conn.call('VBD.get_record', vbd)
-            if (rec['userdevice'] == want_dev
-                    and rec['other_config'].get(VOLUME_KEY) == want_id):
+        want_vdi = (connection_info.get('data') or {}).get('vdi_uuid')
+        by_vdi = None
+        call = self._conn.call
+        for vbd in call('VM.get_VBDs', vm_ref):
+            rec = call('VBD.get_record', vbd)
+            if rec['userdevice'] != want_dev:
+                continue
+            if rec['other_config'].get(VOLUME_KEY) == want_id:
                 return vbd
-        return None
+            if (want_vdi and VOLUME_KEY in rec['other_config']
+                    and rec['VDI'] != NULL
+                    and call('VDI.get_uuid', rec['VDI']) == want_vdi):
+                by_vdi = vbd
+        return by_vdi
+
+    def swap(self, vm_ref, instance, old_info, new_info, mountpoint,
+             resize_to):
+        """Give a halted VM the new volume in place of the old one.
+
+        The old VDI's bytes are copied into the new VDI (grown first to
+        ``resize_to`` GiB, or the old size, if smaller: XAPI cannot
+        shrink), then the VBD is replaced at the same device with the
+        same mode, bootable flag and volume id: Nova's API swaps only for
+        Cinder's migration of the volume, whose completion gives the new
+        VDI the old volume id. Neither VDI is destroyed (Cinder owns
+        both); any failure leaves the old VBD in place and raises
+        SwapVolumeRefused.
+        """
+        old_vol, new_vol = volume_id(old_info), volume_id(new_info)
+        new_data = volume_data(new_info)
+
+        def refused(reason):
+            return SwapVolumeRefused(old=old_vol, new=new_vol,
+                                     reason=reason)
+        call = self._conn.call
+        old_vbd = self.find_vbd(vm_ref, old_info, mountpoint)
+        if old_vbd is None:
+            raise refused('it is not attached at %s' % mountpoint)
+        state = call('VM.get_power_state', vm_ref)
+        if state != 'Halted':
+            raise refused(
+                'VM %s. XAPI cannot mirror a plugged disk into another '
+                'VDI without moving the VM: stop the server, or retype '
+                'inside the backend (live VDI.pool_migrate)' % state)
+        old_vdi = call('VBD.get_VDI', old_vbd)
+        old_sr_uuid = call('SR.get_uuid', call('VDI.get_SR', old_vdi))
+        with _lock(new_data['sr_uuid']):
+            try:
+                sr, introduced = self._connect(new_info)
+            except exception.VolumeAttachFailed as exc:
+                raise refused(
+                    'a VM cannot use a VDI of another XAPI pool: '
+                    'live-migrate the server with --block-migrate (%s)'
+                    % exc.kwargs.get('reason')) from None
+            try:
+                new_vdi = self.find_vdi(sr, new_data)
+                if new_vdi == old_vdi:
+                    raise refused('both are VDI %s' % new_data['vdi_uuid'])
+                self._copy_into(old_vdi, new_vdi, sr, resize_to)
+                # Fails (VBD still attached) if the VM started meanwhile.
+                self._replace_vbd(old_vbd, new_vdi)
+            except errors.SxmError as exc:
+                if introduced:
+                    self._release(new_data['sr_uuid'])
+                raise refused(str(exc)) from None
+            except Exception:
+                with excutils.save_and_reraise_exception():
+                    if introduced:
+                        self._release(new_data['sr_uuid'])
+        if old_sr_uuid != new_data['sr_uuid']:
+            self.release_sr(old_sr_uuid)
+        LOG.info('Swapped volume %s for volume %s at %s', old_vol, new_vol,
+                 mountpoint, instance=instance)
+
+    def _copy_into(self, old_vdi, new_vdi, sr, resize_to):
+        call = self._conn.call
+        need = max(int(call('VDI.get_virtual_size', old_vdi)),
+                   int(resize_to or 0) * GiB)
+        if int(call('VDI.get_virtual_size', new_vdi)) < need:
+            call('VDI.resize', new_vdi, str(need))
+        tasks.call_async(self._conn.pool, 'VDI.copy',
+                         (old_vdi, sr, NULL, new_vdi),
+                         'VDI.copy for a volume swap')
+
+    def _replace_vbd(self, old_vbd, new_vdi):
+        call = self._conn.call
+        rec = call('VBD.get_record', old_vbd)
+        kept = {k: rec[k] for k in _VBD_KEPT}
+        kept['other_config'] = rec['other_config']
+        call('VBD.destroy', old_vbd)
+        try:
+            call('VBD.create', dict(kept, VDI=new_vdi))
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                call('VBD.create', dict(kept, VDI=rec['VDI']))
 
     def check_extended(self, vm_ref, instance, connection_info,
                        requested_size):

@@ -73,6 +73,10 @@ class XensmCinderFixture(nova_fixtures.CinderFixture):
         # tier)
         self.backends = {}
         self._xapi_lock = threading.Lock()
+        # Volumes Cinder is migrating (what lets Nova's API swap them).
+        self.migrating = set()
+        # (old volume id, new volume id, error) per migrate completion.
+        self.completions = []
 
     def add_volume(self, volume_id, session, vdi_uuid, tier):
         x = session.xenapi
@@ -121,6 +125,22 @@ class XensmCinderFixture(nova_fixtures.CinderFixture):
             'connector'] = connector
         return attachment
 
+    def fake_get(self, context, volume_id, microversion=None):
+        volume = super().fake_get(context, volume_id,
+                                  microversion=microversion)
+        if volume_id in self.migrating:
+            volume['migration_status'] = 'migrating'
+        return volume
+
+    def fake_migrate_volume_completion(self, context, old_volume_id,
+                                       new_volume_id, error):
+        """As Cinder: the old id kept; on success it names the new VDI."""
+        self.completions.append((old_volume_id, new_volume_id, error))
+        self.migrating.discard(old_volume_id)
+        if not error:
+            self.backends[old_volume_id] = self.backends.pop(new_volume_id)
+        return {'save_volume_id': old_volume_id}
+
     def connectors(self, volume_id):
         return [a['connector'] for a in
                 self.volume_to_attachment[volume_id].values()
@@ -144,7 +164,8 @@ class VolumeTestBase(base.SxmServicesTestCase):
                                           flavor_id=self.flavor,
                                           host='host1', networks='none')
 
-    def create_volume(self, pool, sr_name, tier, data):
+    def create_volume(self, pool, sr_name, tier, data, sharable=False,
+                      volume_id=None):
         """A VDI holding ``data`` on ``sr_name``, known to the fixture."""
         session = self.storage if pool == 'pool-c' else self._login(pool)
         x = session.xenapi
@@ -152,7 +173,7 @@ class VolumeTestBase(base.SxmServicesTestCase):
             'name_label': 'volume', 'name_description': '',
             'SR': x.SR.get_by_name_label(sr_name)[0],
             'virtual_size': str(len(data)), 'type': 'user',
-            'sharable': False, 'read_only': False, 'other_config': {},
+            'sharable': sharable, 'read_only': False, 'other_config': {},
             'xenstore_data': {}, 'sm_config': {}, 'tags': []})
         vdi_uuid = x.VDI.get_uuid(vdi)
         query = urllib.parse.urlencode({'session_id': session.handle,
@@ -162,7 +183,7 @@ class VolumeTestBase(base.SxmServicesTestCase):
             data=data, method='PUT')
         with urllib.request.urlopen(req, timeout=30):
             pass
-        volume_id = uuidutils.generate_uuid()
+        volume_id = volume_id or uuidutils.generate_uuid()
         self.cinder.add_volume(volume_id, session, vdi_uuid, tier)
         return volume_id, vdi_uuid
 
