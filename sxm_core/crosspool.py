@@ -148,8 +148,8 @@ class _Copy(object):
         if spool_dir is not None and not os.path.isdir(spool_dir):
             raise self.refuse('the spool directory %s does not exist',
                               spool_dir)
-        src_pool = facts._Reader(self.source).pool_record()
-        dst_pool = facts._Reader(self.destination).pool_record()
+        src_pool = facts.pool_record(self.source)
+        dst_pool = facts.pool_record(self.destination)
         if src_pool['uuid'] == dst_pool['uuid']:
             raise self.refuse(
                 'the source and the destination are one pool, %s: use '
@@ -231,7 +231,7 @@ class _Copy(object):
             raise self.refuse(where) from None
         # The SR as a migration's planner reads it: SM features, the
         # hosts that have it plugged, its space.
-        dst_sr = _read_sr(self.destination, dst_pool, self.sr)
+        dst_sr = facts.sr_facts(self.destination, dst_pool, self.sr)
         label = '%s, of type %s,' % (dst_sr.label(), dst_sr.type)
         if VDI_CREATE not in dst_sr.features:
             raise self.refuse('%s cannot hold new VDIs: its SM lacks %s',
@@ -240,22 +240,18 @@ class _Copy(object):
             raise self.refuse('%s is not plugged on any host of %s: plug '
                               'its PBD first', label,
                               _describe_pool(dst_pool))
-        self._check_space(_read_sr(self.source, src_pool, self.rec['SR'],
-                                   attachments=False), dst_sr)
+        src_sr = facts.sr_facts(self.source, src_pool, self.rec['SR'],
+                                attachments=False)
+        self._check_space(src_sr, dst_sr)
 
     def _check_space(self, src_sr, dst_sr):
         """The space rule of a migration's preflight, for one disk."""
-        reader = facts._Reader(self.source)
         # A thin SR's figures are only as fresh as its last scan.
-        fresh = facts._scan(reader, {self.vdi: self.rec}, {})
-        if self.vdi not in fresh:
+        rec, disk = facts.detached_disk(self.source, self.vdi, self.rec)
+        if rec is None:
             raise self.refuse('the VDI is gone from the source pool')
-        self.rec = fresh[self.vdi]
-        by_uuid = facts._read_parents(reader, {self.vdi: self.rec})
-        disk = facts._disk(constants.OPAQUE_NULL, None, self.vdi, self.rec,
-                           by_uuid)
-        self.held = plan._held(disk, src_sr)
-        needed = plan._needed(disk, src_sr, dst_sr, mirrored=False)
+        self.rec = rec
+        self.held, needed = plan.copy_space(disk, src_sr, dst_sr)
         if needed > dst_sr.free:
             raise self.refuse(
                 '%s has %s free; the copy needs %s (%s SR)', dst_sr.label(),
@@ -303,14 +299,6 @@ class _Copy(object):
                 return
         LOG.info('Destroyed VDI %s, the unfinished copy of VDI %s',
                  self.new_uuid, self.vdi_uuid)
-
-
-def _read_sr(pool, pool_rec, sr, attachments=True):
-    """facts.SR of ``sr`` (a ref) in ``pool``, read as ``facts`` does."""
-    needs = facts._PoolNeeds()
-    needs.srs.refs.add(sr)
-    return facts._read_pool(facts._Reader(pool), pool_rec, needs,
-                            attachments=attachments).sr(sr)
 
 
 class _Meter(object):

@@ -482,6 +482,33 @@ def _pool_facts(url, pool_rec, hosts, srs, sms, pbds, pifs, nets):
                 networks=tuple(net_facts))
 
 
+def pool_record(pool):
+    """The pool record of ``pool`` (a SessionPool)."""
+    return _Reader(pool).pool_record()
+
+
+def sr_facts(pool, pool_rec, sr, attachments=True):
+    """facts.SR of ``sr`` (a ref) in ``pool``, read as a plan reads it."""
+    needs = _PoolNeeds()
+    needs.srs.refs.add(sr)
+    return _read_pool(_Reader(pool), pool_rec, needs,
+                      attachments=attachments).sr(sr)
+
+
+def detached_disk(pool, vdi, vdi_rec):
+    """(fresh record, Disk) of a VDI no VBD names, its SR scanned first.
+
+    The record is None when the scan found the VDI gone.
+    """
+    reader = _Reader(pool)
+    fresh = _scan(reader, {vdi: vdi_rec}, {})
+    if vdi not in fresh:
+        return None, None
+    rec = fresh[vdi]
+    by_uuid = _read_parents(reader, {vdi: rec})
+    return rec, _disk(NULL, None, vdi, rec, by_uuid)
+
+
 class _PoolNeeds(object):
     """What of one pool a plan can name."""
 

@@ -132,6 +132,12 @@ def _held(disk, src_sr):
     return disk.holds
 
 
+def copy_space(disk, src_sr, dest_sr):
+    """(bytes the disk holds, bytes a plain copy needs on ``dest_sr``)."""
+    return _held(disk, src_sr), _needed(disk, src_sr, dest_sr,
+                                        mirrored=False)
+
+
 def _choose_sr(disk, source, dest, sr_map, sr, tier, cross_pool):
     """The destination SR of one disk, or a Problem."""
     for key in (disk.uuid, disk.userdevice, disk.name):
