@@ -58,6 +58,31 @@ DRIVER_OPTS = [
                      'between these pools moves the volume with XAPI, '
                      'live when it is attached to a running VM.\n\n'
                      'Related options:\n\n* sxm_connection_url'),
+    cfg.DictOpt('sxm_remote_pool_passwords', default={}, secret=True,
+                help='Passwords of other XAPI pools, for moving a detached '
+                     'volume to a backend of another pool (migrate, or a '
+                     'retype to a type of that backend). This backend\'s '
+                     'cinder-volume logs in to the destination pool itself, '
+                     'as sxm_connection_username, with the password listed '
+                     'here for that pool\'s uuid. Comma-separated '
+                     '``POOL_UUID:PASSWORD`` pairs; a password may contain '
+                     '``:`` but not ``,``. Empty (default): every pool '
+                     'uses sxm_connection_password. Never logged.\n\n'
+                     'Related options:\n\n* sxm_connection_username\n'
+                     '* sxm_connection_password'),
+    cfg.ListOpt('sxm_multiattach_srs', default=[],
+                help='The SRs of sxm_srs (by uuid or name label) whose '
+                     'volumes may be attached to several servers at once '
+                     '(volume types with ``multiattach=\'<is> True\'``). '
+                     'Their volumes are created sharable (VDI.sharable), '
+                     'which XAPI requires to plug a VDI into more than one '
+                     'VM, and cannot be snapshotted (XAPI: '
+                     'VDI_IS_SHARABLE). For VMs on different hosts of the '
+                     'pool, the file /etc/xensource/allow_multiple_vdi_'
+                     'attach must exist on every host of the pool; the '
+                     'guests need a cluster file system. Empty (default): '
+                     'no multiattach.\n\n'
+                     'Related options:\n\n* sxm_srs'),
 ]
 
 OPTS = XAPI_OPTS + MIGRATION_OPTS + DRIVER_OPTS

@@ -31,6 +31,16 @@ Images (raw, vhd) go in and out through XAPI's HTTP handlers
 (``imageops``); a volume from an image is made by ``clone_image``, so
 cinder-volume needs no root helper (``sudo``, rootwrap, privsep) at all.
 
+One backend serves the SRs of one XAPI pool. A detached volume moves to
+a backend of another pool itself (``migrate_volume``: ``openstack volume
+migrate``, or a retype whose types differ only by volume_backend_name),
+streamed as sparse VHD and verified before the source VDI goes (see
+crosspool); what cannot move that way (attached, with snapshots, no
+credentials for that pool) is refused by name, and so is a target volume
+of Cinder's generic migration that XAPI cannot fill (see
+``_check_migration_target``): no volume is ever half moved. Multiattach
+only on the SRs of ``sxm_multiattach_srs`` (sharable VDIs).
+
 Existing VDIs are adopted and given back by ``manage`` (``openstack volume
 manage`` / ``unmanage``, volumes and snapshots); a revert copies a snapshot
 into the volume's own VDI; an attached volume grows under its VM only
@@ -48,6 +58,10 @@ cinder.conf::
     sxm_connection_url = https://pool-master.example.org/
     sxm_connection_password = ...
     sxm_srs = gold,silver
+    # optional: passwords of other pools volumes move to (by pool uuid),
+    # and the SRs whose volumes may be multi-attached
+    sxm_remote_pool_passwords = 9f1a...:secret
+    sxm_multiattach_srs = silver
 
 and one volume type per tier: ``volume_backend_name=xenserver``,
 ``pool_name=gold`` (the SR's name label).
@@ -70,6 +84,7 @@ from oslo_utils import excutils
 from oslo_utils import units
 
 from cinder_sxm import conf
+from cinder_sxm import crosspool
 from cinder_sxm import imageops
 from cinder_sxm import manage
 from cinder_sxm import recovery
@@ -107,9 +122,11 @@ class SxmVolumeDriver(driver.VolumeDriver):
         1.1.0 - volumes from images through XAPI (no root helper); manage /
                 unmanage of volumes and snapshots; revert to snapshot;
                 online extend where the SR's storage plugin offers it
+        1.2.0 - detached volumes move to backends of other XAPI pools;
+                multiattach on opted-in SRs
     """
 
-    VERSION = '1.1.0'
+    VERSION = '1.2.0'
     CI_WIKI_NAME = 'openstack-sxm'
 
     def __init__(self, *args, **kwargs):
@@ -122,6 +139,7 @@ class SxmVolumeDriver(driver.VolumeDriver):
         self._ops = None
         self._transfers = None
         self._mover = None
+        self._crosspool = None
         self._lock_path = None
         self._pool_uuid = None
         self._srs = None
@@ -156,6 +174,11 @@ class SxmVolumeDriver(driver.VolumeDriver):
             self._owned, ca_file=view.ca_file, insecure=view.insecure,
             timeout=view.long_call_timeout)
         self._mover = volumes.VdiMover.from_options(self._owned, view)
+        self._crosspool = crosspool.CrossPool(
+            self, core_conf.pool_kwargs(view, 'openstack-sxm cinder-volume'),
+            self.configuration.sxm_remote_pool_passwords,
+            ca_file=view.ca_file, insecure=view.insecure,
+            timeout=view.long_call_timeout)
         self._lock_path = view.lock_path
 
     def check_for_setup_error(self):
@@ -211,8 +234,10 @@ class SxmVolumeDriver(driver.VolumeDriver):
         reserved = self.configuration.reserved_percentage
         try:
             pool_uuid = self._pool_id()
+            url = sessions.safe_url(self._xapi.url)
             pools = [stats.pool_stats(rec, pool_uuid, ratio, reserved,
-                                      self._sm.get(rec['type']))
+                                      self._sm.get(rec['type']),
+                                      self._multiattach(rec), url)
                      for rec in self._sr_map(strict=False).values()]
         except (exception.VolumeBackendAPIException,
                 errors.SxmError) as exc:
@@ -249,6 +274,11 @@ class SxmVolumeDriver(driver.VolumeDriver):
                      % (volume.id, name, self.backend_name,
                         ', '.join(sorted(srs))))
         return srs[name]
+
+    def _multiattach(self, sr_rec):
+        """Whether the operator opted SR ``sr_rec`` in to multiattach."""
+        keys = self.configuration.sxm_multiattach_srs or ()
+        return sr_rec['uuid'] in keys or sr_rec['name_label'] in keys
 
     def _locked(self, volume_id):
         """The volume's lock: a move waits for it, and it for a move.
@@ -295,8 +325,55 @@ class SxmVolumeDriver(driver.VolumeDriver):
 
     # -- volumes -------------------------------------------------------------
 
+    def _check_migration_target(self, volume):
+        """Refuse a target of Cinder's generic migration we cannot fill.
+
+        Cinder's generic migration copies a detached volume through block
+        devices of the cinder-volume host (os-brick), which XAPI volumes
+        are not; for an attached one it asks Nova to swap the volume,
+        which XAPI can do only within one pool. Refused here, the target
+        goes to 'error', Cinder deletes it and the source stays as it is.
+        """
+        status = volume.migration_status or ''
+        if not status.startswith('target:'):
+            return
+        source_id = status[len('target:'):]
+        source = objects.Volume.get_by_id(cinder_context.get_admin_context(),
+                                          source_id)
+        attached = bool(source.volume_attachment)
+        here = self._ops.find_vdi(source.provider_location) is not None
+        if attached and here:
+            return  # Nova swaps it within this pool (swap_volume)
+        if attached:
+            why = ('the source volume %s is attached to server(s) %s in '
+                   'another XAPI pool: XAPI cannot move a plugged VDI to '
+                   'another pool alone; live-migrate the server with '
+                   '--block-migrate, or detach the volume first'
+                   % (source_id, ', '.join(a.instance_uuid or a.id for a
+                                           in source.volume_attachment)))
+        else:
+            why = ('XAPI volumes cannot be copied through block devices of '
+                   'the cinder-volume host (Cinder\'s generic migration of '
+                   'detached volume %s): use a volume type that differs '
+                   'from the volume\'s only by volume_backend_name, so '
+                   'that the driver moves it itself' % source_id)
+        raise exception.VolumeBackendAPIException(
+            data='Refusing to create volume %s as the migration target of '
+                 'volume %s: %s' % (volume.id, source_id, why))
+
+    def _check_multiattach(self, volume, sr):
+        if volume.multiattach and not self._multiattach(sr):
+            raise exception.VolumeBackendAPIException(
+                data='Volume %s is multiattach, and SR %s does not take '
+                     'multiattach volumes: list it in sxm_multiattach_srs '
+                     '(once /etc/xensource/allow_multiple_vdi_attach exists '
+                     'on every host of its pool) or use another type'
+                     % (volume.id, sr['name_label']))
+
     def create_volume(self, volume):
+        self._check_migration_target(volume)
         sr = self._target_sr(volume)
+        self._check_multiattach(volume, sr)
         with _translated('Creating volume %s' % volume.id):
             uuid = self._ops.create(sr['ref'], volume.size, volume)
         LOG.info('Created volume %s as VDI %s on SR %s', volume.id, uuid,
@@ -335,6 +412,7 @@ class SxmVolumeDriver(driver.VolumeDriver):
 
     def create_cloned_volume(self, volume, src_vref):
         sr = self._target_sr(volume)
+        self._check_multiattach(volume, sr)
         with self._locked(src_vref.id), _translated(
                 'Cloning volume %s' % src_vref.id):
             uuid = self._ops.clone_or_copy(
@@ -343,6 +421,13 @@ class SxmVolumeDriver(driver.VolumeDriver):
         return {'provider_location': uuid}
 
     def create_snapshot(self, snapshot):
+        if snapshot.volume.multiattach:
+            # As xapi refuses VDI.snapshot of a sharable VDI.
+            raise exception.VolumeBackendAPIException(
+                data='Snapshot %s: volume %s is multiattach; XAPI cannot '
+                     'snapshot a sharable VDI (VDI_IS_SHARABLE): clone it '
+                     'or back it up instead' % (snapshot.id,
+                                                snapshot.volume_id))
         with self._locked(snapshot.volume_id), _translated(
                 'Snapshot %s of volume %s' % (snapshot.id,
                                               snapshot.volume_id)):
@@ -358,6 +443,7 @@ class SxmVolumeDriver(driver.VolumeDriver):
 
     def create_volume_from_snapshot(self, volume, snapshot):
         sr = self._target_sr(volume)
+        self._check_multiattach(volume, sr)
         with _translated('Volume %s from snapshot %s'
                          % (volume.id, snapshot.id)):
             uuid = self._ops.clone_or_copy(
@@ -636,7 +722,10 @@ class SxmVolumeDriver(driver.VolumeDriver):
         """(moved, model update) of moving ``volume`` to ``host``'s pool.
 
         Never raises for a move that cannot or did not happen: Cinder then
-        keeps the volume where it is (or tries its generic migration).
+        keeps the volume where it is, or tries its generic migration,
+        which is harmless within a pool: its target volume is refused
+        here for a detached source (``_check_migration_target``), and for
+        an attached one Nova swaps within the pool or refuses by name.
         """
         try:
             return self._try_move(context, volume, host, why, new_type)
@@ -771,10 +860,55 @@ class SxmVolumeDriver(driver.VolumeDriver):
             LOG.warning('Could not clear the move of volume %s from its '
                         'admin metadata: %s', volume.id, exc)
 
+    def _other_pool(self, host):
+        """(pool, SR, URL) of ``host`` when it is in another XAPI pool."""
+        where = crosspool.destination(host)
+        if where is None or where[0] == self._pool_id():
+            return None
+        return where
+
+    def _cross_pool(self, context, volume, host):
+        """Move ``volume`` to another XAPI pool, or raise saying why.
+
+        Raises rather than returning (False, None): Cinder's generic
+        migration would then copy through host block devices (impossible
+        for XAPI volumes) or ask Nova to swap an attached volume.
+        """
+        try:
+            with self._locked(volume.id):
+                return self._crosspool.move(context, volume, host,
+                                            self._other_pool(host))
+        except exception.VolumeMigrationFailed as exc:
+            LOG.error('%s', exc)
+            raise
+
+    def _check_multiattach_move(self, volume, host):
+        attachments = [a for a in volume.volume_attachment or ()
+                       if a.attach_status == 'attached']
+        if volume.multiattach and len(attachments) > 1:
+            # VDI.pool_migrate mirrors one VM's writes; not two VMs'.
+            raise exception.VolumeMigrationFailed(
+                reason='volume %s is attached to %d servers: XAPI cannot '
+                       'move a VDI that several VMs have plugged; detach '
+                       'it from all but one first'
+                       % (volume.id, len(attachments)))
+        if volume.multiattach and not host.get('capabilities', {}).get(
+                'multiattach'):
+            raise exception.VolumeMigrationFailed(
+                reason='volume %s is multiattach and pool %s takes no '
+                       'multiattach volumes (sxm_multiattach_srs)'
+                       % (volume.id, host.get('host')))
+
     def retype(self, context, volume, new_type, diff, host):
+        self._check_multiattach_move(volume, host)
+        if self._other_pool(host):
+            return self._cross_pool(context, volume, host)
         return self._move(context, volume, host, 'retype', new_type)
 
     def migrate_volume(self, context, volume, host):
+        self._check_multiattach_move(volume, host)
+        if self._other_pool(host):
+            return self._cross_pool(context, volume, host)
         if volume.attach_status == 'attached' or volume.status == 'in-use':
             return False, None  # the manager never asks; be sure anyway
         return self._move(context, volume, host, 'migrate')

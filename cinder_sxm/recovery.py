@@ -34,6 +34,12 @@ with this backend's volumes before it counts their capacity:
   succeeded while the service was down is finished (VBDs of a halted VM
   moved to it, the original destroyed). Either way its status is
   available / in-use again, migration_status 'success' or 'error'.
+- A move to another XAPI pool (cinder_sxm.crosspool) records that pool,
+  its URL and the copy's uuid: while the source VDI exists, the copy
+  (and what a killed copy marked there) is destroyed in that pool and the
+  volume stays; once it is gone (destroyed only after the copy was
+  verified), the volume gets the destination's host and the copy as
+  provider_location, migration_status 'success'.
 - 'creating' / 'downloading' (create from image, clone, from snapshot):
   the VDIs made for the volume are destroyed and it is set to 'error' (as
   Cinder's own clean-up does next). A VDI that a clone, copy or snapshot
@@ -74,7 +80,12 @@ MOVE_TYPE = 'sxm_move_type'      # the volume type id a retype sets
 MOVE_SR = 'sxm_move_sr'          # the uuid of the destination SR
 MOVE_FROM = 'sxm_move_from'      # the VDI uuid it moves from
 MOVE_TASK = 'sxm_move_task'      # the XAPI task doing it
-MOVE_KEYS = (MOVE_HOST, MOVE_TYPE, MOVE_SR, MOVE_FROM, MOVE_TASK)
+# A move to another XAPI pool (cinder_sxm.crosspool) also records:
+MOVE_POOL = 'sxm_move_pool'      # the uuid of the destination pool
+MOVE_URL = 'sxm_move_url'        # its XAPI URL (never with credentials)
+MOVE_TO = 'sxm_move_to'          # the uuid of the copy made there
+MOVE_KEYS = (MOVE_HOST, MOVE_TYPE, MOVE_SR, MOVE_FROM, MOVE_TASK,
+             MOVE_POOL, MOVE_URL, MOVE_TO)
 MIGRATING = ('starting', 'migrating')
 # How long a cancelled task of a dead service may take to end.
 CANCEL_TIMEOUT = 30
@@ -209,7 +220,10 @@ class Recovery(object):
 
     def _volume(self, vol, followed):
         marker = self._marker(vol)
-        if (vol.status in ('retyping', 'maintenance')
+        if marker.get(MOVE_POOL):
+            with self.driver._locked(vol.id):
+                self._settle_crosspool(vol, marker)
+        elif (vol.status in ('retyping', 'maintenance')
                 or vol.migration_status in MIGRATING or marker):
             task = marker.get(MOVE_TASK)
             if task in followed:
@@ -266,6 +280,58 @@ class Recovery(object):
     @staticmethod
     def _kind(vol):
         return 'retype' if vol.status == 'retyping' else 'migration'
+
+    def _settle_crosspool(self, vol, marker):
+        """A move to another XAPI pool that a dead service left.
+
+        The source VDI is destroyed only once the copy is verified: while
+        it exists, the copy (and whatever a killed copy left) goes and
+        the volume stays; once it is gone, the copy is the volume.
+        """
+        # Imported here: crosspool imports this module.
+        from cinder_sxm import crosspool
+        kind = self._kind(vol)
+        copy = marker.get(MOVE_TO)
+        if copy and vol.provider_location == copy:
+            clear_move(vol)  # finished; only the record was left
+            return
+        source = self.ops.find_vdi(marker.get(MOVE_FROM))
+        try:
+            with self.driver._crosspool.remote(
+                    marker[MOVE_URL], marker[MOVE_POOL]) as dest:
+                if source is not None:
+                    gone = crosspool.discard_copies(
+                        dest, marker.get(MOVE_FROM), copy)
+                    self._restore(vol, 'the %s to XAPI pool %s did not '
+                                  'complete; copies destroyed there: %s; '
+                                  'the volume stays on VDI %s'
+                                  % (kind, marker[MOVE_POOL],
+                                     ', '.join(gone) or 'none',
+                                     vol.provider_location))
+                    return
+                found = copy and crosspool.find(dest, copy)
+        except errors.SxmError as exc:
+            LOG.error('Volume %s: cannot settle its interrupted %s to XAPI '
+                      'pool %s (%s): left for the next start-up', vol.id,
+                      kind, marker.get(MOVE_POOL), exc)
+            return
+        if not found:
+            vol.update({'status': 'error'})
+            if vol.migration_status in MIGRATING:
+                vol.migration_status = 'error'
+            vol.save()
+            clear_move(vol)
+            LOG.error('Volume %s: its VDI %s is gone and its copy %s in '
+                      'XAPI pool %s is not there: set to error', vol.id,
+                      marker.get(MOVE_FROM), copy, marker[MOVE_POOL])
+            return
+        old = (vol.host, vol.provider_location)
+        crosspool.finish(vol, marker[MOVE_HOST], copy,
+                         marker.get(MOVE_TYPE))
+        LOG.warning('Volume %s: its %s to XAPI pool %s completed (copy '
+                    'verified, source destroyed) while cinder-volume was '
+                    'down. Host %s -> %s, VDI %s -> %s', vol.id, kind,
+                    marker[MOVE_POOL], old[0], vol.host, old[1], copy)
 
     def _settle_move(self, vol, marker, task_rec):
         kind = self._kind(vol)

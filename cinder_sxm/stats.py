@@ -35,6 +35,8 @@ UNMOVABLE_TYPES = frozenset(('iso', 'udev'))
 # (VDI.resize_online). No stock SM driver offers it (EXT, NFS, File,
 # LVHD: offline resize only); third-party ones may (RBDSR, SMAPIv3).
 ONLINE_RESIZE = 'VDI_RESIZE_ONLINE'
+# Capability: the pool's XAPI URL, never with credentials.
+POOL_URL = 'sxm_pool_url'
 # How long SM features are trusted before they are read again.
 SM_FEATURES_TTL = 3600.0
 
@@ -60,10 +62,14 @@ def parse_location_info(text):
 
 
 def pool_stats(sr_rec, pool_uuid, max_over_subscription_ratio,
-               reserved_percentage, sm_features=()):
+               reserved_percentage, sm_features=(), multiattach=False,
+               pool_url=None):
     """One Cinder pool's capabilities from an SR record.
 
     ``sm_features``: the features of the SR type's SM (SM.features).
+    ``multiattach``: the SR is opted in (sxm_multiattach_srs).
+    ``pool_url``: the XAPI pool's URL without credentials, for a backend
+    of another pool to log in to when it moves a volume here.
     """
     thin = is_thin(sr_rec['type'])
     total = int(sr_rec['physical_size'])
@@ -80,13 +86,16 @@ def pool_stats(sr_rec, pool_uuid, max_over_subscription_ratio,
                                         if thin else 1.0),
         'reserved_percentage': reserved_percentage,
         'QoS_support': False,
-        'multiattach': False,
+        # Only where the operator opted in: XAPI needs sharable VDIs and,
+        # across hosts, a flag file on each host; guests a cluster FS.
+        'multiattach': bool(multiattach),
         # False: Cinder's scheduler refuses to extend an attached volume
         # here (CapabilitiesFilter) instead of failing it in the driver.
         'online_extend_support': ONLINE_RESIZE in sm_features,
         'location_info': location_info(pool_uuid, sr_rec['uuid']),
         'sxm_sr_type': sr_rec['type'],
         'sxm_shared': bool(sr_rec['shared']),
+        POOL_URL: pool_url,
     }
 
 

@@ -217,7 +217,9 @@ class VolumeOps(object):
     def _new_record(sr, size, volume):
         return {
             'SR': sr, 'virtual_size': str(int(size)),
-            'type': 'user', 'sharable': False, 'read_only': False,
+            # Several VMs may plug it only if sharable (multiattach).
+            'type': 'user', 'sharable': bool(volume.multiattach),
+            'read_only': False,
             'name_label': volume.name,
             'name_description': volume.display_description or '',
             'other_config': {VOLUME_KEY: volume.id}, 'xenstore_data': {},
@@ -390,6 +392,9 @@ class VolumeOps(object):
                 raise
         try:
             self.label_volume(new, volume)
+            if bool(volume.multiattach) != bool(
+                    self.call('VDI.get_sharable', new)):
+                self.call('VDI.set_sharable', new, bool(volume.multiattach))
             self.resize(new, size_gb, volume.name)
         except errors.SxmError:
             self._destroy_quietly(new, volume.name)  # no orphan VDI

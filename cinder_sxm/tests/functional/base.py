@@ -17,6 +17,8 @@ The volume service runs SxmVolumeDriver as backend ``sxm`` against pool-a
 of the simulator over HTTP; pool-a has a thick lvmoiscsi SR 'gold' and a
 thin shared nfs SR 'silver', one Cinder pool each. Volume types 'gold' and
 'silver' are bound to them by ``volume_backend_name`` and ``pool_name``.
+``TwoBackendsTestCase`` adds backend ``sxm-b`` on pool-b (SRs 'bronze',
+nfs, and 'copper', lvmoiscsi), as a cloud with one backend per XAPI pool.
 """
 
 import hashlib
@@ -45,6 +47,13 @@ TOPOLOGY = simhelpers.topology_with({'pool-a': [
     {'name': 'gold', 'type': 'lvmoiscsi', 'size': '64GiB'},
     {'name': 'silver', 'type': 'nfs', 'size': '64GiB', 'shared': True},
 ]})
+BACKEND_B = 'sxm-b'
+HOST_B = 'sxmhost@%s' % BACKEND_B
+TOPOLOGY_B = simhelpers.topology_with({
+    'pool-a': TOPOLOGY['pools'][0]['srs'][2:],
+    'pool-b': [{'name': 'bronze', 'type': 'nfs', 'size': '64GiB',
+                'shared': True},
+               {'name': 'copper', 'type': 'lvmoiscsi', 'size': '64GiB'}]})
 _SIM = simhelpers.SimTestCase
 
 
@@ -76,9 +85,12 @@ class SxmCinderTestCase(functional_helpers._FunctionalTestBase):
     poll_interval = 0.05
     api_version = _SIM.api_version
 
+    topology = None  # TOPOLOGY (read when the test starts)
+
     def setUp(self):
         # The simulator first: the backend's options name its URL.
-        self.simfix = self.useFixture(fixture.SimulatorFixture(TOPOLOGY))
+        self.simfix = self.useFixture(fixture.SimulatorFixture(
+            self.topology or TOPOLOGY))
         self.sim = self.simfix.sim
         super().setUp()
         self.session = self.login('pool-a')
@@ -93,33 +105,17 @@ class SxmCinderTestCase(functional_helpers._FunctionalTestBase):
                                                  body)['volume_type']
         self.report_capabilities()
 
-    def report_capabilities(self):
+    def report_capabilities(self, service=None, host=HOST):
         """The volume service reports its pools to the scheduler."""
         ctxt = self._context()
-        self.volume.manager.publish_service_capabilities(ctxt)
+        (service or self.volume).manager.publish_service_capabilities(ctxt)
         states = self.scheduler.manager.driver.host_manager.service_states
-        self.poll(lambda: HOST in states, what='the scheduler to know %s'
-                  % HOST)
+        self.poll(lambda: host in states, what='the scheduler to know %s'
+                  % host)
 
-    def _context(self):
-        from cinder import context
-        return context.get_admin_context()
-
-    def _get_flags(self):
-        # The backend's section must know its options before overrides.
-        for opt in (conf.OPTS + driver.volume_opts
-                    + manager.volume_backend_opts):
-            for group in (BACKEND, configuration.SHARED_CONF_GROUP):
-                try:
-                    cfg.CONF.register_opt(opt, group=group)
-                except cfg.DuplicateOptError:
-                    pass
-        f = super()._get_flags()
-        f['enabled_backends'] = {'v': [BACKEND]}
-        # The volume service reports in setUp: no minute-long wait for it.
-        f['scheduler_driver_init_wait_time'] = {'v': 1}
-        f['default_volume_type'] = {'v': '__DEFAULT__'}
-        backend = {
+    def backend_options(self):
+        """{backend section: {option: value}} of the volume services."""
+        return {BACKEND: {
             'volume_driver': 'cinder_sxm.driver.SxmVolumeDriver',
             'volume_backend_name': BACKEND,
             'sxm_connection_url': self.simfix.url('pool-a'),
@@ -127,13 +123,38 @@ class SxmCinderTestCase(functional_helpers._FunctionalTestBase):
             'sxm_connection_password': self.simfix.password,
             'sxm_srs': ['gold', 'silver'],
             'sxm_lock_path': None,
-        }
-        for key, value in backend.items():
-            f[key] = {'v': value, 'g': BACKEND}
+        }}
+
+    def _context(self):
+        from cinder import context
+        return context.get_admin_context()
+
+    def _get_flags(self):
+        # The backend's section must know its options before overrides.
+        backends = self.backend_options()
+        for opt in (conf.OPTS + driver.volume_opts
+                    + manager.volume_backend_opts):
+            for group in list(backends) + [configuration.SHARED_CONF_GROUP]:
+                try:
+                    cfg.CONF.register_opt(opt, group=group)
+                except cfg.DuplicateOptError:
+                    pass
+        f = super()._get_flags()
+        f['enabled_backends'] = {'v': list(backends)}
+        # The volume service reports in setUp: no minute-long wait for it.
+        f['scheduler_driver_init_wait_time'] = {'v': 1}
+        f['default_volume_type'] = {'v': '__DEFAULT__'}
+        first, *others = backends
+        for key, value in backends[first].items():
+            f[key] = {'v': value, 'g': first}
+        # The flags are keyed by option name: set the other sections here.
+        for group in others:
+            for key, value in backends[group].items():
+                self.override_config(key, value, group)
         return f
 
     def start_service(self, name, host=None, **kwargs):
-        if name == 'volume':
+        if name == 'volume' and host is None:
             host, kwargs['service_name'] = HOST, BACKEND
         return super().start_service(name, host=host, **kwargs)
 
@@ -270,6 +291,75 @@ class SxmCinderTestCase(functional_helpers._FunctionalTestBase):
     def digest(self, vdi, pool='pool-a'):
         """sha256 of the whole VDI, streamed from /export_raw_vdi."""
         url = self._vdi_url('export_raw_vdi', vdi, self.session, pool)
+        digest = hashlib.sha256()
+        with urllib.request.urlopen(url, timeout=simhelpers.DEADLINE) as r:
+            for block in iter(lambda: r.read(MiB), b''):
+                digest.update(block)
+        return digest.hexdigest()
+
+
+class TwoBackendsTestCase(SxmCinderTestCase):
+    """Backend ``sxm`` on pool-a and ``sxm-b`` on pool-b.
+
+    ``volume_b``: the service of ``sxm-b``; ``xapi_b``: XenAPI of pool-b;
+    volume types 'bronze' and 'copper' are bound to its SRs.
+    """
+
+    topology = TOPOLOGY_B
+
+    def setUp(self):
+        super().setUp()
+        self.volume_b = self.start_service('volume', host=HOST_B,
+                                           service_name=BACKEND_B)
+        self.session_b = self.login('pool-b')
+        self.xapi_b = self.session_b.xenapi
+        for tier in ('bronze', 'copper'):
+            body = {'volume_type': {'name': tier, 'extra_specs': {
+                'volume_backend_name': BACKEND_B, 'pool_name': tier}}}
+            self.types[tier] = self.api.api_post('/types',
+                                                 body)['volume_type']
+        self.report_capabilities(self.volume_b, HOST_B)
+
+    def _get_flags(self):
+        f = super()._get_flags()
+        # The manager finds the destination's service by host, which reads
+        # the connection string (Cinder's test database leaves it unset).
+        f['connection'] = {'v': 'sqlite://', 'g': 'database'}
+        return f
+
+    def plain_volume(self, nbytes, seed):
+        """A written volume of a type bound to no backend (any will do).
+
+        Returns (volume, VDI, sha256); ``os-migrate_volume`` may move it
+        to either backend (the scheduler checks the type's extra specs).
+        """
+        if 'plain' not in self.types:
+            self.types['plain'] = self.api.api_post('/types', {
+                'volume_type': {'name': 'plain'}})['volume_type']
+        vol = self.create_volume('plain')
+        vdi, _ = self.vdi_of(vol['id'])
+        self.fill(vdi, nbytes, seed)
+        return vol, vdi, self.digest(vdi)
+
+    def backend_options(self):
+        options = super().backend_options()
+        options[BACKEND_B] = dict(
+            options[BACKEND], volume_backend_name=BACKEND_B,
+            sxm_connection_url=self.simfix.url('pool-b'),
+            sxm_srs=['bronze', 'copper'])
+        return options
+
+    def vdis_b(self, sr_name):
+        """The VDIs of SR ``sr_name`` of pool-b (uuid: record)."""
+        (sr,) = self.xapi_b.SR.get_by_name_label(sr_name)
+        return {self.xapi_b.VDI.get_uuid(v): self.xapi_b.VDI.get_record(v)
+                for v in self.xapi_b.SR.get_VDIs(sr)}
+
+    def digest_b(self, vdi_uuid):
+        """sha256 of a VDI of pool-b."""
+        url = self._vdi_url('export_raw_vdi',
+                            self.xapi_b.VDI.get_by_uuid(vdi_uuid),
+                            self.session_b, 'pool-b')
         digest = hashlib.sha256()
         with urllib.request.urlopen(url, timeout=simhelpers.DEADLINE) as r:
             for block in iter(lambda: r.read(MiB), b''):

@@ -22,6 +22,7 @@ it was; two moves of one volume never run at once.
 import logging
 import threading
 
+from cinder import exception
 from cinder.tests.functional.api import client
 import fixtures
 
@@ -138,7 +139,6 @@ class TestRetype(base.SxmCinderTestCase):
         gold_uuid = self.xapi.SR.get_uuid(
             self.xapi.SR.get_by_name_label('gold')[0])
         for location in ('LVMVolumeDriver:host:vg',
-                         'SxmVolumeDriver:another-xapi-pool:%s' % gold_uuid,
                          'SxmVolumeDriver:%s:not-an-sr-of-ours'
                          % self.xapi.pool.get_uuid(
                              self.xapi.pool.get_all()[0])):
@@ -148,6 +148,16 @@ class TestRetype(base.SxmCinderTestCase):
                 self._context(), obj, None, {}, host), location)
             self.assertEqual((False, None), drv.migrate_volume(
                 self._context(), obj, host), location)
+        # Another XAPI pool (see test_crosspool) that does not say where
+        # it is: refused by name, so that Cinder does not fall back.
+        host = {'host': 'elsewhere@b#p', 'capabilities': {
+            'location_info': 'SxmVolumeDriver:another-xapi-pool:%s'
+                             % gold_uuid}}
+        for call in (lambda: drv.retype(self._context(), obj, None, {},
+                                        host),
+                     lambda: drv.migrate_volume(self._context(), obj, host)):
+            exc = self.assertRaises(exception.VolumeMigrationFailed, call)
+            self.assertIn('sxm_pool_url', str(exc))
         self.assertEqual(self.admin_volume(vol['id']).provider_location,
                          self.xapi.VDI.get_uuid(self.vdi_of(vol['id'])[0]))
         self.assertIn(self.vdi_of(vol['id'])[0],

@@ -49,3 +49,15 @@ class TestOptions(testtools.TestCase):
         self.assertEqual('https://xs1/', kwargs['url'])
         self.assertEqual('pw-secret', kwargs['password'])
         self.assertEqual(2, kwargs['maxsize'])
+
+    def test_remote_pool_passwords_are_secret(self):
+        fix = self.useFixture(cfg_fixture.Config(cfg.ConfigOpts()))
+        fix.conf.register_opts(conf.OPTS, group='backend1')
+        fix.config(group='backend1', sxm_remote_pool_passwords={
+            'pool-b-uuid': 'pw:with-colon'})
+        self.assertEqual({'pool-b-uuid': 'pw:with-colon'},
+                         fix.conf.backend1.sxm_remote_pool_passwords)
+        (opt,) = [o for o in conf.OPTS
+                  if o.name == 'sxm_remote_pool_passwords']
+        self.assertTrue(opt.secret)
+        self.assertIn(opt, dict(conf.list_opts())['backend_defaults'])

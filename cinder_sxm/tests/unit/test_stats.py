@@ -60,6 +60,14 @@ class TestPoolStats(testtools.TestCase):
             self.assertEqual(20.0 if thin else 1.0,
                              got['max_over_subscription_ratio'], sr_type)
 
+    def test_multiattach_only_where_opted_in_and_the_pool_url(self):
+        got = stats.pool_stats(sr(), POOL, 20.0, 0, multiattach=True,
+                               pool_url='https://xs1.example.org/')
+        self.assertTrue(got['multiattach'])
+        self.assertEqual('https://xs1.example.org/', got[stats.POOL_URL])
+        self.assertFalse(stats.pool_stats(sr(), POOL, 20.0, 0)[
+            'multiattach'])
+
     def test_overfull_sr_reports_no_free_space(self):
         got = stats.pool_stats(sr(physical_utilisation=str(101 * GiB)),
                                POOL, 1.0, 0)
