@@ -251,6 +251,8 @@ class SxmVolumeDriver(driver.VolumeDriver):
             'vendor_name': 'XenServer/XCP-ng',
             'driver_version': self.VERSION,
             'storage_protocol': attach.DRIVER_VOLUME_TYPE,
+            # Each volume is its own VDI: no target shared between them.
+            'shared_targets': False,
             'pools': pools,
         }
 
@@ -618,7 +620,11 @@ class SxmVolumeDriver(driver.VolumeDriver):
                          % (existing_ref, volume.id)):
             uuid, where = self._adopter().manage_volume(
                 volume, existing_ref, pool)
-        update = {'provider_location': uuid}
+        # Cinder's manage flow leaves the table's default (True) and no
+        # service_uuid, for which os-brick's guard_connection on the
+        # compute host locks on None and the attach fails: a VDI shares
+        # no target, as create_volume's volumes already say.
+        update = {'provider_location': uuid, 'shared_targets': False}
         if pool is None:
             # Asked of the backend: the volume is in the VDI's pool.
             update['host'] = volume_utils.append_host(volume.host, where)

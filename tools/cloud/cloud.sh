@@ -544,9 +544,11 @@ start_cinder() {
             "${conf[@]}" --log-file "$LOGS/cinder-$svc.log"
     done
     wait_for cinder-scheduler volume cinder-scheduler@cinder-a 120
-    wait_for cinder-volume volume cinder-volume@cinder-a@sxm 120
+    wait_for cinder-volume volume \
+        cinder-volume@cinder-a@sxm,cinder-volume@cinder-a@sxm-b 120
     # Volumes can be scheduled once the scheduler knows the pools.
-    wait_for cinder-volume pools cinder-a@sxm#gold,cinder-a@sxm#silver 180
+    wait_for cinder-volume pools \
+        cinder-a@sxm#gold,cinder-a@sxm#silver,cinder-a@sxm-b#gold 180
 }
 
 # -- commands ------------------------------------------------------------------
@@ -601,6 +603,7 @@ status() {
     local nova="nova-conductor@$(hostname),nova-scheduler@$(hostname)"
     nova+=",nova-compute@compute-a,nova-compute@compute-b"
     local cinder=cinder-scheduler@cinder-a,cinder-volume@cinder-a@sxm
+    cinder+=",cinder-volume@cinder-a@sxm-b"
     for name in "${ORDER[@]}"; do
         if ! running "$name"; then
             echo "cloud: $name is not running (log: $LOGS/$name.log)"

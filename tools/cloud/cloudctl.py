@@ -256,11 +256,25 @@ def keystone(args):
 def volume_types(args):
     conn = _conn()
     have = {t.name for t in conn.block_storage.types()}
-    for tier in ('gold', 'silver'):
-        if tier not in have:
-            conn.block_storage.create_type(
-                name=tier, extra_specs={'volume_backend_name': 'sxm',
-                                        'pool_name': tier})
+    # pool-a and pool-b name a backend and nothing else: Cinder hands a
+    # retype between them to the driver, which moves the volume between
+    # the XAPI pools (it compares every extra spec, equal ones included,
+    # and takes its generic migration, which cannot copy XAPI volumes,
+    # when any but volume_backend_name is set). gold-any names no
+    # backend: its volumes may be migrated to the gold pool of either
+    # (the scheduler checks the volume's type against the target).
+    for name, backend, tier in (('gold', 'sxm', 'gold'),
+                                ('silver', 'sxm', 'silver'),
+                                ('pool-a', 'sxm', None),
+                                ('pool-b', 'sxm-b', None),
+                                ('gold-any', None, 'gold')):
+        if name not in have:
+            specs = {}
+            if backend:
+                specs['volume_backend_name'] = backend
+            if tier:
+                specs['pool_name'] = tier
+            conn.block_storage.create_type(name=name, extra_specs=specs)
     return 0
 
 

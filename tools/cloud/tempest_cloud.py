@@ -228,7 +228,7 @@ def volume_backends(cloud, cinder):
         name = (pool.get('capabilities') or {}).get('volume_backend_name')
         if name and name not in names:
             names.append(name)
-    return names, [p['name'] for p in pools]
+    return sorted(names), [p['name'] for p in pools]
 
 
 def volume_types(cloud, cinder):
@@ -366,6 +366,8 @@ def build_conf(cloud, args, log):
                 backend_names=','.join(backends),
                 volume_type=vtype,
                 storage_protocol='xensm',
+                manage_volume_ref='source-name,volume-%s',
+                manage_snapshot_ref='source-name,snapshot-%s',
                 vendor_name='XenServer/XCP-ng',
                 volume_size=1,
                 # What XAPI exports (upload to image); qcow2, Tempest's
@@ -379,8 +381,10 @@ def build_conf(cloud, args, log):
                 backup=False,
                 snapshot=True,
                 clone=True,
-                manage_volume=False,
-                manage_snapshot=False,
+                # openstack volume manage by name label: Cinder names
+                # volumes volume-<id> and snapshots snapshot-<id>.
+                manage_volume=True,
+                manage_snapshot=True,
                 extend_attached_volume=False)
     if neutron:
         # A Neutron with no agent binds no port: Tempest creates no

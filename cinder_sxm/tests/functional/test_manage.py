@@ -113,6 +113,9 @@ class TestManage(base.SxmCinderTestCase):
         self.assertEqual(1, vol['size'])
         self.assertEqual('adopted', vol['name'])
         self.assertEqual(uuid, self.admin_volume(vol['id']).provider_location)
+        # As for a created volume: otherwise os-brick on the compute host
+        # locks on the (unset) service uuid and Nova's attach fails.
+        self.assertFalse(self.admin_volume(vol['id']).shared_targets)
         self.assertEqual(str(GiB), self.xapi.VDI.get_virtual_size(vdi))
         # The same bytes; the GiB it grew by reads zero.
         self.assertEqual((before, True), self.stream(vdi, size))
