@@ -13,9 +13,11 @@
 """What the benchmarks share: a client of one simulated pool, sizes."""
 
 import argparse
+import contextlib
 import hashlib
 import io
 import sys
+import threading
 import unittest
 
 import XenAPI
@@ -117,3 +119,26 @@ def pool_b_target(case):
     host_b = api_b.host.get_uuid(api_b.pool.get_master(
         api_b.pool.get_all()[0]))
     return host_b, case.sr_uuid('pool-b', 'Local storage (ext)')
+
+
+@contextlib.contextmanager
+def told_when_done(obj, name):
+    """Yields an Event set each time ``obj.<name>`` returns or raises.
+
+    For a service's manager: the RPC dispatcher looks the method up on
+    each call, so the wrapper on the instance is the one called. A wait on
+    the event costs the process no CPU, unlike a poll.
+    """
+    done = threading.Event()
+    method = getattr(obj, name)
+
+    def call_then_tell(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        finally:
+            done.set()
+    setattr(obj, name, call_then_tell)
+    try:
+        yield done
+    finally:
+        delattr(obj, name)

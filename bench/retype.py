@@ -49,7 +49,6 @@ import os
 import random
 import statistics
 import sys
-import threading
 import time
 import unittest
 
@@ -62,6 +61,7 @@ from cinder import monkey_patch  # noqa: E402,I100
 monkey_patch.patch()
 
 from benchlib import human  # noqa: E402,H306
+from benchlib import told_when_done  # noqa: E402
 from cinder_sxm.tests.functional import base  # noqa: E402,H306
 from sxm_core import transfer  # noqa: E402
 from xapi_sim import sim as simmod  # noqa: E402
@@ -105,25 +105,12 @@ class RetypeVsPoolMigrate(base.SxmCinderTestCase):
         return vol, vdi, vm
 
     def run_cinder(self, vol):
-        manager = self.volume.manager
-        done = threading.Event()
-        retype = manager.retype
-
-        def retype_then_tell(*args, **kwargs):
-            try:
-                return retype(*args, **kwargs)
-            finally:
-                done.set()
-        # The RPC dispatcher looks the method up on each call.
-        manager.retype = retype_then_tell
-        try:
+        with told_when_done(self.volume.manager, 'retype') as done:
             started = time.monotonic()
             self.action(vol['id'], {'os-retype': {
                 'new_type': 'silver', 'migration_policy': 'on-demand'}})
             done.wait(600)
             seconds = time.monotonic() - started
-        finally:
-            del manager.retype
         found = self.api.get_volume(vol['id'])
         assert (found['status'], found['volume_type']) == (
             'in-use', 'silver'), found

@@ -50,7 +50,6 @@ import random
 import statistics
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
@@ -63,6 +62,7 @@ monkey_patch.patch()
 
 from benchlib import human  # noqa: E402,H306
 from benchlib import run_case  # noqa: E402
+from benchlib import told_when_done  # noqa: E402
 from cinder_sxm.tests.functional import base  # noqa: E402,H306
 from sxm_core import crosspool  # noqa: E402
 from sxm_core import sessions  # noqa: E402
@@ -123,26 +123,13 @@ class VolumeBetweenPools(base.TwoBackendsTestCase):
                          size, timeout=600)
 
     def run_cinder(self, vol):
-        manager = self.volume.manager
-        done = threading.Event()
-        migrate = manager.migrate_volume
-
-        def migrate_then_tell(*args, **kwargs):
-            try:
-                return migrate(*args, **kwargs)
-            finally:
-                done.set()
-        # The RPC dispatcher looks the method up on each call.
-        manager.migrate_volume = migrate_then_tell
-        try:
+        with told_when_done(self.volume.manager, 'migrate_volume') as done:
             started = time.monotonic()
             self.action(vol['id'], {'os-migrate_volume': {
                 'host': '%s#copper' % base.HOST_B,
                 'force_host_copy': False}})
             done.wait(1800)
             seconds = time.monotonic() - started
-        finally:
-            del manager.migrate_volume
         found = self.api.get_volume(vol['id'])
         assert found['status'] == 'available', found
         assert found['os-vol-host-attr:host'] == '%s#copper' % base.HOST_B

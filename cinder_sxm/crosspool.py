@@ -281,7 +281,10 @@ def finish(volume, host, vdi_uuid, new_type=None):
         updates['status'] = volume.previous_status or (
             'in-use' if volume.attach_status == 'attached' else 'available')
     volume.update(updates)
-    volume.save()
+    # As admin: the move's record changed the admin metadata, which a
+    # user's context (a retype asked by its owner) cannot save.
+    with volume.obj_as_admin():
+        volume.save()
     recovery.clear_move(volume)
     return {'provider_location': vdi_uuid}
 

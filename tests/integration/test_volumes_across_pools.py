@@ -27,22 +27,12 @@ import urllib.request
 from test_cloud import CloudTestCase
 from test_cloud import MiB
 from test_cloud import POOLS
+from test_images import _sha256_padded
 
 GiB = 1 << 30
 CHUNK = 4 * MiB
 VOLUME_KEY = 'cinder_volume_id'
 DEST = 'cinder-a@sxm-b#gold'
-
-
-def _sha256_padded(data, size):
-    digest = hashlib.sha256(data)
-    left = size - len(data)
-    zeros = bytes(CHUNK)
-    while left > 0:
-        n = min(left, CHUNK)
-        digest.update(zeros[:n])
-        left -= n
-    return digest.hexdigest()
 
 
 class VolumesAcrossPoolsTest(CloudTestCase):
