@@ -122,6 +122,27 @@ class TestCrossPool(base.TwoBackendsTestCase):
         self.assertNotIn(old, [self.xapi.VDI.get_uuid(v)
                                for v in self.xapi.VDI.get_all()])
 
+    def test_move_in_the_owners_context(self):
+        # A retype asked by the volume's owner reaches the driver in the
+        # owner's (not admin) context; the API here is always admin.
+        from cinder import context
+        from cinder import objects
+        vol, vdi, digest = self.plain_volume(MiB, 'owner')
+        old = self.xapi.VDI.get_uuid(vdi)
+        owner = context.RequestContext(
+            'owner', vol['os-vol-tenant-attr:tenant_id'], is_admin=False)
+        volume = objects.Volume.get_by_id(owner, vol['id'])
+        (caps,) = [p for p in self.volume_b.manager.driver.get_volume_stats(
+            refresh=True)['pools'] if p['pool_name'] == 'bronze']
+
+        moved, update = self.volume.manager.driver.migrate_volume(
+            owner, volume, {'host': TO_B, 'capabilities': caps})
+
+        self.assertTrue(moved)
+        self.assertEqual(self.admin_volume(vol['id']).provider_location,
+                         update['provider_location'])
+        self.assert_on_b(vol, digest, old)
+
     def test_retype_that_needs_the_generic_migration_is_refused(self):
         # silver -> bronze also changes pool_name: Cinder's generic
         # migration asks sxm-b for a target volume, which it refuses.
