@@ -22,7 +22,7 @@ through XAPI's export and import handlers as sparse VHD, verified by
 digest; only then is the source VDI destroyed.
 
 The move is recorded in the volume's admin metadata before anything
-starts (``recovery.MOVE_*``; the new VDI's uuid as soon as it exists), so
+starts (``moves.MOVE_*``; the new VDI's uuid as soon as it exists), so
 that a successor of a killed service either removes the copy (the source
 VDI still exists) or finishes Cinder's side (the source is gone: the
 copy was verified first). Cinder's side is finished here at once, before
@@ -47,7 +47,7 @@ from sxm_core import crosspool as copier
 from sxm_core import errors
 from sxm_core import sessions
 
-from cinder_sxm import recovery
+from cinder_sxm import moves
 from cinder_sxm import stats
 from cinder_sxm import volumeops
 
@@ -173,12 +173,12 @@ class CrossPool(object):
         pool_uuid, sr_uuid, url = where
         from_uuid = volume.provider_location
         self.driver._note_move(volume, {
-            recovery.MOVE_HOST: host.get('host'),
-            recovery.MOVE_TYPE: self._new_type(volume, host),
-            recovery.MOVE_SR: sr_uuid,
-            recovery.MOVE_FROM: from_uuid,
-            recovery.MOVE_POOL: pool_uuid,
-            recovery.MOVE_URL: sessions.safe_url(url)})
+            moves.MOVE_HOST: host.get('host'),
+            moves.MOVE_TYPE: self._new_type(volume, host),
+            moves.MOVE_SR: sr_uuid,
+            moves.MOVE_FROM: from_uuid,
+            moves.MOVE_POOL: pool_uuid,
+            moves.MOVE_URL: sessions.safe_url(url)})
         LOG.info('Volume %s: copying VDI %s to SR %s of XAPI pool %s',
                  volume.id, from_uuid, sr_uuid, pool_uuid)
         try:
@@ -189,7 +189,7 @@ class CrossPool(object):
                 other_config={volumeops.VOLUME_KEY: volume.id},
                 progress=self._progress(volume),
                 on_created=lambda uuid: self.driver._note_move(
-                    volume, {recovery.MOVE_TO: uuid}),
+                    volume, {moves.MOVE_TO: uuid}),
                 ca_file=self._ca_file, insecure=self._insecure,
                 timeout=self._timeout)
         except copier.CopyFailed as exc:
@@ -285,7 +285,7 @@ def finish(volume, host, vdi_uuid, new_type=None):
     # user's context (a retype asked by its owner) cannot save.
     with volume.obj_as_admin():
         volume.save()
-    recovery.clear_move(volume)
+    moves.clear_move(volume)
     return {'provider_location': vdi_uuid}
 
 

@@ -87,6 +87,7 @@ from cinder_sxm import conf
 from cinder_sxm import crosspool
 from cinder_sxm import imageops
 from cinder_sxm import manage
+from cinder_sxm import moves
 from cinder_sxm import recovery
 from cinder_sxm import stats
 from cinder_sxm import volumeops
@@ -770,15 +771,15 @@ class SxmVolumeDriver(driver.VolumeDriver):
         # Where it goes, in Cinder's database before XAPI starts: if this
         # service dies, its successor finishes Cinder's side (recovery).
         self._note_move(volume, {
-            recovery.MOVE_HOST: host.get('host'),
-            recovery.MOVE_TYPE: new_type.id if new_type else '',
-            recovery.MOVE_SR: target[1],
-            recovery.MOVE_FROM: volume.provider_location})
+            moves.MOVE_HOST: host.get('host'),
+            moves.MOVE_TYPE: new_type.id if new_type else '',
+            moves.MOVE_SR: target[1],
+            moves.MOVE_FROM: volume.provider_location})
         try:
             result = self._mover.move(
                 volume.provider_location, target[1], lock=False,
                 on_task=lambda task: self._note_move(
-                    volume, {recovery.MOVE_TASK: task}))
+                    volume, {moves.MOVE_TASK: task}))
         except errors.SxmError as exc:
             LOG.error('%s of volume %s to %s failed: %s', why, volume.id,
                       host.get('host'), exc)
@@ -853,15 +854,15 @@ class SxmVolumeDriver(driver.VolumeDriver):
 
     def _note_move(self, volume, values):
         try:
-            recovery.record_move(volume, {k: v for k, v in values.items()
-                                          if v is not None})
+            moves.record_move(volume, {k: v for k, v in values.items()
+                                       if v is not None})
         except Exception as exc:
             LOG.warning('Could not record the move of volume %s in its '
                         'admin metadata: %s', volume.id, exc)
 
     def _forget_move(self, volume):
         try:
-            recovery.clear_move(volume)
+            moves.clear_move(volume)
         except Exception as exc:
             LOG.warning('Could not clear the move of volume %s from its '
                         'admin metadata: %s', volume.id, exc)

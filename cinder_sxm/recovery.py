@@ -25,7 +25,7 @@ with this backend's volumes before it counts their capacity:
 - XAPI tasks this backend started (tagged with its host, see volumeops)
   and nobody will follow are cancelled, waited for and destroyed.
 - A move (retype, migrate_volume) records where it goes in the volume's
-  admin metadata (``MOVE_KEYS``) before it starts and the task's ref once
+  admin metadata (``moves.MOVE_KEYS``) before it starts and the task's ref once
   XAPI has it. A move whose task still runs is followed to its end in the
   background; then, or at once when it has ended: on the new SR, the
   volume gets the new host (``backend#pool``), type and provider_location,
@@ -60,7 +60,6 @@ import math
 import threading
 
 from cinder import context as cinder_context
-from cinder.db import api as db
 from cinder import objects
 from cinder.volume import volume_utils
 from oslo_log import log as logging
@@ -69,45 +68,17 @@ from sxm_core import errors
 from sxm_core import tasks
 
 from cinder_sxm import imageops
+from cinder_sxm import moves
 from cinder_sxm import volumeops
 
 LOG = logging.getLogger(__name__)
 GiB = volumeops.GiB
 
-# Admin metadata of a volume being moved by the driver.
-MOVE_HOST = 'sxm_move_host'      # the host (backend#pool) it moves to
-MOVE_TYPE = 'sxm_move_type'      # the volume type id a retype sets
-MOVE_SR = 'sxm_move_sr'          # the uuid of the destination SR
-MOVE_FROM = 'sxm_move_from'      # the VDI uuid it moves from
-MOVE_TASK = 'sxm_move_task'      # the XAPI task doing it
-# A move to another XAPI pool (cinder_sxm.crosspool) also records:
-MOVE_POOL = 'sxm_move_pool'      # the uuid of the destination pool
-MOVE_URL = 'sxm_move_url'        # its XAPI URL (never with credentials)
-MOVE_TO = 'sxm_move_to'          # the uuid of the copy made there
-MOVE_KEYS = (MOVE_HOST, MOVE_TYPE, MOVE_SR, MOVE_FROM, MOVE_TASK,
-             MOVE_POOL, MOVE_URL, MOVE_TO)
 MIGRATING = ('starting', 'migrating')
 # How long a cancelled task of a dead service may take to end.
 CANCEL_TIMEOUT = 30
 # Tasks whose result is a new VDI (a clone, a copy, a snapshot).
 MAKERS = ('Async.VDI.clone', 'Async.VDI.copy', 'Async.VDI.snapshot')
-
-
-def record_move(volume, values):
-    """Add ``values`` (MOVE_KEYS) to the volume's admin metadata."""
-    with volume.obj_as_admin():
-        volume.admin_metadata_update(
-            {k: str(v) for k, v in values.items()}, False)
-
-
-def clear_move(volume):
-    ctxt = cinder_context.get_admin_context()
-    for key in MOVE_KEYS:
-        db.volume_admin_metadata_delete(ctxt, volume.id, key)
-    if volume.obj_attr_is_set('admin_metadata'):
-        for key in MOVE_KEYS:
-            volume.admin_metadata.pop(key, None)
-        volume.obj_reset_changes(['admin_metadata'])
 
 
 def _settled_status(volume):
@@ -136,7 +107,7 @@ class Recovery(object):
             return
         followed = {}
         for vol in vols:
-            task = self._marker(vol).get(MOVE_TASK)
+            task = self._marker(vol).get(moves.MOVE_TASK)
             if task and task in owned:
                 followed[task] = vol
         known = {o.provider_location for o in list(vols) + list(snaps)
@@ -216,16 +187,16 @@ class Recovery(object):
             meta = vol.admin_metadata or {}
         except Exception:
             meta = {}
-        return {k: meta[k] for k in MOVE_KEYS if meta.get(k)}
+        return {k: meta[k] for k in moves.MOVE_KEYS if meta.get(k)}
 
     def _volume(self, vol, followed):
         marker = self._marker(vol)
-        if marker.get(MOVE_POOL):
+        if marker.get(moves.MOVE_POOL):
             with self.driver._locked(vol.id):
                 self._settle_crosspool(vol, marker)
         elif (vol.status in ('retyping', 'maintenance')
                 or vol.migration_status in MIGRATING or marker):
-            task = marker.get(MOVE_TASK)
+            task = marker.get(moves.MOVE_TASK)
             if task in followed:
                 thread = threading.Thread(
                     target=self._follow, args=(vol, marker, task),
@@ -291,21 +262,21 @@ class Recovery(object):
         # Imported here: crosspool imports this module.
         from cinder_sxm import crosspool
         kind = self._kind(vol)
-        copy = marker.get(MOVE_TO)
+        copy = marker.get(moves.MOVE_TO)
         if copy and vol.provider_location == copy:
-            clear_move(vol)  # finished; only the record was left
+            moves.clear_move(vol)  # finished; only the record was left
             return
-        source = self.ops.find_vdi(marker.get(MOVE_FROM))
+        source = self.ops.find_vdi(marker.get(moves.MOVE_FROM))
         try:
             with self.driver._crosspool.remote(
-                    marker[MOVE_URL], marker[MOVE_POOL]) as dest:
+                    marker[moves.MOVE_URL], marker[moves.MOVE_POOL]) as dest:
                 if source is not None:
                     gone = crosspool.discard_copies(
-                        dest, marker.get(MOVE_FROM), copy)
+                        dest, marker.get(moves.MOVE_FROM), copy)
                     self._restore(vol, 'the %s to XAPI pool %s did not '
                                   'complete; copies destroyed there: %s; '
                                   'the volume stays on VDI %s'
-                                  % (kind, marker[MOVE_POOL],
+                                  % (kind, marker[moves.MOVE_POOL],
                                      ', '.join(gone) or 'none',
                                      vol.provider_location))
                     return
@@ -313,25 +284,26 @@ class Recovery(object):
         except errors.SxmError as exc:
             LOG.error('Volume %s: cannot settle its interrupted %s to XAPI '
                       'pool %s (%s): left for the next start-up', vol.id,
-                      kind, marker.get(MOVE_POOL), exc)
+                      kind, marker.get(moves.MOVE_POOL), exc)
             return
         if not found:
             vol.update({'status': 'error'})
             if vol.migration_status in MIGRATING:
                 vol.migration_status = 'error'
             vol.save()
-            clear_move(vol)
+            moves.clear_move(vol)
             LOG.error('Volume %s: its VDI %s is gone and its copy %s in '
                       'XAPI pool %s is not there: set to error', vol.id,
-                      marker.get(MOVE_FROM), copy, marker[MOVE_POOL])
+                      marker.get(moves.MOVE_FROM), copy,
+                      marker[moves.MOVE_POOL])
             return
         old = (vol.host, vol.provider_location)
-        crosspool.finish(vol, marker[MOVE_HOST], copy,
-                         marker.get(MOVE_TYPE))
+        crosspool.finish(vol, marker[moves.MOVE_HOST], copy,
+                         marker.get(moves.MOVE_TYPE))
         LOG.warning('Volume %s: its %s to XAPI pool %s completed (copy '
                     'verified, source destroyed) while cinder-volume was '
                     'down. Host %s -> %s, VDI %s -> %s', vol.id, kind,
-                    marker[MOVE_POOL], old[0], vol.host, old[1], copy)
+                    marker[moves.MOVE_POOL], old[0], vol.host, old[1], copy)
 
     def _settle_move(self, vol, marker, task_rec):
         kind = self._kind(vol)
@@ -366,7 +338,7 @@ class Recovery(object):
             if vol.migration_status in MIGRATING:
                 vol.migration_status = 'error'
             vol.save()
-            clear_move(vol)
+            moves.clear_move(vol)
             LOG.error('Volume %s: no VDI holds its data any more (VDI %s is '
                       'gone and no VDI is labelled %s on the SRs of backend '
                       '%s): set to error', vol.id, vol.provider_location,
@@ -382,7 +354,7 @@ class Recovery(object):
             return result
         if not found:
             return None
-        target = self.sr_refs.get(marker.get(MOVE_SR))
+        target = self.sr_refs.get(marker.get(moves.MOVE_SR))
 
         def rank(item):
             ref, rec = item
@@ -419,8 +391,8 @@ class Recovery(object):
         backend = volume_utils.extract_host(vol.host, 'backend')
         host = volume_utils.append_host(backend, pool)
         updates = {'provider_location': vdi_uuid, 'host': host}
-        new_type = marker.get(MOVE_TYPE)
-        if new_type and marker.get(MOVE_HOST) == host:
+        new_type = marker.get(moves.MOVE_TYPE)
+        if new_type and marker.get(moves.MOVE_HOST) == host:
             updates['volume_type_id'] = new_type
         elif host != vol.host:
             type_id = self._type_for_pool(vol, pool)
@@ -438,7 +410,7 @@ class Recovery(object):
         old = (vol.host, vol.volume_type_id, vol.provider_location)
         vol.update(updates)
         vol.save()
-        clear_move(vol)
+        moves.clear_move(vol)
         LOG.warning('Volume %s: %s. Host %s -> %s, type %s -> %s, VDI %s -> '
                     '%s', vol.id, why, old[0], vol.host, old[1],
                     vol.volume_type_id, old[2], vdi_uuid)
@@ -452,7 +424,7 @@ class Recovery(object):
         if updates:
             vol.update(updates)
             vol.save()
-        clear_move(vol)
+        moves.clear_move(vol)
         LOG.warning('Volume %s: %s; status %s', vol.id, why, vol.status)
 
     def _type_for_pool(self, vol, pool):

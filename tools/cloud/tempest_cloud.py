@@ -333,7 +333,10 @@ def build_conf(cloud, args, log):
             config_drive=True,
             metadata_service=False,
             attach_encrypted_volume=False,
+            # The driver can (sharable VDIs on opted-in SRs), but servers
+            # land in either pool and a gold volume is pool-a's only.
             volume_multiattach=False,
+            # Tempest swaps an ACTIVE server's volume: XAPI cannot.
             swap_volume=False,
             stable_rescue=False,
             hostname_fqdn_sanitization=False)

@@ -27,7 +27,7 @@ import fixtures
 from sxm_core import crosspool as copier
 from sxm_core import transfer
 
-from cinder_sxm import recovery
+from cinder_sxm import moves
 from cinder_sxm.tests.functional import base
 
 MiB = base.MiB
@@ -78,7 +78,7 @@ class TestCrossPool(base.TwoBackendsTestCase):
         self.assertNotIn(old_uuid, [self.xapi.VDI.get_uuid(v)
                                     for v in self.xapi.VDI.get_all()])
         self.assertEqual({}, {k: v for k, v in rec.admin_metadata.items()
-                              if k in recovery.MOVE_KEYS})
+                              if k in moves.MOVE_KEYS})
         return rec
 
     def test_migrate_detached_volume_to_the_other_pool(self):
@@ -223,7 +223,7 @@ class TestCrossPool(base.TwoBackendsTestCase):
         self.assertEqual(digest, self.digest(vdi))
         self.assert_nothing_on_b(vol['id'], before)
         self.assertEqual({}, {k: v for k, v in rec.admin_metadata.items()
-                              if k in recovery.MOVE_KEYS})
+                              if k in moves.MOVE_KEYS})
 
     def test_wrong_password_for_the_other_pool(self):
         self.volume.manager.driver._crosspool._passwords[
@@ -263,18 +263,18 @@ class TestCrossPoolRestart(base.TwoBackendsTestCase):
         rec = self.admin_volume(vol['id'])
         rec.update({'migration_status': 'migrating'})
         rec.save()
-        recovery.record_move(rec, {
-            recovery.MOVE_HOST: TO_B, recovery.MOVE_SR: sr_uuid,
-            recovery.MOVE_FROM: source, recovery.MOVE_POOL: pool_b,
-            recovery.MOVE_URL: self.simfix.url('pool-b')})
+        moves.record_move(rec, {
+            moves.MOVE_HOST: TO_B, moves.MOVE_SR: sr_uuid,
+            moves.MOVE_FROM: source, moves.MOVE_POOL: pool_b,
+            moves.MOVE_URL: self.simfix.url('pool-b')})
         with driver._crosspool.remote(self.simfix.url('pool-b'),
                                       pool_b) as dest:
             result = copier.copy_vdi(
                 driver._xapi, source, dest, sr_uuid,
                 name_label='volume-%s' % vol['id'],
                 other_config={'cinder_volume_id': vol['id']},
-                on_created=lambda uuid: recovery.record_move(
-                    rec, {recovery.MOVE_TO: uuid}))
+                on_created=lambda uuid: moves.record_move(
+                    rec, {moves.MOVE_TO: uuid}))
         return vol, vdi, digest, result.vdi_uuid
 
     def restart(self):
@@ -295,7 +295,7 @@ class TestCrossPoolRestart(base.TwoBackendsTestCase):
         self.assertEqual(digest, self.digest(vdi))
         self.assertEqual(before, set(self.all_b()))
         self.assertEqual({}, {k: v for k, v in rec.admin_metadata.items()
-                              if k in recovery.MOVE_KEYS})
+                              if k in moves.MOVE_KEYS})
 
     def test_killed_after_the_source_was_destroyed(self):
         vol, vdi, digest, copy = self.killed_move(2 * MiB, 'moved')
@@ -310,6 +310,6 @@ class TestCrossPoolRestart(base.TwoBackendsTestCase):
         self.assertEqual(copy, rec.provider_location)
         self.assertEqual(digest, self.digest_b(copy))
         self.assertEqual({}, {k: v for k, v in rec.admin_metadata.items()
-                              if k in recovery.MOVE_KEYS})
+                              if k in moves.MOVE_KEYS})
 
     all_b = TestCrossPool.all_b
