@@ -23,12 +23,14 @@ data are written into it in 1 MiB extents spread over the disk (a sparse
 raw image through ``PUT /import_raw_vdi``: the holes stay holes). Then,
 taking turns which goes first:
 
-* cinder: ``os-migrate_volume`` to ``sxmhost@sxm-b#copper`` (pool-b's
-  thick SR) through the API; the driver copies the VDI between the pools
+* cinder: ``os-retype`` from type ``on-a`` to ``on-b`` (types naming
+  only a backend, so that Cinder hands the move to the driver; each
+  backend serves one SR here, pool-b's thick ``copper``), policy
+  on-demand: the driver copies the VDI between the pools
   (``sxm_core.crosspool.copy_vdi``), then destroys the source. The clock
-  runs from the API call until the volume manager's ``migrate_volume``
-  returns (a condition wait); the API must then show the volume
-  ``available`` on the new host;
+  runs from the API call until the volume manager's ``retype`` returns
+  (a condition wait); the API must then show the volume ``available`` on
+  ``sxmhost@sxm-b#copper``;
 * core: ``crosspool.copy_vdi`` of the volume's VDI to the same SR, called
   directly with two SessionPools (the volume is then deleted).
 
@@ -77,8 +79,22 @@ MiB = 1 << 20
 
 class VolumeBetweenPools(base.TwoBackendsTestCase):
 
+    def backend_options(self):
+        options = super().backend_options()
+        # One SR each: each arm has one place to go.
+        options[base.BACKEND]['sxm_srs'] = ['gold']
+        options[base.BACKEND_B]['sxm_srs'] = ['copper']
+        return options
+
     def setUp(self):
         super().setUp()
+        # Types naming a backend and nothing else: Cinder hands a retype
+        # between them to the driver.
+        for name, backend in (('on-a', base.BACKEND),
+                              ('on-b', base.BACKEND_B)):
+            self.api.api_post('/types', {'volume_type': {
+                'name': name, 'extra_specs': {
+                    'volume_backend_name': backend}}})
         # A run lasts minutes: the volume services must not look down to
         # the scheduler while the data plane keeps the process busy.
         self.override_config('service_down_time', 3600)
@@ -102,7 +118,7 @@ class VolumeBetweenPools(base.TwoBackendsTestCase):
         """(offset, bytes) of ``--written`` bytes in 1 MiB extents."""
         rng = random.Random(ARGS.seed)
         slots = ARGS.size // MiB
-        every = slots // (ARGS.written // MiB)
+        every = 1 if ARGS.contiguous else slots // (ARGS.written // MiB)
         for i in range(ARGS.written // MiB):
             yield i * every * MiB, rng.randbytes(MiB)
 
@@ -123,11 +139,10 @@ class VolumeBetweenPools(base.TwoBackendsTestCase):
                          size, timeout=600)
 
     def run_cinder(self, vol):
-        with told_when_done(self.volume.manager, 'migrate_volume') as done:
+        with told_when_done(self.volume.manager, 'retype') as done:
             started = time.monotonic()
-            self.action(vol['id'], {'os-migrate_volume': {
-                'host': '%s#copper' % base.HOST_B,
-                'force_host_copy': False}})
+            self.action(vol['id'], {'os-retype': {
+                'new_type': 'on-b', 'migration_policy': 'on-demand'}})
             done.wait(1800)
             seconds = time.monotonic() - started
         found = self.api.get_volume(vol['id'])
@@ -157,7 +172,7 @@ class VolumeBetweenPools(base.TwoBackendsTestCase):
             for kind in order:
                 self.report_capabilities()
                 self.report_capabilities(self.volume_b, base.HOST_B)
-                vol = self.create_volume('gold', size=ARGS.size // GiB)
+                vol = self.create_volume('on-a', size=ARGS.size // GiB)
                 vdi, sr = self.vdi_of(vol['id'])
                 assert sr == 'gold', sr
                 self.fill(vdi)
@@ -193,6 +208,11 @@ def main():
     parser.add_argument('--written', type=simmod.parse_size,
                         default='512MiB',
                         help='bytes of data in the volume (1 MiB extents)')
+    parser.add_argument('--contiguous', action='store_true',
+                        help='write the data at the start of the volume '
+                             '(default: 1 MiB extents spread evenly, which '
+                             'touches every 2 MiB VHD block of a half-'
+                             'written volume)')
     parser.add_argument('--seed', type=int, default=3)
     ARGS = parser.parse_args()
     if ARGS.size % GiB or ARGS.written > ARGS.size or ARGS.written % MiB:
@@ -200,7 +220,9 @@ def main():
                      'MiB)')
     print('detached volume between pools, Cinder vs sxm_core: %d '
           'repetitions, gold (pool-a) -> copper (pool-b), volume %s with %s '
-          'written' % (ARGS.repeat, human(ARGS.size), human(ARGS.written)),
+          'written %s' % (ARGS.repeat, human(ARGS.size), human(ARGS.written),
+                          'at its start' if ARGS.contiguous
+                          else 'in 1 MiB extents spread evenly'),
           flush=True)
     if not run_case(VolumeBetweenPools):
         return 1
