@@ -287,11 +287,7 @@ class Recovery(object):
                       kind, marker.get(moves.MOVE_POOL), exc)
             return
         if not found:
-            vol.update({'status': 'error'})
-            if vol.migration_status in MIGRATING:
-                vol.migration_status = 'error'
-            vol.save()
-            moves.clear_move(vol)
+            self._lost(vol)
             LOG.error('Volume %s: its VDI %s is gone and its copy %s in '
                       'XAPI pool %s is not there: set to error', vol.id,
                       marker.get(moves.MOVE_FROM), copy,
@@ -334,11 +330,7 @@ class Recovery(object):
             return
         chosen = self._choose(found, result, marker)
         if chosen is None:
-            vol.update({'status': 'error'})
-            if vol.migration_status in MIGRATING:
-                vol.migration_status = 'error'
-            vol.save()
-            moves.clear_move(vol)
+            self._lost(vol)
             LOG.error('Volume %s: no VDI holds its data any more (VDI %s is '
                       'gone and no VDI is labelled %s on the SRs of backend '
                       '%s): set to error', vol.id, vol.provider_location,
@@ -348,6 +340,15 @@ class Recovery(object):
         self._adopt(vol, found[chosen]['uuid'], marker,
                     'the %s completed in XAPI while cinder-volume was down'
                     % kind)
+
+    @staticmethod
+    def _lost(vol):
+        """The volume's data is nowhere: error, and its move forgotten."""
+        vol.update({'status': 'error'})
+        if vol.migration_status in MIGRATING:
+            vol.migration_status = 'error'
+        vol.save()
+        moves.clear_move(vol)
 
     def _choose(self, found, result, marker):
         if result is not None:

@@ -42,11 +42,18 @@ class TestCrossPool(base.TwoBackendsTestCase):
         return self.settled(volume_id)
 
     def settled(self, volume_id):
-        """The volume's record once its migration has ended."""
+        """The volume's record once its migration has ended.
+
+        The driver saves Cinder's side before it clears the move's record
+        (a kill in between leaves the record for the successor): ended
+        means both.
+        """
+        def ended(v):
+            return (v.migration_status not in ('starting', 'migrating')
+                    and v.status not in ('retyping', 'maintenance')
+                    and not set(v.admin_metadata) & set(moves.MOVE_KEYS))
         return self.poll(
-            lambda: (lambda v: v if v.migration_status not in (
-                'starting', 'migrating') and v.status not in (
-                    'retyping', 'maintenance') else None)(
+            lambda: (lambda v: v if ended(v) else None)(
                 self.admin_volume(volume_id)),
             what='the migration of volume %s to end' % volume_id,
             timeout=120)
