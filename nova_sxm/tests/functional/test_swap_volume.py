@@ -207,9 +207,15 @@ class MultiattachTest(test_volumes.VolumeTestBase):
             volume_id=self.cinder.MULTIATTACH_VOL)
         self._attach_volume(self.server, vol)
         self._attach_volume(self.other, vol)
-        one, two = (self.vbd_of(self.server, vdi_uuid),
-                    self.vbd_of(self.other, vdi_uuid))
-        for rec in (one, two):
+        # Nova's API lists an attachment before the compute has plugged it.
+
+        def plugged():
+            recs = [self.vbd_of(s, vdi_uuid) for s in (self.server,
+                                                       self.other)]
+            if all(r and r['currently_attached'] for r in recs):
+                return recs
+            return None
+        for rec in self.poll(plugged, what='both VBDs plugged'):
             self.assertTrue(rec['currently_attached'])
             self.assertEqual('RW', rec['mode'])
             self.assertEqual(vol, rec['other_config'][volumeops.VOLUME_KEY])
