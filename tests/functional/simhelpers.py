@@ -59,6 +59,15 @@ def two_host_topology(*pools, topology=None):
     return topo
 
 
+def two_hosts_shared_nfs(pool='pool-a'):
+    """``pool`` with two hosts and a 4 GiB shared nfs SR both see."""
+    topo = two_host_topology(pool)
+    (spec,) = [p for p in topo['pools'] if p['name'] == pool]
+    spec['srs'].append({'name': 'Shared (nfs)', 'type': 'nfs',
+                        'size': '4GiB', 'shared': True})
+    return topo
+
+
 def spy_sessions(test, sim, pool):
     """Every session ref ``pool`` of ``sim`` creates from now on (a list).
 

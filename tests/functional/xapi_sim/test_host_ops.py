@@ -28,17 +28,9 @@ NULL = base.NULL
 TIME = re.compile(r'^\d{10,}\.$')
 
 
-def _topology():
-    """pool-a: two hosts and a shared nfs SR both see."""
-    topo = simhelpers.two_host_topology('pool-a')
-    topo['pools'][0]['srs'].append({'name': 'Shared (nfs)', 'type': 'nfs',
-                                    'size': '4GiB', 'shared': True})
-    return topo
-
-
 class HostTestCase(base.SimulatorTestCase):
 
-    topology = _topology()
+    topology = simhelpers.two_hosts_shared_nfs()
 
     def setUp(self):
         super().setUp()

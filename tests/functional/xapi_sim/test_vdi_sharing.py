@@ -31,17 +31,9 @@ from xapi_sim import control
 MiB = base.MiB
 
 
-def _shared_topology():
-    """pool-a: two hosts and a shared nfs SR both see."""
-    topo = simhelpers.two_host_topology('pool-a')
-    topo['pools'][0]['srs'].append({'name': 'Shared (nfs)', 'type': 'nfs',
-                                    'size': '4GiB', 'shared': True})
-    return topo
-
-
 class SharingTestCase(base.SimulatorTestCase):
 
-    topology = _shared_topology()
+    topology = simhelpers.two_hosts_shared_nfs()
 
     def setUp(self):
         super().setUp()
