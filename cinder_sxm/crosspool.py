@@ -232,17 +232,21 @@ class CrossPool(object):
         """The type a retype to ``host`` sets, when only one fits."""
         if volume.status != 'retyping':
             return None
-        return type_for(host.get('host'), volume.volume_type_id)
+        # Types name the volume_backend_name the destination reports,
+        # which need not be its section in cinder.conf.
+        backend = (host.get('capabilities', {}).get('volume_backend_name')
+                   or volume_utils.extract_host(
+                       host.get('host'), 'backend').split('@')[-1])
+        return type_for(host.get('host'), backend, volume.volume_type_id)
 
 
-def type_for(host, current_type_id):
-    """The one volume type bound to ``host``'s backend and pool, or None.
+def type_for(host, backend, current_type_id):
+    """The one volume type bound to ``backend`` and ``host``'s pool, or None.
 
     A retype runs through migrate_volume without the new type: it is
     recorded so that a successor can finish a retype (see recovery).
     """
     ctxt = cinder_context.get_admin_context()
-    backend = volume_utils.extract_host(host, 'backend').split('@')[-1]
     pool = volume_utils.extract_host(host, 'pool')
     fits = []
     for vtype in objects.VolumeTypeList.get_all(ctxt):
