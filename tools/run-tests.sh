@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Set up ./.venv from the repo's files, then run the whole test suite:
-# flake8 (with hacking), then one stestr run per side. Nova and Cinder
-# register overlapping options in oslo.config's global CONF, so their
-# tests cannot share a process with each other: each side has its own run
-# (and its own stestr repository).
+# flake8 (with hacking), one stestr run per side (tools/test-runs.sh), the
+# documentation and release notes builds (tools/build-docs.sh), then the
+# end-to-end tier on the one-machine cloud where it can run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Commands the tests run (bindep.txt's "test" profile): Nova builds config
@@ -24,26 +23,17 @@ fi
 # included: not this project's source.
 "$VENV/bin/flake8" --extend-exclude .cloud
 
-# name, test path; each run keeps its stestr repository in
-# .stestr-runs/<name>.
-runs=("core ./tests" "nova ./nova_sxm/tests")
-[ -d cinder_sxm/tests ] && runs+=("cinder ./cinder_sxm/tests")
-
+# The unit and functional tests (the same runs as tox -e py3).
 status=0
-for run in "${runs[@]}"; do
-    read -r name path <<<"$run"
-    echo "== $name tests ($path)"
-    mkdir -p ".stestr-runs/$name"
-    stestr=("$VENV/bin/stestr" --repo-url ".stestr-runs/$name"
-            --test-path "$path" --top-dir ./)
-    [ -d ".stestr-runs/$name/.stestr" ] || "${stestr[@]}" init >/dev/null
-    # A filter given on the command line may select nothing in this run.
-    if [ $# -gt 0 ] && [ -z "$("${stestr[@]}" list "$@" 2>/dev/null)" ]; then
-        echo "(no test of this run matches $*)"
-        continue
-    fi
-    "${stestr[@]}" run "$@" || status=1
-done
+PATH="$VENV/bin:$PATH" tools/test-runs.sh "$@" || status=1
+runs=("core ./tests" "nova ./nova_sxm/tests" "cinder ./cinder_sxm/tests")
+
+# The documentation and the release notes, warnings as errors (the same
+# builds as tox -e docs and tox -e releasenotes).
+if [ $# -eq 0 ]; then
+    echo "== docs and release notes"
+    PATH="$VENV/bin:$PATH" tools/build-docs.sh || status=1
+fi
 
 # The end-to-end tier (tests/integration/): the operator's openstack
 # commands against a real one-machine cloud (tools/cloud/cloud.sh), which

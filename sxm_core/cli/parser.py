@@ -74,8 +74,8 @@ output: results on stdout; errors, log lines and progress on stderr.
 """
 
 # The demo runs on the XAPI simulator, which the product does not ship.
-DEMO_MOVED = ('the demo moved to the XAPI simulator: run `xapi-sim demo` '
-              '(installed with this package).')
+DEMO_MOVED = ('the demo moved to the XAPI simulator (xapi-sim demo), which '
+              'runs from a checkout of openstack-sxm: ./tools/demo.sh.')
 
 
 def _pairs(values, what):

@@ -26,8 +26,11 @@ import yaml
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 
-# Jobs of other repositories that the project stanza may name.
-EXTERNAL_JOBS = {'openstack-tox-pep8'}
+# Jobs of other repositories that the project stanza may name, with the
+# tox environment each runs.
+EXTERNAL_JOBS = {'openstack-tox-pep8': 'pep8',
+                 'openstack-tox-docs': 'docs',
+                 'build-openstack-releasenotes': 'releasenotes'}
 
 
 def _read(path):
@@ -100,15 +103,36 @@ class TestZuulConfig(testtools.TestCase):
                                      and 'py3' in envlist)
             self.assertTrue(known, '%s runs tox env %s, which tox.ini '
                             'does not define' % (name, env))
-        for job in EXTERNAL_JOBS:
-            self.assertIn(job[len('openstack-tox-'):], named)
+        for job, env in EXTERNAL_JOBS.items():
+            self.assertIn(env, named, job)
+
+    def test_a_change_runs_the_jobs_that_test_it(self):
+        # Zuul skips a job when every changed file matches one of its
+        # irrelevant-files: the devstack plugin's tests are in the unit
+        # and functional runs, the docs are built by the README's test
+        # command and the docs jobs.
+        def runs(job, path):
+            return not any(re.search(rx, path)
+                           for rx in job.get('irrelevant-files', []))
+        for name in ('openstack-sxm-unit-functional',
+                     'openstack-sxm-tox-py311', 'openstack-sxm-tox-py312'):
+            job = self.jobs[name]
+            self.assertTrue(runs(job, 'devstack/plugin.sh'), name)
+            self.assertTrue(runs(job, 'devstack/settings'), name)
+            self.assertTrue(runs(job, 'sxm_core/migrate.py'), name)
+            self.assertFalse(runs(job, 'doc/source/index.rst'), name)
+        checked = set()
+        for project in self.projects:
+            checked.update(j if isinstance(j, str) else list(j)[0]
+                           for j in project['check']['jobs'])
+        self.assertLessEqual(set(EXTERNAL_JOBS), checked)
 
     def test_project_pipelines_name_known_jobs(self):
         for project in self.projects:
             for pipeline, body in project.items():
                 for job in body['jobs']:
                     job = job if isinstance(job, str) else list(job)[0]
-                    self.assertIn(job, set(self.jobs) | EXTERNAL_JOBS,
+                    self.assertIn(job, set(self.jobs) | set(EXTERNAL_JOBS),
                                   '%s names unknown job %s'
                                   % (pipeline, job))
 

@@ -104,7 +104,11 @@ ensure_python() {
         sha256sum | cut -c1-16)
     if [ "$(cat "$NEUTRON_VENV/.sxm-stamp" 2>/dev/null)" != "$stamp" ]; then
         say "setting up $NEUTRON_VENV (neutron)"
-        "$PYTHON" -m venv "$NEUTRON_VENV"
+        # The interpreter of $VENV: under sudo, python3.11 may name
+        # another one (sudo's secure_path).
+        [ -x "$NEUTRON_VENV/bin/python" ] ||
+            "$("$VENV/bin/python" -c 'import sys; print(sys._base_executable)')" \
+                -m venv "$NEUTRON_VENV"
         "$NEUTRON_VENV/bin/pip" install -q -c upper-constraints.txt \
             setuptools wheel
         "$NEUTRON_VENV/bin/pip" install -q -c upper-constraints.txt \

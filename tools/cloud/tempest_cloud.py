@@ -305,7 +305,7 @@ def build_conf(cloud, args, log):
             min_microversion=nova_min,
             max_microversion=nova_max,
             build_timeout=args.build_timeout)
-    # What the SXM driver does (nova_sxm/virt/README.rst, support matrix).
+    # What the SXM driver does (doc/source/user/support-matrix.ini).
     section('compute-feature-enabled',
             live_migration=True,
             block_migration_for_live_migration=True,
