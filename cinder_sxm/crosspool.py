@@ -134,7 +134,9 @@ class CrossPool(object):
         if servers or volume.attach_status == 'attached':
             raise refuse(volume, 'it is attached to server(s) %s: XAPI '
                          'cannot move a plugged VDI to another pool alone; '
-                         'live-migrate the server with --block-migrate, or '
+                         'live-migrate the server with its disks '
+                         '(openstack server migrate --live-migration '
+                         '--block-migration), or '
                          'detach the volume first'
                          % (', '.join(servers) or 'unknown'))
         snaps = objects.SnapshotList.get_all_for_volume(context, volume.id)

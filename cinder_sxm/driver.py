@@ -350,8 +350,9 @@ class SxmVolumeDriver(driver.VolumeDriver):
         if attached:
             why = ('the source volume %s is attached to server(s) %s in '
                    'another XAPI pool: XAPI cannot move a plugged VDI to '
-                   'another pool alone; live-migrate the server with '
-                   '--block-migrate, or detach the volume first'
+                   'another pool alone; live-migrate the server with its '
+                   'disks (openstack server migrate --live-migration '
+                   '--block-migration), or detach the volume first'
                    % (source_id, ', '.join(a.instance_uuid or a.id for a
                                            in source.volume_attachment)))
         else:

@@ -226,7 +226,7 @@ class Maintenance(object):
     """Host maintenance mode, as the historic xenapi driver had it.
 
     On: the XAPI host is disabled (XAPI starts and receives no VM there)
-    and every ACTIVE or PAUSED server of this compute is live-migrated
+    and every ACTIVE server of this compute is live-migrated
     by Nova (scheduler, claims, port bindings, allocations and the
     Migration record are Nova's) to a compute of another host of this
     pool, 'auto' block migration: a VM on a shared SR moves its memory
@@ -281,8 +281,14 @@ class Maintenance(object):
             ctx = nova_context.RequestContext(
                 user_id=instance.user_id, project_id=instance.project_id,
                 is_admin=True)
-            if instance.vm_state not in (vm_states.ACTIVE,
-                                         vm_states.PAUSED) or \
+            if instance.vm_state == vm_states.PAUSED and \
+                    instance.task_state is None:
+                # xapi_vm_lifecycle: pool_migrate runs on a Running VM
+                # only, migrate_send on a Running, Halted or Suspended one.
+                left[instance.uuid] = ('paused: XAPI does not migrate a '
+                                       'paused VM; unpause it, or stop it')
+                continue
+            if instance.vm_state != vm_states.ACTIVE or \
                     instance.task_state is not None:
                 LOG.info('Maintenance: server %s stays (vm_state %s, '
                          'task_state %s)', instance.uuid, instance.vm_state,

@@ -610,8 +610,12 @@ class LiveMigrationOps(object):
                 the_plan, problems = self._plan(migrator, survey, own, facts,
                                                 block_migration=True)
             if planmod.blocking(problems):
-                raise exception.MigrationPreCheckError(
-                    reason=problems_text(problems))
+                # The scheduler turns a refused host into "No valid host
+                # was found": the reason must be in this compute's log.
+                reason = problems_text(problems)
+                LOG.warning('Live migration to %s refused: %s',
+                            facts['host_name'], reason)
+                raise exception.MigrationPreCheckError(reason=reason)
             dest_check_data.block_migration = block
             dest_check_data.is_shared_block_storage = not block
             # Public facts the destination's rollback needs: which VM and

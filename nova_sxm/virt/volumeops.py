@@ -374,7 +374,9 @@ class VolumeOps(object):
             except exception.VolumeAttachFailed as exc:
                 raise refused(
                     'a VM cannot use a VDI of another XAPI pool: '
-                    'live-migrate the server with --block-migrate (%s)'
+                    'live-migrate the server with its disks (openstack '
+                    'server migrate --live-migration --block-migration) '
+                    '(%s)'
                     % exc.kwargs.get('reason')) from None
             try:
                 new_vdi = self.find_vdi(sr, new_data)

@@ -172,6 +172,27 @@ class MaintenanceModeTest(MaintenanceBase):
         self.assertEqual(self.host_b2, rec['resident_on'])
         self.assertFalse(self.api_b.host.get_enabled(self.host_b2))
 
+    def test_a_paused_server_is_named_and_stays(self):
+        # XAPI refuses VM.pool_migrate and VM.migrate_send of a paused VM
+        # (xapi_vm_lifecycle.ml): the answer names it, nothing moves.
+        server = self._boot(4)
+        self.api.post_server_action(server['id'], {'pause': None})
+        server = self._wait_for_state_change(server, 'PAUSED')
+        body = self.maintenance('host3', 'enable', status=(400,))
+        message = body['badRequest']['message']
+        self.assertIn(server['id'], message)
+        self.assertIn('paused', message)
+        server = self.api.get_server(server['id'])
+        self.assertEqual(('PAUSED', 'host3'), (
+            server['status'], server['OS-EXT-SRV-ATTR:host']))
+        self.assertEqual([], self.api.api_get(
+            '/os-migrations?instance_uuid=%s' % server['id']
+        ).body['migrations'])
+        vm, rec = self.vm_of(server, 'pool-b')
+        self.assertEqual(('Paused', self.host_b2),
+                         (rec['power_state'], rec['resident_on']))
+        self.assertFalse(self.api_b.host.get_enabled(self.host_b2))
+
 
 class LocalDiskMaintenanceTest(MaintenanceBase):
     """Disks on pool-b-host2's own SR move with the VM (in-pool SXM)."""
