@@ -28,8 +28,10 @@ see recovery) brings every volume a dead cinder-volume left mid-operation
 into agreement with XAPI.
 
 Images (raw, vhd) go in and out through XAPI's HTTP handlers
-(``imageops``); a volume from an image is made by ``clone_image``, so
-cinder-volume needs no root helper (``sudo``, rootwrap, privsep) at all.
+(``imageops``); a volume from an image is made by ``clone_image``. The
+driver runs nothing as root; Cinder's own image flows still run
+``qemu-img`` through cinder-volume's root helper (rootwrap, privsep), as
+for any backend.
 
 One backend serves the SRs of one XAPI pool. A detached volume moves to
 a backend of another pool itself (``migrate_volume``: ``openstack volume

@@ -5,6 +5,8 @@ PYTHON=${PYTHON:-python3.11}
 VENV=${VENV:-.venv}
 stamp=$(cat requirements.txt test-requirements.txt doc/requirements.txt \
     upper-constraints.txt setup.cfg tools/venv.sh | sha256sum | cut -c1-16)
+# Recent tox writes a file .venv naming its last environment: not ours.
+[ ! -f "$VENV" ] || rm -f "$VENV"
 if [ ! -x "$VENV/bin/python" ] || \
         [ "$(cat "$VENV/.sxm-stamp" 2>/dev/null)" != "$stamp" ]; then
     # A venv that runs is brought up to date, never made again: under

@@ -315,7 +315,7 @@ class OperatorSessionTest(CloudTestCase):
 
         # Live retype there and back, the guest writing throughout.
         for tier in ('gold', 'silver'):
-            self.os('volume', 'set', '--type', tier, '--retype-policy',
+            self.os('volume', 'set', '--type', tier, '--migration-policy',
                     'on-demand', volume)
             seen = set()
 

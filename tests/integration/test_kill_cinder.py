@@ -144,7 +144,7 @@ class KillCinderVolumeTest(cloudhelpers.ServiceKillTestCase):
         self.ctl[POOL].configure(bandwidth=256 * 1024)
         self.addCleanup(self.ctl[POOL].configure, bandwidth=0)
 
-        self.os('volume', 'set', '--type', 'gold', '--retype-policy',
+        self.os('volume', 'set', '--type', 'gold', '--migration-policy',
                 'on-demand', volume)
         self.poll(lambda: self.copying(old), 'the live copy to run',
                   interval=0.2)

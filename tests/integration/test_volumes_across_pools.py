@@ -92,7 +92,7 @@ class VolumesAcrossPoolsTest(CloudTestCase):
         expected = _sha256_padded(data, GiB)
         # The types differ only by volume_backend_name: Cinder lets the
         # driver move the volume.
-        self.os('volume', 'set', '--type', 'pool-b', '--retype-policy',
+        self.os('volume', 'set', '--type', 'pool-b', '--migration-policy',
                 'on-demand', vol)
         moved = self.wait_volume(vol, 'available', type='pool-b')
         self.assertEqual(DEST, moved['os-vol-host-attr:host'])
@@ -103,7 +103,7 @@ class VolumesAcrossPoolsTest(CloudTestCase):
         (vdi,) = self.volume_vdis('pool-b', vol)
         self.assertEqual(expected, self.vdi_sha256('pool-b', vdi))
 
-        self.os('volume', 'set', '--type', 'pool-a', '--retype-policy',
+        self.os('volume', 'set', '--type', 'pool-a', '--migration-policy',
                 'on-demand', vol)
         back = self.wait_volume(vol, 'available', type='pool-a')
         self.assertTrue(back['os-vol-host-attr:host'].startswith(
@@ -140,7 +140,7 @@ class VolumesAcrossPoolsTest(CloudTestCase):
                   if uuid == vdi]
         self.write(server, 'pool-a', [dev])
         self.wait_writes(server, 'pool-a')
-        self.os('volume', 'set', '--type', 'pool-b', '--retype-policy',
+        self.os('volume', 'set', '--type', 'pool-b', '--migration-policy',
                 'on-demand', vol)
         vol_rec = self.wait_migration(vol, 'error')
         vol_rec = self.wait_volume(vol, 'in-use')
