@@ -238,7 +238,8 @@ class Maintenance(object):
     maintenance or move them first). Off: the XAPI host is enabled again.
 
     Nova 34 calls it for the os-hosts API (microversions up to 2.42,
-    ``nova host-update --maintenance enable|disable <compute>``), as
+    ``openstack host set --enable-maintenance|--disable-maintenance
+    <compute>``), as
     ``PUT /os-hosts/<compute> {"maintenance_mode": "enable"}``.
     """
 
