@@ -31,7 +31,11 @@ import pymysql
 
 import cloudhelpers
 from test_cloud import _secrets
+from test_cloud import MiB
 from test_cloud import TOP
+from test_images import _sha256_padded
+from test_volumes_across_pools import GiB
+from test_volumes_across_pools import PoolVolumes
 
 DB_PORT = int(os.environ.get('SXM_CLOUD_DB_PORT', '13306'))
 POOL = 'pool-a'
@@ -51,7 +55,8 @@ def _group_alive(pgid):
                for fields in map(cloudhelpers.stat, cloudhelpers.pids()))
 
 
-class KillCinderVolumeTest(cloudhelpers.ServiceKillTestCase):
+class KillCinderTestCase(cloudhelpers.ServiceKillTestCase):
+    """Kills cinder-volume; it runs this tree's driver."""
 
     def setUp(self):
         super().setUp()
@@ -98,6 +103,9 @@ class KillCinderVolumeTest(cloudhelpers.ServiceKillTestCase):
                                 cur.fetchone()))
         finally:
             conn.close()
+
+
+class KillCinderVolumeTest(KillCinderTestCase):
 
     def labelled(self, volume_id):
         api = self.xapi[POOL]
@@ -195,3 +203,57 @@ class KillCinderVolumeTest(cloudhelpers.ServiceKillTestCase):
                       % (time.monotonic() - started))
         self.ctl[POOL].configure(bandwidth=4 << 20)
         self.settled(server, volume, device, old)
+
+
+class KillCinderCrossPoolTest(PoolVolumes, KillCinderTestCase):
+    """cinder-volume killed mid copy of a volume to another pool.
+
+    SIGKILL while the driver itself streams a detached volume to the other
+    pool's backend (export, spool, import, verify), then its restart: the
+    source VDI still exists, so the volume stays where it was, bytes
+    intact, and nothing of the copy is left in the other pool; a second
+    retype then moves it.
+    """
+
+    def test_killed_mid_copy_to_another_pool(self):
+        vol = self.create_volume('e2e-kill-across', 'pool-a')
+        (source,) = self.volume_vdis('pool-a', vol)
+        data = os.urandom(512 * MiB)
+        self.put_bytes('pool-a', source, data)
+        expected = _sha256_padded(data, GiB)
+        del data
+
+        self.os('volume', 'set', '--type', 'pool-b', '--migration-policy',
+                'on-demand', vol)
+        # The copy is made in pool-b before a byte moves (marked
+        # sxm_copy_of): kill while it is there.
+        self.poll(lambda: self.volume_vdis('pool-b', vol),
+                  'the copy to start in pool-b', interval=0.1)
+        self.stop_cinder_volume(signal.SIGKILL)
+        rec = self.db_volume(vol)
+        self.assertEqual(('retyping', 'pool-a'),
+                         (rec['status'], rec['type']))
+
+        self.ensure_cloud()
+        back = self.wait_volume(vol, 'available', type='pool-a')
+        self.assertTrue(back['os-vol-host-attr:host'].startswith(
+            'cinder-a@sxm#'), back['os-vol-host-attr:host'])
+        self.assertEqual('error', back['os-vol-mig-status-attr:migstat'])
+        self.assertEqual(source, self.db_volume(vol)['provider_location'])
+        self.assertEqual([source], self.volume_vdis('pool-a', vol))
+        self.assertEqual(expected, self.vdi_sha256('pool-a', source))
+        api = self.xapi['pool-b']
+        self.assertEqual([], [
+            rec['uuid'] for rec in api.VDI.get_all_records().values()
+            if rec['other_config'].get('sxm_copy_of') == source],
+            'a copy of the volume is left in pool-b')
+
+        # Nothing stands in the way of the next move.
+        self.os('volume', 'set', '--type', 'pool-b', '--migration-policy',
+                'on-demand', vol)
+        moved = self.wait_volume(vol, 'available', type='pool-b')
+        self.assertEqual('success', moved['os-vol-mig-status-attr:migstat'])
+        self.assertEqual([], self.volume_vdis('pool-a', vol))
+        (copy,) = self.volume_vdis('pool-b', vol)
+        self.assertEqual(expected, self.vdi_sha256('pool-b', copy))
+        self.os('volume', 'delete', vol)

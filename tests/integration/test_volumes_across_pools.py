@@ -35,9 +35,8 @@ VOLUME_KEY = 'cinder_volume_id'
 DEST = 'cinder-a@sxm-b#gold'
 
 
-class VolumesAcrossPoolsTest(CloudTestCase):
-
-    # -- helpers -----------------------------------------------------------
+class PoolVolumes(object):
+    """A volume's VDIs and bytes in either pool (for a CloudTestCase)."""
 
     def session_of(self, pool):
         # setUpClass logs in to the pools in POOLS' order.
@@ -80,6 +79,9 @@ class VolumesAcrossPoolsTest(CloudTestCase):
         self.assertEqual(status, vol['os-vol-mig-status-attr:migstat'],
                          vol)
         return vol
+
+
+class VolumesAcrossPoolsTest(PoolVolumes, CloudTestCase):
 
     # -- tests -------------------------------------------------------------
 
