@@ -67,6 +67,7 @@ from oslo_log import log as logging
 from sxm_core import errors
 from sxm_core import tasks
 
+from cinder_sxm import crosspool
 from cinder_sxm import imageops
 from cinder_sxm import moves
 from cinder_sxm import volumeops
@@ -259,8 +260,6 @@ class Recovery(object):
         it exists, the copy (and whatever a killed copy left) goes and
         the volume stays; once it is gone, the copy is the volume.
         """
-        # Imported here: crosspool imports this module.
-        from cinder_sxm import crosspool
         kind = self._kind(vol)
         copy = marker.get(moves.MOVE_TO)
         if copy and vol.provider_location == copy:
