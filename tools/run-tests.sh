@@ -26,7 +26,7 @@ fi
 # The unit and functional tests (the same runs as tox -e py3).
 status=0
 PATH="$VENV/bin:$PATH" tools/test-runs.sh "$@" || status=1
-runs=("core ./tests" "nova ./nova_sxm/tests" "cinder ./cinder_sxm/tests")
+mapfile -t runs < <(tools/test-runs.sh --names)
 
 # The documentation and the release notes, warnings as errors (the same
 # builds as tox -e docs and tox -e releasenotes).
@@ -66,7 +66,7 @@ else
         started=
         tools/cloud/cloud.sh status >/dev/null 2>&1 || started=1
         if tools/cloud/cloud.sh up; then
-            runs+=("integration ./tests/integration")
+            runs+=(integration)
             "${stestr[@]}" run --serial "$@" || status=1
         else
             echo "== integration tests: the cloud did not come up" \
@@ -78,8 +78,7 @@ else
 fi
 
 # One plain closing line for whoever reads the log, over every run.
-for run in "${runs[@]}"; do
-    read -r name path <<<"$run"
+for name in "${runs[@]}"; do
     "$VENV/bin/stestr" --repo-url ".stestr-runs/$name" last 2>&1 || true
 done | awk '
     /Passed:/ {p+=$NF} /Failed:/ {f+=$NF} /Skipped:/ {s+=$NF}

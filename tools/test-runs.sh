@@ -10,6 +10,13 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 prefix=${SXM_RUN_PREFIX:-}
 runs=("core ./tests" "nova ./nova_sxm/tests" "cinder ./cinder_sxm/tests")
+# --names: the runs' names, for a caller that reads their repositories.
+if [ "${1:-}" = --names ]; then
+    for run in "${runs[@]}"; do
+        echo "${run%% *}"
+    done
+    exit 0
+fi
 status=0
 for run in "${runs[@]}"; do
     read -r name path <<<"$run"
